@@ -1,0 +1,63 @@
+/*
+ * ds_guest.h - helpers for freestanding DirtyScope guests: port I/O, stamping,
+ * a small PRNG and the linear page numbering of ds_control.region[].
+ */
+#ifndef DS_GUEST_H
+#define DS_GUEST_H
+
+#include "dirtyscope_abi.h"
+
+static inline void ds_out(uint16_t port, uint32_t value)
+{
+    __asm__ volatile("outl %0, %1" : : "a"(value), "Nd"(port) : "memory");
+}
+
+static inline void ds_pause(void)
+{
+    __asm__ volatile("pause" ::: "memory");
+}
+
+/* xorshift64*: fast and good enough to spread writes. */
+static inline uint64_t ds_rand(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+/* Uniform in [0, n) for n > 0 (multiply-shift, no division). */
+static inline uint64_t ds_below(uint64_t *state, uint64_t n)
+{
+    return (uint64_t)(((unsigned __int128)ds_rand(state) * n) >> 64);
+}
+
+/* Guest physical (= virtual, identity-mapped) address of a linear data page. */
+static inline volatile struct ds_stamp *ds_page(volatile struct ds_control *ctl, uint64_t linear)
+{
+    uint32_t n = ctl->nr_regions;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t pages = ctl->region[i].pages;
+        if (linear < pages)
+            return (volatile struct ds_stamp *)(uintptr_t)(ctl->region[i].gpa + linear * ctl->page_size);
+        linear -= pages;
+    }
+    return 0;
+}
+
+/* Write one page: a fresh stamp at its start. Returns 0 if the page is out of range. */
+static inline int ds_stamp_page(volatile struct ds_control *ctl, uint32_t vcpu, uint64_t linear)
+{
+    volatile struct ds_stamp *p = ds_page(ctl, linear);
+    if (!p)
+        return 0;
+    uint64_t stamp = __atomic_add_fetch((uint64_t *)&ctl->stamp, 1, __ATOMIC_RELAXED);
+    p->vcpu = vcpu;
+    p->magic = DS_STAMP_MAGIC;
+    p->stamp = stamp;
+    return 1;
+}
+
+#endif /* DS_GUEST_H */

@@ -1,0 +1,56 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers, each a target; arrows point one way:
+//   CKVM (C shim over <linux/kvm.h>) -> KVM -> DirtyScopeModel (value types: rounds, events, settings)
+//   DirtyScopeModel -> DirtyScopeRecording (replay files; needs no /dev/kvm)
+//   DirtyScopeModel + KVM + DirtyScopeRecording -> DirtyScopeCore (VM, guest, harvest, accounting)
+//   DirtyScopeModel -> DirtyScopeTUI (renders snapshots, sends SessionCommands; no KVM calls)
+//   everything -> dirtyscope (the CLI)
+// Guests/ is compiled by GuestBuildPlugin with the toolchain's clang and ld.lld and
+// embedded into GuestImages, which DirtyScopeCore loads into the VM.
+let package = Package(
+    name: "DirtyScope",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "dirtyscope", targets: ["dirtyscope"]),
+        .library(name: "KVM", targets: ["KVM"]),
+        .library(name: "DirtyScopeCore", targets: ["DirtyScopeCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .target(
+            name: "CKVM",
+            cSettings: [.headerSearchPath("../../Guests/include")]
+        ),
+        .target(name: "KVM", dependencies: ["CKVM"]),
+        .executableTarget(name: "GuestEmbed"),
+        .plugin(
+            name: "GuestBuildPlugin",
+            capability: .buildTool(),
+            dependencies: ["GuestEmbed"]
+        ),
+        .target(name: "GuestImages", plugins: ["GuestBuildPlugin"]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .target(name: "DirtyScopeModel", dependencies: ["KVM"]),
+        .target(name: "DirtyScopeRecording", dependencies: ["DirtyScopeModel", "KVM", "CZlib"]),
+        .target(name: "DirtyScopeCore", dependencies: ["KVM", "CKVM", "GuestImages", "DirtyScopeModel", "DirtyScopeRecording"]),
+        .systemLibrary(name: "CNcurses", path: "Sources/CNcurses"),
+        .target(name: "DirtyScopeTUI", dependencies: ["DirtyScopeModel", "KVM", "CNcurses"]),
+        .executableTarget(
+            name: "dirtyscope",
+            dependencies: [
+                "DirtyScopeCore", "DirtyScopeTUI", "DirtyScopeRecording", "DirtyScopeModel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "KVMTests", dependencies: ["KVM", "CKVM", "GuestImages", "DirtyScopeCore"]),
+        .testTarget(name: "DirtyScopeCoreTests", dependencies: ["DirtyScopeCore", "DirtyScopeModel", "KVM"]),
+        .testTarget(name: "DirtyScopeRecordingTests", dependencies: ["DirtyScopeRecording", "DirtyScopeModel", "KVM"]),
+        .testTarget(name: "DirtyScopeTUITests", dependencies: ["DirtyScopeTUI", "DirtyScopeModel", "KVM"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["dirtyscope"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,87 @@
+import KVM
+
+/// The user cleared blocks by hand (`c` in the UI, or `Session.clearBlocks`).
+public struct BlockClear: Equatable, Codable, Sendable {
+    public var slot: Int
+    /// Block indices (64 pages each), sorted and unique.
+    public var blocks: [Int]
+    /// `KVM_CLEAR_DIRTY_LOG` calls made (adjacent blocks are merged into one call).
+    public var calls: Int
+    /// Pages whose dirty bit was set when cleared (and so were copied).
+    public var pagesCleared: Int
+    public var pagesCopied: Int
+    public var clearNanos: UInt64
+
+    public init(slot: Int, blocks: [Int], calls: Int, pagesCleared: Int, pagesCopied: Int, clearNanos: UInt64) {
+        self.slot = slot
+        self.blocks = blocks
+        self.calls = calls
+        self.pagesCleared = pagesCleared
+        self.pagesCopied = pagesCopied
+        self.clearNanos = clearNanos
+    }
+}
+
+/// Something that happened in a session besides a round.
+public enum SessionEvent: Equatable, Sendable {
+    case modeChanged(HarvestMode, ClearChunk)
+    case workloadChanged(WorkloadSettings)
+    case intervalChanged(nanos: UInt64)
+    case bandwidthChanged(bytesPerSecond: UInt64)
+    case paused
+    case resumed
+    case blocksCleared(BlockClear)
+    case verified(Verification)
+    /// The guest stopped with a fault (shutdown, internal error, failed entry, panic port).
+    case guestFault(String)
+    /// The guest (and VM) were restarted, with the reason.
+    case restarted(String)
+    /// A vCPU stopped because its dirty ring was full.
+    case ringFull(vcpu: Int)
+    case recordingStarted(path: String)
+    case recordingStopped(path: String)
+    case note(String)
+}
+
+/// An event with the time it happened, nanoseconds since the session started.
+public struct TimedEvent: Equatable, Sendable {
+    public var nanos: UInt64
+    public var event: SessionEvent
+
+    public init(nanos: UInt64, event: SessionEvent) {
+        self.nanos = nanos
+        self.event = event
+    }
+}
+
+/// What a session produces, in order: the stream the UI folds and the recorder writes.
+public enum SessionRecord: Equatable, Sendable {
+    case round(Round)
+    case event(TimedEvent)
+}
+
+/// Commands the UI (or a test) sends to a live session.
+public enum SessionCommand: Equatable, Sendable {
+    case setMode(HarvestMode)
+    case setClearChunk(ClearChunk)
+    /// Clear these blocks of a slot with `KVM_CLEAR_DIRTY_LOG` and copy them.
+    case clearBlocks(slot: Int, blocks: [Int])
+    case pause
+    case resume
+    /// Harvest one round while paused.
+    case step
+    case setWorkload(Workload)
+    /// Multiply the guest's write rate by this factor.
+    case scaleRate(Double)
+    case setIntervalNanos(UInt64)
+    case setBandwidth(UInt64)
+    case restartGuest
+    case startRecording(path: String)
+    case stopRecording
+}
+
+/// Where the UI sends commands. The live session implements it; a replay ignores
+/// session commands and offers its own transport.
+public protocol SessionController: AnyObject, Sendable {
+    func send(_ command: SessionCommand)
+}
