@@ -23,7 +23,7 @@ public struct BlockClear: Equatable, Codable, Sendable {
 }
 
 /// Something that happened in a session besides a round.
-public enum SessionEvent: Equatable, Sendable {
+public enum SessionEvent: Equatable, Codable, Sendable {
     case modeChanged(HarvestMode, ClearChunk)
     case workloadChanged(WorkloadSettings)
     case intervalChanged(nanos: UInt64)
@@ -44,7 +44,7 @@ public enum SessionEvent: Equatable, Sendable {
 }
 
 /// An event with the time it happened, nanoseconds since the session started.
-public struct TimedEvent: Equatable, Sendable {
+public struct TimedEvent: Equatable, Codable, Sendable {
     public var nanos: UInt64
     public var event: SessionEvent
 

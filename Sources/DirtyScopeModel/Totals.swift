@@ -1,0 +1,64 @@
+/// Running sums over rounds: what the UI shows as "total" and `inspect` summarises.
+public struct RoundTotals: Equatable, Codable, Sendable {
+    public var rounds: UInt64 = 0
+    public var reported: UInt64 = 0
+    public var falsePositives: UInt64 = 0
+    public var initial: UInt64 = 0
+    public var copiedPages: UInt64 = 0
+    public var bytesCopied: UInt64 = 0
+    public var guestWrites: UInt64 = 0
+    public var writeProtectFaults: UInt64 = 0
+    /// Sum of `missed` over rounds that verified.
+    public var missed: UInt64 = 0
+    public var verifications: UInt64 = 0
+    public var ringFullExits: UInt64 = 0
+    public var get = LatencyStats()
+    public var clear = LatencyStats()
+    /// Nanoseconds covered by the rounds (sum of durations).
+    public var durationNanos: UInt64 = 0
+
+    public init() {}
+
+    /// Adds one round.
+    public mutating func add(_ round: Round) {
+        rounds += 1
+        reported += UInt64(round.reported)
+        falsePositives += UInt64(round.falsePositives)
+        initial += UInt64(round.initial)
+        copiedPages += UInt64(round.copiedPages)
+        bytesCopied += round.bytesCopied
+        guestWrites += round.guestWrites
+        writeProtectFaults += round.writeProtectFaults
+        ringFullExits += round.ringFullExits
+        if let missed = round.missed {
+            self.missed += UInt64(missed)
+            verifications += 1
+        }
+        get.merge(round.getLatency)
+        clear.merge(round.clearLatency)
+        durationNanos += round.durationNanos
+    }
+
+    /// False positives over reported pages that were not first copies (0...1).
+    public var falsePositiveRate: Double {
+        let base = reported - initial
+        return base > 0 ? Double(falsePositives) / Double(base) : 0
+    }
+}
+
+/// A recorded session opened for replay: random access by round. Implemented by the
+/// recording reader; the UI's replay view reads through it and needs no /dev/kvm.
+public protocol RecordedSession: AnyObject {
+    /// The header: what was recorded, on which host, with which settings.
+    var info: SessionInfo { get }
+    /// Whole rounds in the file.
+    var roundCount: Int { get }
+    /// Round `i` (0-based) with the events recorded after round `i - 1` and before it.
+    func entry(at i: Int) throws -> (events: [TimedEvent], round: Round)
+    /// Events after the last round.
+    var trailingEvents: [TimedEvent] { get }
+    /// Totals over rounds `0...i`, without decoding their bitmaps (cheap: for seeking).
+    func totals(through i: Int) -> RoundTotals
+    /// What went wrong while opening (truncation, corrupt records skipped), a line each.
+    var warnings: [String] { get }
+}
