@@ -21,10 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        .target(
-            name: "CKVM",
-            cSettings: [.headerSearchPath("../../Guests/include")]
-        ),
+        // include/dirtyscope_abi.h is a symlink to Guests/include: one ABI header for both sides.
+        .target(name: "CKVM"),
         .target(name: "KVM", dependencies: ["CKVM"]),
         .executableTarget(name: "GuestEmbed"),
         .plugin(

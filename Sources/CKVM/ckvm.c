@@ -23,6 +23,9 @@ const unsigned long ckvm_KVM_GET_SREGS = KVM_GET_SREGS;
 const unsigned long ckvm_KVM_SET_SREGS = KVM_SET_SREGS;
 const unsigned long ckvm_KVM_SET_CPUID2 = KVM_SET_CPUID2;
 
+const uint32_t ckvm_DIRTY_GFN_F_DIRTY = KVM_DIRTY_GFN_F_DIRTY;
+const uint32_t ckvm_DIRTY_GFN_F_RESET = KVM_DIRTY_GFN_F_RESET;
+
 _Static_assert(sizeof(struct kvm_dirty_log) == 16, "kvm_dirty_log");
 _Static_assert(sizeof(struct kvm_clear_dirty_log) == 24, "kvm_clear_dirty_log");
 _Static_assert(sizeof(struct kvm_userspace_memory_region) == 32, "kvm_userspace_memory_region");

@@ -153,14 +153,22 @@ public struct DirtyBitmap: Equatable, Hashable, Sendable {
     }
 
     /// Gives the kernel (or any C API) the words to read or fill.
-    public mutating func withUnsafeMutableWords<R>(_ body: (UnsafeMutableBufferPointer<UInt64>) throws -> R) rethrows -> R {
+    public mutating func withUnsafeMutableWords<R, E: Error>(_ body: (UnsafeMutableBufferPointer<UInt64>) throws(E) -> R) throws(E) -> R {
         defer { maskTail() }
-        return try words.withUnsafeMutableBufferPointer { try body($0) }
+        var result: Result<R, E>!
+        words.withUnsafeMutableBufferPointer { buffer in
+            do throws(E) { result = .success(try body(buffer)) } catch { result = .failure(error) }
+        }
+        return try result.get()
     }
 
     /// Reads the words without copying them.
-    public func withUnsafeWords<R>(_ body: (UnsafeBufferPointer<UInt64>) throws -> R) rethrows -> R {
-        try words.withUnsafeBufferPointer { try body($0) }
+    public func withUnsafeWords<R, E: Error>(_ body: (UnsafeBufferPointer<UInt64>) throws(E) -> R) throws(E) -> R {
+        var result: Result<R, E>!
+        words.withUnsafeBufferPointer { buffer in
+            do throws(E) { result = .success(try body(buffer)) } catch { result = .failure(error) }
+        }
+        return try result.get()
     }
 
     private mutating func update(_ range: Range<Int>, to value: Bool) {

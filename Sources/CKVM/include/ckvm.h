@@ -34,6 +34,10 @@ extern const unsigned long ckvm_KVM_GET_SREGS;
 extern const unsigned long ckvm_KVM_SET_SREGS;
 extern const unsigned long ckvm_KVM_SET_CPUID2;
 
+/* kvm_dirty_gfn.flags bits (_BITULL macros Swift cannot import). */
+extern const uint32_t ckvm_DIRTY_GFN_F_DIRTY;
+extern const uint32_t ckvm_DIRTY_GFN_F_RESET;
+
 /* ioctl(2) with a pointer argument; returns -errno on failure. */
 long ckvm_ioctl_ptr(int fd, unsigned long request, void *arg);
 /* ioctl(2) with an integer argument; returns -errno on failure. */

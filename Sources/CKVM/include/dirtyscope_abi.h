@@ -1,0 +1,1 @@
+../../../Guests/include/dirtyscope_abi.h

@@ -1,0 +1,70 @@
+import DirtyScopeModel
+import KVM
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The consumer's side of a pre-copy migration: a sparse copy of every data slot,
+/// plus which pages have ever been copied. Pages cost host memory only once copied.
+final class Destination {
+    let memory: [GuestMemory]
+    /// Pages copied at least once, per slot.
+    private(set) var copied: [DirtyBitmap]
+    let pageSize = PageSize.system
+
+    init(slots: [MemorySlot]) throws(KVMError) {
+        var m: [GuestMemory] = []
+        for (i, s) in slots.enumerated() {
+            m.append(try GuestMemory(bytes: s.byteCount, what: "destination of memslot \(i)"))
+        }
+        memory = m
+        copied = slots.map { DirtyBitmap(pageCount: $0.pageCount) }
+    }
+
+    /// How a reported page compares with its last copy.
+    enum Verdict { case changed, falsePositive, initial }
+
+    /// Classifies page `page` of `slot` against the source, before it is copied:
+    /// unchanged since the last copy is a false positive; unchanged and never copied is
+    /// an initial report (INITIALLY_SET); anything else changed.
+    @inline(__always)
+    func classify(slot: Int, page: Int, source: GuestMemory, method: FalsePositiveMethod) -> Verdict {
+        let src = source.page(page), dst = memory[slot].page(page)
+        let same: Bool
+        switch method {
+        case .stamp:
+            // The guest stores its stamp as one aligned 8-byte write at offset 0.
+            same = src.load(as: UInt64.self) == dst.load(as: UInt64.self)
+        case .content:
+            same = memcmp(src, dst, pageSize) == 0
+        }
+        if !same { return .changed }
+        return copied[slot][page] ? .falsePositive : .initial
+    }
+
+    /// Copies page `page` of `slot` from the source.
+    @inline(__always)
+    func copy(slot: Int, page: Int, source: GuestMemory) {
+        memcpy(memory[slot].page(page), source.page(page), pageSize)
+        copied[slot][page] = true
+    }
+
+    /// Compares every page of the source slot with its copy (skipping pages resident in
+    /// neither, which are zero on both sides), re-copies the ones that differ and returns
+    /// how many differed, and how many pages were compared.
+    func verify(slot: Int, source: GuestMemory) -> (differing: Int, compared: Int) {
+        var candidates = source.residentPages()
+        candidates.formUnion(memory[slot].residentPages())
+        var differing = 0
+        candidates.forEachSetPage { page in
+            if memcmp(source.page(page), memory[slot].page(page), pageSize) != 0 {
+                differing += 1
+                copy(slot: slot, page: page, source: source)
+            }
+        }
+        return (differing, candidates.count)
+    }
+
+    /// Host memory the destination holds, in pages.
+    var residentPages: Int { memory.reduce(0) { $0 + $1.residentPages().count } }
+}

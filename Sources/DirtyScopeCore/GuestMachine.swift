@@ -1,0 +1,559 @@
+import CKVM
+import DirtyScopeModel
+import Foundation
+import GuestImages
+import KVM
+
+/// Which program runs in the guest.
+public enum GuestProgram: Equatable, Sendable {
+    /// A guest built from Guests/ (by folder name), normally "workload".
+    case builtin(String)
+    /// A user's flat binary, loaded at DS_LOAD_GPA and entered at its first byte.
+    case file(String)
+
+    /// Loads the image, checking size limits; errors name the value and the limit.
+    func load() throws(SessionError) -> (name: String, bytes: [UInt8], stamps: Bool) {
+        switch self {
+        case .builtin(let name):
+            guard let bytes = GuestImages.image(named: name) else {
+                throw .invalidArgument("no built-in guest named '\(name)' (have: \(GuestImages.names.joined(separator: ", ")))")
+            }
+            return (name, bytes, true)
+        case .file(let path):
+            let limit = Int(DS_MAX_GUEST_BYTES)
+            guard let handle = FileHandle(forReadingAtPath: path) else {
+                throw .invalidArgument("guest file '\(path)' cannot be read: \(String(cString: strerror(errno)))")
+            }
+            defer { try? handle.close() }
+            let data = (try? handle.read(upToCount: limit + 1)) ?? Data()
+            guard !data.isEmpty else { throw .invalidArgument("guest file '\(path)' is empty") }
+            guard data.count <= limit else {
+                throw .invalidArgument("guest file '\(path)' is larger than the \(limit)-byte limit (\(limit / 1024) KiB)")
+            }
+            return ((path as NSString).lastPathComponent, [UInt8](data), false)
+        }
+    }
+}
+
+/// A guest that stopped with a fault, with the registers at the time.
+public struct GuestFault: Error, Equatable, Sendable, CustomStringConvertible {
+    public let vcpu: Int
+    public let reason: String
+    public let rip: UInt64
+    public let rsp: UInt64
+    public let cr3: UInt64
+
+    public var description: String {
+        "vCPU \(vcpu): \(reason) at rip=0x\(String(rip, radix: 16)) rsp=0x\(String(rsp, radix: 16)) cr3=0x\(String(cr3, radix: 16))"
+    }
+}
+
+/// How the VM is built.
+public struct MachineConfig: Sendable {
+    /// Sizes of the data memslots in bytes (each a multiple of the page size).
+    public var slotBytes: [Int]
+    public var vcpus: Int
+    public var guest: GuestProgram
+    /// Per-vCPU dirty ring entries; 0 turns rings off.
+    public var ringEntries: Int
+    /// Manual-protect flags enabled before the memslots exist (INITIALLY_SET only
+    /// matters then); `[]` starts in legacy mode.
+    public var initialManualProtect: ManualProtectFlags
+    public var workload: WorkloadSettings
+    /// dirty_log_perf_test style: vCPUs stop after each pass until the host starts the next.
+    public var lockstep: Bool
+    /// Writes per pass in lockstep mode (0 = the workload's natural pass).
+    public var passWrites: UInt64
+
+    public init(slotBytes: [Int], vcpus: Int, guest: GuestProgram = .builtin("workload"), ringEntries: Int = 0,
+                initialManualProtect: ManualProtectFlags = [], workload: WorkloadSettings, lockstep: Bool = false,
+                passWrites: UInt64 = 0) {
+        self.slotBytes = slotBytes
+        self.vcpus = vcpus
+        self.guest = guest
+        self.ringEntries = ringEntries
+        self.initialManualProtect = initialManualProtect
+        self.workload = workload
+        self.lockstep = lockstep
+        self.passWrites = passWrites
+    }
+}
+
+/// The VM with its guest: the system slot (code, page tables, control block, stacks),
+/// the data slots DirtyScope watches, and one thread per vCPU. It handles the guest's
+/// port calls (pacing, passes, idling, console, panic), stops the world on request,
+/// and reports faults instead of crashing.
+public final class GuestMachine: @unchecked Sendable {
+    public let system: KVMSystem
+    public let vm: VirtualMachine
+    public let config: MachineConfig
+    public let dataSlots: [MemorySlot]
+    public let guestName: String
+    /// Whether the guest stamps pages (the built-in one does; a user's may not).
+    public let guestStamps: Bool
+    let systemMemory: GuestMemory
+    let control: ControlBlock
+    let vcpus: [VCPU]
+    private let vcpuStats: [BinaryStats]
+    private let vmStats: BinaryStats?
+
+    private let lock = NSCondition()
+    private var threads: [pthread_t] = []
+    private var started = false
+    private var stopping = false
+    private var pauseRequested = false
+    private var parked = 0
+    private var running = 0
+    private var iteration: UInt64 = 1
+    private var passDone: [UInt64]
+    private var ringResets: UInt64 = 0
+    private var ringWaiting = 0
+    private var ringFullCount: UInt64 = 0
+    private var idleWake: UInt64 = 0
+    private var fault: GuestFault?
+    private var console: [UInt8] = []
+    /// Linear page offset of each data slot.
+    let slotFirstLinear: [Int]
+
+    /// Called (from a vCPU thread) when the guest faults or a ring fills.
+    public var onFault: (@Sendable (GuestFault) -> Void)?
+    public var onRingFull: (@Sendable (Int) -> Void)?
+
+    /// Builds the VM, loads the guest and creates the vCPUs; does not start them.
+    /// Everything made is released again if a later step fails.
+    public init(system: KVMSystem, config: MachineConfig) throws(SessionError) {
+        self.system = system
+        self.config = config
+        let page = PageSize.system
+        let program = try config.guest.load()
+        guestName = program.name
+        guestStamps = program.stamps
+
+        let maxVCPUs = min(system.maxVCPUs, Int(DS_MAX_VCPUS))
+        guard config.vcpus >= 1, config.vcpus <= maxVCPUs else {
+            throw .invalidArgument("\(config.vcpus) vCPUs: allowed 1 to \(maxVCPUs) (host KVM limit \(system.maxVCPUs), ABI limit \(DS_MAX_VCPUS))")
+        }
+        let maxSlots = min(Int(DS_MAX_REGIONS), max(0, system.maxMemslots - 1))
+        guard !config.slotBytes.isEmpty, config.slotBytes.count <= maxSlots else {
+            throw .invalidArgument("\(config.slotBytes.count) memslots: allowed 1 to \(maxSlots) (host limit \(system.maxMemslots) including the system slot, ABI limit \(DS_MAX_REGIONS))")
+        }
+        var layout: [(gpa: UInt64, bytes: Int)] = []
+        var gpa = DS_DATA_GPA
+        for (i, bytes) in config.slotBytes.enumerated() {
+            guard bytes > 0, bytes % page == 0 else {
+                throw .invalidArgument("memslot \(i) size \(bytes) bytes is not a positive multiple of the page size \(page)")
+            }
+            layout.append((gpa, bytes))
+            gpa += (UInt64(bytes) + (2 << 20) - 1) & ~((2 << 20) - 1)   // next slot 2 MiB aligned
+        }
+        guard gpa <= DS_MAX_GPA else {
+            throw .invalidArgument("guest memory of \(formatBytes(gpa - DS_DATA_GPA)) exceeds the \(formatBytes(DS_MAX_GPA - DS_DATA_GPA)) the guest layout maps")
+        }
+        let vm: VirtualMachine
+        do {
+            vm = try system.makeVM()
+            if config.ringEntries > 0 {
+                try vm.enableDirtyRing(bytes: config.ringEntries * Int(CKVM_SIZEOF_DIRTY_GFN))
+            }
+            if !config.initialManualProtect.isEmpty {
+                try vm.setManualProtect(config.initialManualProtect)
+            }
+            systemMemory = try GuestMemory(bytes: Int(DS_SYSTEM_BYTES), what: "system memory")
+            try vm.addSlot(id: 0, guestPhysicalAddress: 0, memory: systemMemory, logDirtyPages: false)
+            var slots: [MemorySlot] = []
+            for (i, l) in layout.enumerated() {
+                let memory = try GuestMemory(bytes: l.bytes, what: "memslot \(i)")
+                slots.append(try vm.addSlot(id: UInt32(i + 1), guestPhysicalAddress: l.gpa, memory: memory, logDirtyPages: true))
+            }
+            dataSlots = slots
+        } catch {
+            throw .kvm(error)
+        }
+        self.vm = vm
+        var first: [Int] = []
+        var linear = 0
+        for s in dataSlots { first.append(linear); linear += s.pageCount }
+        slotFirstLinear = first
+        passDone = [UInt64](repeating: 0, count: config.vcpus)
+
+        // System slot: GDT, page tables, control block, code.
+        let host = systemMemory.base
+        let gdtLimit = LongMode.writeGDT(hostBase: host, gdtGPA: DS_GDT_GPA)
+        let cr3 = LongMode.writeIdentityMap(hostBase: host, tableGPA: DS_PAGETABLE_GPA, mapping: gpa)
+        control = ControlBlock(base: host + Int(DS_CONTROL_GPA))
+        control.initialize(pageSize: page, vcpus: config.vcpus,
+                           regions: dataSlots.map { ($0.guestPhysicalAddress, $0.pageCount) })
+        program.bytes.withUnsafeBytes { (host + Int(DS_LOAD_GPA)).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+
+        let totalPages = linear
+        var made: [VCPU] = []
+        var stats: [BinaryStats] = []
+        do {
+            let cpuid = try system.supportedCPUID()
+            for i in 0..<config.vcpus {
+                let vcpu = try vm.makeVCPU(id: i)
+                try vcpu.setCPUID(cpuid)
+                let sregs = LongMode.specialRegisters(from: try vcpu.specialRegisters(), cr3: cr3, gdtGPA: DS_GDT_GPA, gdtLimit: gdtLimit)
+                try vcpu.setSpecialRegisters(sregs)
+                let stackTop = DS_STACK_GPA + UInt64(i + 1) * DS_STACK_BYTES - 8
+                try vcpu.setRegisters(LongMode.registers(rip: DS_LOAD_GPA, rsp: stackTop, rdi: UInt64(i), rsi: DS_CONTROL_GPA))
+                if let s = try? vcpu.stats() { stats.append(s) }
+                made.append(vcpu)
+                // Each vCPU owns a contiguous share of the linear data pages.
+                let lo = totalPages * i / config.vcpus, hi = totalPages * (i + 1) / config.vcpus
+                control.store(i, .firstPage, UInt64(lo))
+                control.store(i, .numPages, UInt64(hi - lo))
+                control.configure(i, workload: config.workload.workload.abiValue, settings: config.workload, passWrites: config.passWrites)
+            }
+        } catch {
+            throw .kvm(error)
+        }
+        vcpus = made
+        vcpuStats = stats
+        vmStats = try? vm.stats()
+    }
+
+    deinit { stop() }
+
+    /// Total data pages.
+    public var totalPages: Int { dataSlots.reduce(0) { $0 + $1.pageCount } }
+
+    // MARK: Lifecycle
+
+    /// Starts one thread per vCPU.
+    public func start() {
+        lock.lock()
+        guard !started else { lock.unlock(); return }
+        started = true
+        running = vcpus.count
+        lock.unlock()
+        VCPUKick.installHandler()
+        for vcpu in vcpus {
+            threads.append(spawnThread { [self] in self.vcpuLoop(vcpu) })
+        }
+    }
+
+    /// Stops the vCPU threads and waits for them. Idempotent.
+    public func stop() {
+        lock.lock()
+        stopping = true
+        lock.broadcast()
+        lock.unlock()
+        kickAll()
+        for t in threads { pthread_join(t, nil) }
+        threads.removeAll()
+    }
+
+    /// Stops the world: returns once every vCPU is out of KVM_RUN and parked.
+    public func pause() {
+        lock.lock()
+        pauseRequested = true
+        lock.unlock()
+        kickAll()
+        lock.lock()
+        while started && !stopping && parked < running {
+            if !lock.wait(until: Date().addingTimeInterval(0.05)) {
+                lock.unlock()
+                kickAll()
+                lock.lock()
+            }
+        }
+        lock.unlock()
+    }
+
+    /// Lets the vCPUs run again.
+    public func resume() {
+        lock.lock()
+        pauseRequested = false
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    /// True while paused.
+    public var isPaused: Bool { lock.lock(); defer { lock.unlock() }; return pauseRequested }
+
+    /// The fault that stopped the guest, if any.
+    public var currentFault: GuestFault? { lock.lock(); defer { lock.unlock() }; return fault }
+
+    /// Bytes the guest wrote to DS_PORT_PUTC.
+    public var consoleText: String { lock.lock(); defer { lock.unlock() }; return String(decoding: console, as: UTF8.self) }
+
+    private func kickAll() {
+        for v in vcpus { v.requestImmediateExit() }
+        for t in threads { VCPUKick.signal(t) }
+    }
+
+    // MARK: Workload
+
+    /// Changes the workload of every vCPU while the guest runs.
+    public func setWorkload(_ settings: WorkloadSettings, passWrites: UInt64? = nil) {
+        for i in 0..<vcpus.count {
+            control.configure(i, workload: settings.workload.abiValue, settings: settings, passWrites: passWrites ?? config.passWrites)
+        }
+        wakeIdle()
+    }
+
+    /// Changes the write rate of every vCPU.
+    public func setRate(_ rate: UInt64) {
+        for i in 0..<vcpus.count { control.setRate(i, rate) }
+        wakeIdle()
+    }
+
+    /// Page writes the guest has done in total (from its own counters).
+    public var guestWrites: UInt64 { (0..<vcpus.count).reduce(0) { $0 &+ control.load($1, .writes) } }
+
+    /// The last stamp handed out by the guest.
+    public var lastStamp: UInt64 { control.stamp }
+
+    /// Makes vCPU `vcpu` (running the command workload) write linear page `linearPage`
+    /// once, and waits until it has. Returns false on timeout or fault.
+    public func commandWrite(vcpu: Int, linearPage: Int, timeout: Double = 10) -> Bool {
+        let seq = control.load(vcpu, .commandSeq) &+ 1
+        control.store(vcpu, .commandPage, UInt64(linearPage))
+        control.store(vcpu, .commandSeq, seq)
+        wakeIdle()
+        let deadline = Date().addingTimeInterval(timeout)
+        while control.load(vcpu, .commandAck) != seq {
+            if Date() > deadline || currentFault != nil { return false }
+            usleep(100)
+        }
+        return true
+    }
+
+    /// Switches every vCPU to the host-driven command workload and waits until each
+    /// has acknowledged the switch (so no other workload's write is still in flight).
+    public func enterCommandMode() {
+        for i in 0..<vcpus.count {
+            control.store(i, .commandAck, control.load(i, .commandSeq))
+            control.configure(i, workload: UInt32(DS_WL_COMMAND.rawValue), settings: config.workload, passWrites: 0)
+        }
+        wakeIdle()
+        // A heartbeat advancing twice after the switch means the guest has re-read its block.
+        for i in 0..<vcpus.count {
+            let beat = control.load(i, .heartbeat)
+            let deadline = Date().addingTimeInterval(5)
+            while control.load(i, .heartbeat) < beat &+ 2 && Date() < deadline && currentFault == nil { usleep(200) }
+        }
+    }
+
+    private func wakeIdle() {
+        lock.lock()
+        idleWake &+= 1
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    // MARK: Lockstep iterations (dirty_log_perf_test style)
+
+    /// Waits until every vCPU has finished the pass of the current iteration.
+    public func waitForPass() {
+        lock.lock()
+        while !stopping && fault == nil && passDone.contains(where: { $0 < iteration }) {
+            lock.wait(until: Date().addingTimeInterval(0.1))
+        }
+        lock.unlock()
+    }
+
+    /// Starts the next iteration: every vCPU does one more pass.
+    public func startNextIteration() {
+        lock.lock()
+        iteration += 1
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    // MARK: Dirty rings
+
+    /// Called by the harvester after KVM_RESET_DIRTY_RINGS: vCPUs stopped on a full ring go on.
+    public func ringsWereReset() {
+        lock.lock()
+        ringResets &+= 1
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    /// Times a vCPU stopped on a full ring, in total.
+    public var ringFullExits: UInt64 { lock.lock(); defer { lock.unlock() }; return ringFullCount }
+
+    /// The vCPUs' dirty rings (ring mode).
+    public var rings: [DirtyRing] { vcpus.compactMap(\.dirtyRing) }
+
+    // MARK: Statistics
+
+    /// Sum over vCPUs of the binary statistics `names` (missing ones count 0).
+    public func vcpuStatSum(_ names: [String]) -> UInt64 {
+        vcpuStats.reduce(0) { total, s in total &+ s.values(names).reduce(0, &+) }
+    }
+
+    /// A VM binary statistic.
+    public func vmStat(_ name: String) -> UInt64 { vmStats?.value(name) ?? 0 }
+
+    /// Names of the vCPU statistics this host offers.
+    public var vcpuStatNames: [String] { vcpuStats.first?.names ?? [] }
+
+    // MARK: The vCPU thread
+
+    private func vcpuLoop(_ vcpu: VCPU) {
+        var deadline = monotonicNanos()
+        while true {
+            lock.lock()
+            if stopping { running -= 1; lock.broadcast(); lock.unlock(); return }
+            if pauseRequested {
+                parked += 1
+                lock.broadcast()
+                while pauseRequested && !stopping { lock.wait() }
+                parked -= 1
+                deadline = monotonicNanos()
+            }
+            lock.unlock()
+
+            let exit: VCPUExit
+            do {
+                exit = try vcpu.run()
+            } catch {
+                reportFault(vcpu, error.description)
+                return
+            }
+            switch exit {
+            case .interrupted:
+                continue
+            case .portOut(let port, _, let value):
+                handlePort(vcpu, port: port, value: value, deadline: &deadline)
+                if port == DS_PORT_PANIC {
+                    reportFault(vcpu, "guest panic (DS_PORT_PANIC, code \(value))")
+                    return
+                }
+            case .portIn:
+                vcpu.completePortIn(0)
+            case .halt:
+                reportFault(vcpu, "guest halted (HLT)")
+                return
+            case .dirtyRingFull:
+                lock.lock()
+                ringFullCount += 1
+                let seen = ringResets
+                lock.unlock()
+                onRingFull?(vcpu.id)
+                lock.lock()
+                while ringResets == seen && !stopping && !pauseRequested {
+                    lock.wait(until: Date().addingTimeInterval(0.05))
+                }
+                lock.unlock()
+            case .shutdown:
+                reportFault(vcpu, "KVM_EXIT_SHUTDOWN (triple fault)")
+                return
+            case .internalError(let sub):
+                reportFault(vcpu, "KVM_EXIT_INTERNAL_ERROR (suberror \(sub))")
+                return
+            case .failEntry(let reason):
+                reportFault(vcpu, "KVM_EXIT_FAIL_ENTRY (hardware reason 0x\(String(reason, radix: 16)))")
+                return
+            case .other(let reason):
+                reportFault(vcpu, "unhandled exit reason \(reason)")
+                return
+            }
+        }
+    }
+
+    private func handlePort(_ vcpu: VCPU, port: UInt16, value: UInt32, deadline: inout UInt64) {
+        switch port {
+        case UInt16(DS_PORT_PACE):
+            let rate = control.load(vcpu.id, .rate)
+            guard rate > 0 else { return }
+            let now = monotonicNanos()
+            deadline += UInt64(value) * 1_000_000_000 / rate
+            if deadline + 50_000_000 < now { deadline = now }   // fell far behind: don't burst
+            if deadline > now { sleep(until: deadline) }
+        case UInt16(DS_PORT_PASS):
+            lock.lock()
+            passDone[vcpu.id] = iteration
+            lock.broadcast()
+            while config.lockstep && passDone[vcpu.id] >= iteration && !stopping && !pauseRequested {
+                lock.wait(until: Date().addingTimeInterval(0.05))
+            }
+            lock.unlock()
+            deadline = monotonicNanos()
+        case UInt16(DS_PORT_IDLE):
+            lock.lock()
+            let seen = idleWake
+            if idleWake == seen && !stopping && !pauseRequested {
+                lock.wait(until: Date().addingTimeInterval(0.001))
+            }
+            lock.unlock()
+            deadline = monotonicNanos()
+        case UInt16(DS_PORT_PUTC):
+            lock.lock()
+            if console.count < 65536 { console.append(UInt8(truncatingIfNeeded: value)) }
+            lock.unlock()
+        default:
+            break
+        }
+    }
+
+    /// Sleeps until `deadline` (monotonic ns), waking early for pause or stop.
+    private func sleep(until deadline: UInt64) {
+        lock.lock()
+        while !stopping && !pauseRequested {
+            let now = monotonicNanos()
+            if now >= deadline { break }
+            lock.wait(until: Date().addingTimeInterval(Double(deadline - now) / 1e9))
+        }
+        lock.unlock()
+    }
+
+    private func reportFault(_ vcpu: VCPU, _ reason: String) {
+        let regs = try? vcpu.registers()
+        let sregs = try? vcpu.specialRegisters()
+        let f = GuestFault(vcpu: vcpu.id, reason: reason, rip: regs?.rip ?? 0, rsp: regs?.rsp ?? 0, cr3: sregs?.cr3 ?? 0)
+        lock.lock()
+        if fault == nil { fault = f }
+        running -= 1
+        lock.broadcast()
+        lock.unlock()
+        onFault?(f)
+    }
+
+    // MARK: Pages
+
+    /// The data slot and page of a linear page number.
+    public func locate(linearPage: Int) -> (slot: Int, page: Int) {
+        var s = slotFirstLinear.count - 1
+        while slotFirstLinear[s] > linearPage { s -= 1 }
+        return (s, linearPage - slotFirstLinear[s])
+    }
+
+    /// The stamp at the start of page `page` of data slot `slot`.
+    public func stamp(slot: Int, page: Int) -> UInt64 {
+        dataSlots[slot].memory.page(page).load(as: UInt64.self)
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds.
+public func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// "512 MiB", "1.5 GiB".
+public func formatBytes(_ bytes: UInt64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var v = Double(bytes)
+    var u = 0
+    while v >= 1024 && u < units.count - 1 { v /= 1024; u += 1 }
+    return v == v.rounded() ? "\(Int(v)) \(units[u])" : String(format: "%.1f %@", v, units[u])
+}
+
+/// Starts a joinable pthread running `body`.
+func spawnThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
+    final class Box { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
+    let context = Unmanaged.passRetained(Box(body)).toOpaque()
+    var thread = pthread_t()
+    let rc = pthread_create(&thread, nil, { raw in
+        let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+        box.body()
+        return nil
+    }, context)
+    precondition(rc == 0, "pthread_create failed: \(rc)")
+    return thread
+}

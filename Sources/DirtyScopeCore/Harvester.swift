@@ -1,0 +1,315 @@
+import DirtyScopeModel
+import KVM
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Turns KVM's dirty logs into ground-truth numbers. Each round it harvests every data
+/// slot in the current mode, copies the reported pages into the destination at the
+/// consumer's bandwidth, and classifies each against the guest's stamps (or content).
+///
+/// Modes, as the kernel selftests keep them, one entry each:
+/// - legacy: KVM_GET_DIRTY_LOG per slot (bitmap and write protection in one step), copy.
+/// - manual: KVM_GET_DIRTY_LOG per slot, then per chunk KVM_CLEAR_DIRTY_LOG just
+///   before that chunk is copied.
+/// - ring: collect every vCPU's dirty ring, KVM_RESET_DIRTY_RINGS, copy.
+///
+/// Not thread-safe: one harvesting thread owns it.
+public final class Harvester {
+    public let machine: GuestMachine
+    public private(set) var mode: HarvestMode
+    public var clearChunk: ClearChunk
+    public var method: FalsePositiveMethod
+    /// Consumer bandwidth in bytes per second; 0 copies as fast as memcpy goes.
+    public var bandwidth: UInt64
+    let destination: Destination
+    /// Page masks of the blocks the user last cleared, per slot (for `SlotRound.watched`).
+    private var watched: [DirtyBitmap?]
+    private var roundIndex: UInt64 = 0
+    private let startNanos: UInt64
+    private var lastWrites: UInt64 = 0
+    private var lastFaults: UInt64 = 0
+    private var lastExits: UInt64 = 0
+    private var lastRingFull: UInt64 = 0
+    /// Ring entries the kernel reset that differ from the entries harvested (should stay 0).
+    public private(set) var ringResetMismatches: UInt64 = 0
+    private let pageSize = PageSize.system
+
+    /// The vCPU statistics read as write-protect faults, and as exits.
+    static let faultStats = ["pf_taken"]
+    static let exitStats = ["exits"]
+
+    public init(machine: GuestMachine, mode: HarvestMode, clearChunk: ClearChunk, method: FalsePositiveMethod,
+                bandwidth: UInt64, startNanos: UInt64 = monotonicNanos()) throws(SessionError) {
+        self.machine = machine
+        self.mode = mode
+        self.clearChunk = clearChunk
+        self.method = method
+        self.bandwidth = bandwidth
+        self.startNanos = startNanos
+        do {
+            destination = try Destination(slots: machine.dataSlots)
+        } catch {
+            throw .kvm(error)
+        }
+        watched = Array(repeating: nil, count: machine.dataSlots.count)
+        if mode == .ring && machine.rings.isEmpty {
+            throw .invalidArgument("ring mode needs a VM built with dirty rings (ringEntries > 0)")
+        }
+        if mode != .ring && !machine.rings.isEmpty {
+            throw .invalidArgument("a VM with dirty rings can only be harvested in ring mode")
+        }
+        if mode == .manual && !machine.vm.manualProtect.contains(.enable) {
+            try setManualProtect(true)
+        }
+        lastWrites = machine.guestWrites
+        lastFaults = machine.vcpuStatSum(Self.faultStats)
+        lastExits = machine.vcpuStatSum(Self.exitStats)
+    }
+
+    // MARK: Mode
+
+    /// Switches between legacy and manual while the guest runs (KVM_ENABLE_CAP of
+    /// MANUAL_DIRTY_LOG_PROTECT2). Ring mode is fixed when the VM is made.
+    public func setMode(_ newMode: HarvestMode) throws(SessionError) {
+        guard newMode != mode else { return }
+        guard newMode != .ring, mode != .ring else {
+            throw .invalidArgument("switching to or from ring mode needs a new VM: dirty rings are enabled before vCPUs exist")
+        }
+        try setManualProtect(newMode == .manual)
+        mode = newMode
+    }
+
+    private func setManualProtect(_ on: Bool) throws(SessionError) {
+        var flags: ManualProtectFlags = on ? [.enable] : []
+        if on && machine.vm.manualProtect.contains(.initiallySet) { flags.insert(.initiallySet) }
+        do { try machine.vm.setManualProtect(flags) } catch { throw .kvm(error) }
+    }
+
+    // MARK: Rounds
+
+    /// Harvests every slot, copies and classifies what was reported, and returns the round.
+    /// With `verify`, the caller has paused the vCPUs: every page is compared afterwards.
+    public func harvestRound(verify: Bool = false) throws(SessionError) -> Round {
+        roundIndex += 1
+        let t0 = monotonicNanos()
+        let slots = machine.dataSlots
+        var get = LatencyStats(), clear = LatencyStats()
+        var reported = slots.map { DirtyBitmap(pageCount: $0.pageCount) }
+        var ringEntries: UInt64 = 0
+
+        // 1. Collect.
+        do {
+            switch mode {
+            case .legacy, .manual:
+                for (i, s) in slots.enumerated() {
+                    let a = monotonicNanos()
+                    try machine.vm.getDirtyLog(slot: s.id, into: &reported[i])
+                    get.record(monotonicNanos() - a)
+                }
+            case .ring:
+                let a = monotonicNanos()
+                for ring in machine.rings {
+                    ringEntries += UInt64(ring.harvest { slotID, offset in
+                        let i = Int(slotID & 0xffff) - 1
+                        if i >= 0, i < reported.count, Int(offset) < reported[i].pageCount { reported[i][Int(offset)] = true }
+                    })
+                }
+                get.record(monotonicNanos() - a)
+                let b = monotonicNanos()
+                let reset = try machine.vm.resetDirtyRings()
+                clear.record(monotonicNanos() - b)
+                if UInt64(reset) != ringEntries { ringResetMismatches += 1 }
+                machine.ringsWereReset()
+            }
+        } catch {
+            throw .kvm(error)
+        }
+
+        // 2. Consume: clear (manual) just before copying each chunk, classify, copy.
+        var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize)
+        var slotRounds: [SlotRound] = []
+        for (i, s) in slots.enumerated() {
+            var falsePositives = DirtyBitmap(pageCount: s.pageCount)
+            var initial = 0, copied = 0
+            let chunkPages = mode == .manual ? clearChunk.pages(forSlotOf: s.pageCount) : 4096
+            var first = 0
+            while first < s.pageCount {
+                let count = min(chunkPages, s.pageCount - first)
+                let dirty = reported[i].count(in: first..<(first + count))
+                if dirty > 0 {
+                    if mode == .manual {
+                        let a = monotonicNanos()
+                        do {
+                            try machine.vm.clearDirtyLog(slot: s.id, firstPage: first, numPages: count, from: reported[i])
+                        } catch { throw .kvm(error) }
+                        clear.record(monotonicNanos() - a)
+                    }
+                    let r = consumer.consume(slot: i, pages: first..<(first + count), reported: reported[i], source: s.memory,
+                                             destination: destination, method: method, falsePositives: &falsePositives)
+                    initial += r.initial
+                    copied += r.copied
+                }
+                first += count
+            }
+            var slotRound = SlotRound(slot: i, reported: reported[i], falsePositives: falsePositives,
+                                      initialCount: initial, copiedPages: copied)
+            if let mask = watched[i] {
+                slotRound.watched = WatchedBlocks(blocks: mask.count / 64 + (mask.count % 64 == 0 ? 0 : 1),
+                                                  reported: reported[i].intersection(mask).count,
+                                                  falsePositives: falsePositives.intersection(mask).count)
+            }
+            slotRounds.append(slotRound)
+        }
+
+        // 3. Verify (vCPUs paused by the caller): every page of source and destination.
+        var verification: Verification?
+        if verify {
+            var missed: [Int] = []
+            var compared = 0
+            for (i, s) in slots.enumerated() {
+                let r = destination.verify(slot: i, source: s.memory)
+                missed.append(r.differing)
+                compared += r.compared
+                slotRounds[i].missed = r.differing
+            }
+            verification = Verification(missedPerSlot: missed, comparedPages: compared)
+        }
+
+        let t1 = monotonicNanos()
+        let writes = machine.guestWrites, faults = machine.vcpuStatSum(Self.faultStats)
+        let exits = machine.vcpuStatSum(Self.exitStats), ringFull = machine.ringFullExits
+        defer { lastWrites = writes; lastFaults = faults; lastExits = exits; lastRingFull = ringFull }
+        return Round(index: roundIndex, startNanos: t0 - startNanos, durationNanos: t1 - t0, mode: mode, clearChunk: clearChunk,
+                     slots: slotRounds, getLatency: get, clearLatency: clear, bytesCopied: consumer.bytes,
+                     copyNanos: consumer.copyNanos, bookkeepingNanos: consumer.bookkeepingNanos,
+                     guestWrites: writes &- lastWrites, writeProtectFaults: faults &- lastFaults, exits: exits &- lastExits,
+                     ringEntries: ringEntries, ringFullExits: ringFull &- lastRingFull, verification: verification)
+    }
+
+    // MARK: Block operations
+
+    /// Clears `blocks` (64-page blocks) of data slot `slot` with KVM_CLEAR_DIRTY_LOG,
+    /// adjacent blocks merged into one call, and copies them. In manual mode a GET first
+    /// tells which pages are dirty; in legacy mode the kernel's bits since the last GET
+    /// are unknown, so every page of the blocks is copied. Later rounds report how many
+    /// false positives these blocks produce (`SlotRound.watched`).
+    public func clearBlocks(slot: Int, blocks: [Int]) throws(SessionError) -> BlockClear {
+        guard mode != .ring else {
+            throw .invalidArgument("KVM_CLEAR_DIRTY_LOG does not apply in ring mode: the ring's reset re-arms tracking")
+        }
+        guard slot >= 0, slot < machine.dataSlots.count else {
+            throw .invalidArgument("slot \(slot) does not exist (have 0 to \(machine.dataSlots.count - 1))")
+        }
+        let s = machine.dataSlots[slot]
+        let sorted = Array(Set(blocks)).sorted()
+        guard let last = sorted.last, sorted.first! >= 0, last < (s.pageCount + 63) / 64 else {
+            throw .invalidArgument("blocks must be between 0 and \((s.pageCount + 63) / 64 - 1) for slot \(slot)")
+        }
+        var mask = DirtyBitmap(pageCount: s.pageCount)
+        for b in sorted { mask.set(mask.pages(ofBlock: b)) }
+        var dirty: DirtyBitmap
+        if mode == .manual {
+            dirty = DirtyBitmap(pageCount: s.pageCount)
+            do { try machine.vm.getDirtyLog(slot: s.id, into: &dirty) } catch { throw .kvm(error) }
+            dirty.formIntersection(mask)
+        } else {
+            dirty = mask
+        }
+        var calls = 0
+        var nanos: UInt64 = 0
+        var runStart = 0
+        while runStart < sorted.count {
+            var runEnd = runStart
+            while runEnd + 1 < sorted.count && sorted[runEnd + 1] == sorted[runEnd] + 1 { runEnd += 1 }
+            let first = sorted[runStart] * 64
+            let count = min(s.pageCount, (sorted[runEnd] + 1) * 64) - first
+            let source = mode == .manual ? dirty : mask
+            let a = monotonicNanos()
+            do { try machine.vm.clearDirtyLog(slot: s.id, firstPage: first, numPages: count, from: source) } catch { throw .kvm(error) }
+            nanos += monotonicNanos() - a
+            calls += 1
+            runStart = runEnd + 1
+        }
+        var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize)
+        var ignored = DirtyBitmap(pageCount: s.pageCount)
+        let r = consumer.consume(slot: slot, pages: 0..<s.pageCount, reported: dirty, source: s.memory,
+                                 destination: destination, method: method, falsePositives: &ignored)
+        watched[slot] = mask
+        return BlockClear(slot: slot, blocks: sorted, calls: calls, pagesCleared: mode == .manual ? dirty.count : mask.count,
+                          pagesCopied: r.copied, clearNanos: nanos)
+    }
+
+    /// Host memory held by the destination, in pages.
+    public var destinationResidentPages: Int { destination.residentPages }
+}
+
+/// Copies reported pages at a bandwidth, judging each page just before its copy: per
+/// 64-page word, the word's reported pages are classified, then copied at once, so no
+/// more than 64 page copies separate a verdict from the copy it describes.
+struct Consumer {
+    let bandwidth: UInt64
+    let pageSize: Int
+    private(set) var bytes: UInt64 = 0
+    private(set) var copyNanos: UInt64 = 0
+    private(set) var bookkeepingNanos: UInt64 = 0
+    private var started: UInt64 = 0
+
+    init(bandwidth: UInt64, pageSize: Int) {
+        self.bandwidth = bandwidth
+        self.pageSize = pageSize
+    }
+
+    /// Classifies then copies the pages of `reported` in `pages`; returns initial and copied counts.
+    mutating func consume(slot: Int, pages: Range<Int>, reported: DirtyBitmap, source: GuestMemory, destination: Destination,
+                          method: FalsePositiveMethod, falsePositives: inout DirtyBitmap) -> (initial: Int, copied: Int) {
+        var initial = 0, copied = 0
+        let firstWord = pages.lowerBound >> 6, lastWord = (pages.upperBound + 63) >> 6
+        var fpWord: UInt64 = 0
+        for w in firstWord..<lastWord {
+            var bits = reported.word(w)
+            let base = w << 6
+            if base < pages.lowerBound { bits &= ~0 << UInt64(pages.lowerBound - base) }
+            if base + 64 > pages.upperBound { bits &= (1 << UInt64(pages.upperBound - base)) &- 1 }
+            guard bits != 0 else { continue }
+            let a = monotonicNanos()
+            if started == 0 { started = a }
+            fpWord = 0
+            var scan = bits
+            while scan != 0 {
+                let bit = scan.trailingZeroBitCount
+                scan &= scan - 1
+                switch destination.classify(slot: slot, page: base + bit, source: source, method: method) {
+                case .falsePositive: fpWord |= 1 << UInt64(bit)
+                case .initial: initial += 1
+                case .changed: break
+                }
+            }
+            if fpWord != 0 { falsePositives.setWord(w, falsePositives.word(w) | fpWord) }
+            let b = monotonicNanos()
+            scan = bits
+            while scan != 0 {
+                destination.copy(slot: slot, page: base + scan.trailingZeroBitCount, source: source)
+                scan &= scan - 1
+            }
+            let n = bits.nonzeroBitCount
+            copied += n
+            bytes += UInt64(n * pageSize)
+            pace()
+            bookkeepingNanos += b - a
+            copyNanos += monotonicNanos() - b
+        }
+        return (initial, copied)
+    }
+
+    /// Sleeps while the copy is ahead of the bandwidth.
+    private func pace() {
+        guard bandwidth > 0 else { return }
+        let due = started + bytes * 1_000_000_000 / bandwidth
+        let now = monotonicNanos()
+        if due > now + 200_000 {
+            var ts = timespec(tv_sec: Int((due - now) / 1_000_000_000), tv_nsec: Int((due - now) % 1_000_000_000))
+            nanosleep(&ts, nil)
+        }
+    }
+}

@@ -1,0 +1,313 @@
+import DirtyScopeModel
+import Foundation
+import KVM
+
+/// Where a session's records go besides the UI: the recorder.
+public protocol RecordSink: AnyObject {
+    func append(_ record: SessionRecord) throws
+    /// Flushes and closes; idempotent.
+    func finish() throws
+}
+
+/// A live session: the VM and its guest, harvested every interval on a thread of its
+/// own. The UI (or a test) sends `SessionCommand`s and reads `SessionRecord`s from the
+/// queues it subscribed; the recorder, when attached, gets every record too.
+public final class Session: SessionController, @unchecked Sendable {
+    public private(set) var info: SessionInfo
+    private let system: KVMSystem
+    private var config: SessionConfig
+    private var machine: GuestMachine
+    private var harvester: Harvester
+    private let startNanos = monotonicNanos()
+    private var roundBase: UInt64 = 0
+
+    private let lock = NSCondition()
+    private var commands: [SessionCommand] = []
+    private var pendingEvents: [SessionEvent] = []
+    private var stopRequested = false
+    private var thread: pthread_t?
+    private var subscribers: [RecordQueue] = []
+    private var paused = false
+    private var stepRequested = 0
+    private var recorder: RecordSink?
+    private var recorderPath = ""
+    /// Makes a recorder for `.startRecording(path:)`; the CLI supplies it.
+    public var recorderFactory: (@Sendable (String, SessionInfo) throws -> RecordSink)?
+    /// Totals over the whole session.
+    public private(set) var totals = RoundTotals()
+
+    /// Builds the VM and guest; the guest starts with `start()`.
+    public init(config: SessionConfig, system: KVMSystem) throws(SessionError) {
+        try config.validate()
+        self.config = config
+        self.system = system
+        machine = try GuestMachine(system: system, config: config.machineConfig())
+        let method = config.falsePositiveMethod ?? (machine.guestStamps ? .stamp : .content)
+        self.config.falsePositiveMethod = method
+        harvester = try Harvester(machine: machine, mode: config.mode, clearChunk: config.clearChunk, method: method,
+                                  bandwidth: config.bandwidth, startNanos: startNanos)
+        info = SessionInfo(
+            toolVersion: dirtyScopeVersion, hostKernel: hostKernelRelease(), pageSize: PageSize.system,
+            slots: machine.dataSlots.enumerated().map {
+                SlotInfo(index: $0, kvmSlot: $1.id, guestPhysicalAddress: $1.guestPhysicalAddress, pages: $1.pageCount)
+            },
+            vcpus: config.vcpus, guestName: machine.guestName, capabilities: dirtyTrackingCapabilities(system),
+            mode: config.mode, clearChunk: config.clearChunk, workload: config.workload, intervalNanos: config.intervalNanos,
+            bandwidth: config.bandwidth, ringEntries: config.mode == .ring ? config.ringEntries : 0,
+            falsePositiveMethod: method, startTime: Date().timeIntervalSince1970)
+        wireMachine()
+    }
+
+    deinit { stop() }
+
+    /// Adds a queue that receives every record from now on.
+    public func subscribe(_ queue: RecordQueue) {
+        lock.lock(); subscribers.append(queue); lock.unlock()
+    }
+
+    /// Attaches a recorder (already created, so an unwritable path failed before the session started).
+    public func attachRecorder(_ sink: RecordSink, path: String) {
+        lock.lock()
+        recorder = sink
+        recorderPath = path
+        lock.unlock()
+        emit(.event(TimedEvent(nanos: now, event: .recordingStarted(path: path))))
+    }
+
+    /// Starts the guest and the harvest thread.
+    public func start() {
+        machine.start()
+        thread = spawnThread { [self] in self.loop() }
+    }
+
+    /// Stops harvesting, finishes any recording and tears the VM down. Idempotent.
+    public func stop() {
+        lock.lock()
+        stopRequested = true
+        lock.broadcast()
+        let t = thread
+        thread = nil
+        lock.unlock()
+        if let t { pthread_join(t, nil) }
+        machine.stop()
+        stopRecording()
+    }
+
+    /// SessionController: queue a command for the harvest thread.
+    public func send(_ command: SessionCommand) {
+        lock.lock()
+        commands.append(command)
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    /// The harvester, for stop-and-copy and tests (use only while the session is not started or stopped).
+    public var currentHarvester: Harvester { harvester }
+
+    // MARK: The harvest thread
+
+    private var now: UInt64 { monotonicNanos() - startNanos }
+
+    private func loop() {
+        var next = monotonicNanos()
+        while true {
+            lock.lock()
+            let cmds = commands
+            commands.removeAll()
+            let events = pendingEvents
+            pendingEvents.removeAll()
+            let stop = stopRequested
+            lock.unlock()
+            if stop { return }
+            for e in events { emit(.event(TimedEvent(nanos: now, event: e))) }
+            for c in cmds { apply(c) }
+
+            let t = monotonicNanos()
+            var due = false
+            if paused {
+                if stepRequested > 0 { stepRequested -= 1; due = true }
+            } else if t >= next {
+                due = true
+                next = config.intervalNanos == 0 ? t : max(next + config.intervalNanos, t - config.intervalNanos)
+            }
+            if due {
+                harvestOnce()
+                continue
+            }
+            lock.lock()
+            if commands.isEmpty && pendingEvents.isEmpty && !stopRequested {
+                let wait = paused ? 0.5 : Double(next - min(next, monotonicNanos())) / 1e9
+                lock.wait(until: Date().addingTimeInterval(min(0.5, wait)))
+            }
+            lock.unlock()
+        }
+    }
+
+    private func harvestOnce() {
+        let index = roundBase + harvesterRounds + 1
+        let verify = config.verifyEvery > 0 && index % UInt64(config.verifyEvery) == 0
+        if verify && !paused { machine.pause() }
+        do {
+            var round = try harvester.harvestRound(verify: verify)
+            round.index = index
+            harvesterRounds += 1
+            if verify && !paused { machine.resume() }
+            totals.add(round)
+            emit(.round(round))
+            if let v = round.verification {
+                emit(.event(TimedEvent(nanos: now, event: .verified(v))))
+            }
+        } catch {
+            if verify && !paused { machine.resume() }
+            emit(.event(TimedEvent(nanos: now, event: .note("harvest failed: \(error)"))))
+        }
+    }
+
+    private var harvesterRounds: UInt64 = 0
+
+    private func apply(_ command: SessionCommand) {
+        switch command {
+        case .setMode(let mode):
+            guard mode != harvester.mode else { return }
+            if mode == .ring || harvester.mode == .ring {
+                config.mode = mode
+                restart(reason: "switching to \(mode.rawValue) mode needs a new VM: dirty rings are enabled before vCPUs exist")
+                emit(.event(TimedEvent(nanos: now, event: .modeChanged(mode, harvester.clearChunk))))
+                return
+            }
+            do {
+                try harvester.setMode(mode)
+                config.mode = mode
+                emit(.event(TimedEvent(nanos: now, event: .modeChanged(mode, harvester.clearChunk))))
+            } catch {
+                note("cannot switch to \(mode.rawValue): \(error)")
+            }
+        case .setClearChunk(let chunk):
+            harvester.clearChunk = chunk
+            config.clearChunk = chunk
+            emit(.event(TimedEvent(nanos: now, event: .modeChanged(harvester.mode, chunk))))
+        case .clearBlocks(let slot, let blocks):
+            do {
+                let result = try harvester.clearBlocks(slot: slot, blocks: blocks)
+                emit(.event(TimedEvent(nanos: now, event: .blocksCleared(result))))
+            } catch {
+                note("clear failed: \(error)")
+            }
+        case .pause:
+            guard !paused else { return }
+            machine.pause()
+            paused = true
+            emit(.event(TimedEvent(nanos: now, event: .paused)))
+        case .resume:
+            guard paused else { return }
+            machine.resume()
+            paused = false
+            emit(.event(TimedEvent(nanos: now, event: .resumed)))
+        case .step:
+            if paused { stepRequested += 1 } else { note("step harvests one round while paused: press p first") }
+        case .setWorkload(let workload):
+            let defaults = WorkloadSettings.defaultParameters(for: workload)
+            config.workload.workload = workload
+            config.workload.param0 = defaults.0
+            config.workload.param1 = defaults.1
+            machine.setWorkload(config.workload)
+            emit(.event(TimedEvent(nanos: now, event: .workloadChanged(config.workload))))
+        case .scaleRate(let factor):
+            let base = config.workload.rate == 0 ? 100_000 : Double(config.workload.rate)
+            config.workload.rate = UInt64(min(1_000_000, max(10, (base * factor).rounded())))
+            machine.setRate(config.workload.rate)
+            emit(.event(TimedEvent(nanos: now, event: .workloadChanged(config.workload))))
+        case .setIntervalNanos(let nanos):
+            config.intervalNanos = nanos
+            emit(.event(TimedEvent(nanos: now, event: .intervalChanged(nanos: nanos))))
+        case .setBandwidth(let bytes):
+            guard bytes > 0 else { note("bandwidth must be above 0"); return }
+            config.bandwidth = bytes
+            harvester.bandwidth = bytes
+            emit(.event(TimedEvent(nanos: now, event: .bandwidthChanged(bytesPerSecond: bytes))))
+        case .restartGuest:
+            restart(reason: "restarted by the user")
+        case .startRecording(let path):
+            guard recorder == nil else { note("already recording to \(recorderPath)"); return }
+            guard let factory = recorderFactory else { note("recording is not available in this session"); return }
+            do {
+                var header = info
+                header.mode = harvester.mode
+                header.clearChunk = harvester.clearChunk
+                header.workload = config.workload
+                header.intervalNanos = config.intervalNanos
+                header.bandwidth = config.bandwidth
+                attachRecorder(try factory(path, header), path: path)
+            } catch {
+                note("cannot record to \(path): \(error)")
+            }
+        case .stopRecording:
+            stopRecording()
+        }
+    }
+
+    private func restart(reason: String) {
+        machine.stop()
+        let wasPaused = paused
+        do {
+            let m = try GuestMachine(system: system, config: config.machineConfig())
+            let h = try Harvester(machine: m, mode: config.mode, clearChunk: config.clearChunk,
+                                  method: config.falsePositiveMethod ?? .stamp, bandwidth: config.bandwidth, startNanos: startNanos)
+            machine = m
+            harvester = h
+            roundBase += harvesterRounds
+            harvesterRounds = 0
+            wireMachine()
+            m.start()
+            if wasPaused { m.pause() }
+            emit(.event(TimedEvent(nanos: now, event: .restarted(reason))))
+        } catch {
+            note("restart failed: \(error)")
+        }
+    }
+
+    private func wireMachine() {
+        machine.onFault = { [weak self] fault in self?.post(.guestFault(fault.description)) }
+        machine.onRingFull = { [weak self] vcpu in self?.post(.ringFull(vcpu: vcpu)) }
+    }
+
+    /// Queues an event from another thread (a vCPU's).
+    private func post(_ event: SessionEvent) {
+        lock.lock()
+        pendingEvents.append(event)
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    private func note(_ text: String) {
+        emit(.event(TimedEvent(nanos: now, event: .note(text))))
+    }
+
+    private func stopRecording() {
+        lock.lock()
+        let r = recorder
+        let path = recorderPath
+        lock.unlock()
+        guard let r else { return }
+        emit(.event(TimedEvent(nanos: now, event: .recordingStopped(path: path))))
+        lock.lock()
+        recorder = nil
+        lock.unlock()
+        do { try r.finish() } catch { note("finishing \(path) failed: \(error)") }
+    }
+
+    private func emit(_ record: SessionRecord) {
+        lock.lock()
+        let queues = subscribers
+        let r = recorder
+        lock.unlock()
+        for q in queues { q.push(record) }
+        if let r {
+            do { try r.append(record) } catch {
+                lock.lock(); recorder = nil; lock.unlock()
+                for q in queues { q.push(.event(TimedEvent(nanos: now, event: .note("recording stopped: \(error)")))) }
+                try? r.finish()
+            }
+        }
+    }
+}

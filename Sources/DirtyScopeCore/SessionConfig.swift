@@ -1,0 +1,74 @@
+import CKVM
+import DirtyScopeModel
+import KVM
+import Glibc
+
+/// Everything a session is started with; every field has a command-line option.
+public struct SessionConfig: Sendable {
+    public var slotBytes: [Int] = [128 << 20, 512 << 20]
+    public var vcpus = 2
+    public var guest: GuestProgram = .builtin("workload")
+    public var mode: HarvestMode = .legacy
+    public var clearChunk: ClearChunk = .pages(64)
+    public var workload = WorkloadSettings(workload: .hotset)
+    /// Harvest interval, start to start; 0 harvests back to back.
+    public var intervalNanos: UInt64 = 100_000_000
+    /// Consumer bandwidth in bytes per second; 0 is unlimited.
+    public var bandwidth: UInt64 = 64 << 20
+    /// Dirty ring entries per vCPU, used in ring mode.
+    public var ringEntries = 4096
+    /// nil picks stamps for the built-in guest and content for a user's guest.
+    public var falsePositiveMethod: FalsePositiveMethod?
+    /// A verification point every this many rounds; 0 never (stop-and-copy still verifies).
+    public var verifyEvery = 50
+    /// Enable KVM_DIRTY_LOG_INITIALLY_SET with manual protect (from the VM's creation).
+    public var initiallySet = false
+
+    public init() {}
+
+    /// Checks what can be checked without KVM; errors name the value and what is allowed.
+    public func validate() throws(SessionError) {
+        guard !slotBytes.isEmpty else { throw .invalidArgument("at least one memslot is needed") }
+        for (i, b) in slotBytes.enumerated() where b <= 0 || b % PageSize.system != 0 {
+            throw .invalidArgument("memslot \(i) size \(b) bytes is not a positive multiple of the page size \(PageSize.system)")
+        }
+        guard vcpus >= 1 else { throw .invalidArgument("\(vcpus) vCPUs: at least 1 is needed") }
+        if case .pages(let n) = clearChunk, n <= 0 || n % 64 != 0 {
+            throw .invalidArgument("clear chunk \(n) is not a positive multiple of 64 pages")
+        }
+        if mode == .ring {
+            guard ringEntries >= 16, ringEntries & (ringEntries - 1) == 0 else {
+                throw .invalidArgument("ring size \(ringEntries) entries is not a power of two of at least 16")
+            }
+        }
+        guard verifyEvery >= 0 else { throw .invalidArgument("verify interval \(verifyEvery) rounds must not be negative") }
+    }
+
+    /// The machine this config asks for.
+    func machineConfig(lockstep: Bool = false, passWrites: UInt64 = 0) -> MachineConfig {
+        var flags: ManualProtectFlags = []
+        if mode == .manual {
+            flags.insert(.enable)
+            if initiallySet { flags.insert(.initiallySet) }
+        }
+        return MachineConfig(slotBytes: slotBytes, vcpus: vcpus, guest: guest, ringEntries: mode == .ring ? ringEntries : 0,
+                             initialManualProtect: flags, workload: workload, lockstep: lockstep, passWrites: passWrites)
+    }
+}
+
+/// The tool's version, written into recordings.
+public let dirtyScopeVersion = "0.1.0"
+
+/// `uname -r`.
+public func hostKernelRelease() -> String {
+    var u = utsname()
+    uname(&u)
+    return withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+}
+
+/// The capabilities that matter to dirty tracking, by name, for headers and `caps`.
+public func dirtyTrackingCapabilities(_ system: KVMSystem) -> [String: Int] {
+    var caps: [String: Int] = ["KVM_API_VERSION": system.apiVersion]
+    for c in Capability.allCases { caps[c.name] = system.check(c) }
+    return caps
+}

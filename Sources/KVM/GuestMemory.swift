@@ -1,0 +1,49 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Anonymous, sparse host memory backing a memslot: `MAP_NORESERVE`, so a large
+/// guest costs only the pages it touches; transparent huge pages are turned off so
+/// that stays true page by page. Unmapped when the last owner lets go.
+public final class GuestMemory: @unchecked Sendable {
+    private let mapping: Mapping
+
+    /// Maps `bytes` (a multiple of the page size) of zeroed memory.
+    public init(bytes: Int, what: String = "guest memory") throws(KVMError) {
+        guard bytes > 0, bytes % PageSize.system == 0 else {
+            throw .invalidArgument(call: "mmap", reason: "\(what) size \(bytes) is not a positive multiple of the page size \(PageSize.system)")
+        }
+        mapping = try Mapping(length: bytes, protection: PROT_READ | PROT_WRITE,
+                              flags: MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, what: what)
+        _ = madvise(mapping.base, bytes, MADV_NOHUGEPAGE)
+    }
+
+    /// Start of the mapping.
+    public var base: UnsafeMutableRawPointer { mapping.base }
+    /// Size in bytes.
+    public var byteCount: Int { mapping.length }
+    /// Size in pages.
+    public var pageCount: Int { mapping.length / PageSize.system }
+
+    /// Address of page `page`.
+    @inline(__always)
+    public func page(_ page: Int) -> UnsafeMutableRawPointer {
+        mapping.base + page * PageSize.system
+    }
+
+    /// Pages resident in host memory (mincore), for memory accounting and sparse scans.
+    public func residentPages() -> DirtyBitmap {
+        let pages = pageCount
+        var vec = [UInt8](repeating: 0, count: pages)
+        _ = mincore(mapping.base, mapping.length, &vec)
+        var words = [UInt64](repeating: 0, count: (pages + 63) / 64)
+        for i in 0..<pages where vec[i] & 1 != 0 { words[i >> 6] |= 1 << UInt64(i & 63) }
+        return DirtyBitmap(pageCount: pages, words: words)
+    }
+
+    /// Gives the pages in `range` back to the host (MADV_DONTNEED: they read as zero again).
+    public func discard(pages range: Range<Int>) {
+        guard !range.isEmpty else { return }
+        _ = madvise(page(range.lowerBound), range.count * PageSize.system, MADV_DONTNEED)
+    }
+}
