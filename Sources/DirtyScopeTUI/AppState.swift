@@ -1,0 +1,138 @@
+import DirtyScopeModel
+import KVM
+
+/// Which picture the slot panels show.
+enum HeatmapView: Equatable {
+    /// Address space laid out in rows, colored by heat.
+    case heatmap
+    /// Address across, rounds down (newest on top), like DAMON's heatmaps.
+    case time
+}
+
+/// Numbers of the last round, as the metrics panel shows them.
+struct RoundMetrics: Equatable {
+    var index: UInt64
+    var reported: Int
+    var falsePositives: Int
+    var missed: Int?
+    var falsePositiveRate: Double
+    var getLastNanos: UInt64
+    var clearLastNanos: UInt64
+    var writeProtectFaultsPerSecond: Double
+    var guestWritesPerSecond: Double
+    var copyMiBPerSecond: Double
+    var reportedPerSecond: Double
+}
+
+/// A line of text the user is typing a number into (`s`, `b`).
+struct Prompt: Equatable {
+    enum Kind: Equatable { case intervalMillis, bandwidthMiB }
+    var kind: Kind
+    var text = ""
+}
+
+/// A transient message on the status line.
+struct Message: Equatable {
+    var text: String
+    var role: Role
+    var untilNanos: UInt64
+}
+
+/// Where a replay stands.
+struct ReplayStatus: Equatable {
+    static let speeds: [Double] = [0.25, 0.5, 1, 2, 4, 8, 16]
+
+    var roundCount: Int
+    /// Round shown (0-based), -1 before the first.
+    var position = -1
+    var playing = false
+    var speedIndex = 2
+
+    var speed: Double { Self.speeds[speedIndex] }
+}
+
+/// Everything the UI shows, as a value: `handle(_:)` updates it, `Render.screen` draws it.
+struct AppState: Equatable {
+    let info: SessionInfo
+    var replay: ReplayStatus?
+    var width = 80
+    var height = 24
+
+    /// What the session reported: everything folded from records.
+    var session: SessionView
+
+    // What the user steers.
+    var selectedSlot = 0
+    var cursors: [Int]
+    var selections: [DirtyBitmap]
+    var rangeAnchor: Int?
+    /// Index into `zoomLevels`.
+    var zoom = 0
+    var view = HeatmapView.heatmap
+    var showFalsePositives = false
+    var showHelp = false
+    var prompt: Prompt?
+    var message: Message?
+    var nowNanos: UInt64 = 0
+    var wallSeconds: Double = 0
+    /// Bumped whenever something visible changes; the loop redraws only then.
+    var revision: UInt64 = 0
+
+    /// Pages per cell when zoomed; nil fits the whole slot into its panel.
+    static let zoomLevels: [Int?] = [nil, 64, 8, 1]
+
+    init(info: SessionInfo, replayRounds: Int? = nil) {
+        self.info = info
+        replay = replayRounds.map { ReplayStatus(roundCount: $0) }
+        session = SessionView(info: info)
+        cursors = info.slots.map { _ in 0 }
+        selections = info.slots.map { DirtyBitmap(pageCount: $0.blocks) }
+    }
+
+    var roundIndex: UInt64 { session.lastRound?.index ?? 0 }
+    var isReplay: Bool { replay != nil }
+    var pagesPerZoomedCell: Int? { Self.zoomLevels[zoom] }
+
+    /// Shows `text` on the status line for four seconds.
+    mutating func say(_ text: String, _ role: Role = .plain) {
+        message = Message(text: text, role: role, untilNanos: nowNanos + 4_000_000_000)
+    }
+
+    /// Blocks selected in the current slot, including an open range.
+    func selectedBlocks(slot: Int) -> DirtyBitmap {
+        var selected = selections[slot]
+        if slot == selectedSlot, let anchor = rangeAnchor {
+            let cursor = cursors[slot]
+            selected.set(min(anchor, cursor)..<(max(anchor, cursor) + 1))
+        }
+        return selected
+    }
+}
+
+/// The session as its records told it: settings, the slots' heat, counts and history.
+/// A replay seek rebuilds it from a window of rounds; the user's view settings stay.
+struct SessionView: Equatable {
+    var mode: HarvestMode
+    var clearChunk: ClearChunk
+    var workload: WorkloadSettings
+    var intervalNanos: UInt64
+    var bandwidth: UInt64
+    var paused = false
+    var recordingPath: String?
+    var fault: String?
+    var slots: [SlotView]
+    var lastRound: RoundMetrics?
+    var totals = RoundTotals()
+    var previousRoundStart: UInt64?
+    var falsePositiveHistory: [Double] = []
+    var dirtyHistory: [Double] = []
+
+    init(info: SessionInfo) {
+        mode = info.mode
+        clearChunk = info.clearChunk
+        workload = info.workload
+        intervalNanos = info.intervalNanos
+        bandwidth = info.bandwidth
+        slots = info.slots.map(SlotView.init)
+    }
+}

@@ -1,0 +1,55 @@
+/// Numbers as the UI prints them: short, with units.
+enum Format {
+    /// 1234 -> "1234", 12345 -> "12.3k", 1.5e6 -> "1.50M".
+    static func count<T: BinaryInteger>(_ n: T) -> String { count(Double(n)) }
+
+    static func count(_ value: Double) -> String {
+        let v = abs(value)
+        if v < 10_000 { return v == v.rounded() ? "\(Int(value))" : fixed(value, 1) }
+        if v < 1e6 { return fixed(value / 1e3, 1) + "k" }
+        if v < 1e9 { return fixed(value / 1e6, 2) + "M" }
+        return fixed(value / 1e9, 2) + "G"
+    }
+
+    /// Nanoseconds as "850ns", "12.4µs", "3.1ms", "2.0s"; `micro` is the glyph table's "µs".
+    static func duration(_ nanos: UInt64, micro: String = "µs") -> String {
+        let n = Double(nanos)
+        if nanos < 1000 { return "\(nanos)ns" }
+        if n < 1e6 { return fixed(n / 1e3, n < 1e4 ? 1 : 0) + micro }
+        if n < 1e9 { return fixed(n / 1e6, n < 1e7 ? 1 : 0) + "ms" }
+        return fixed(n / 1e9, 1) + "s"
+    }
+
+    static func percent(_ fraction: Double) -> String { fixed(fraction * 100, 1) + "%" }
+
+    static func interval(_ nanos: UInt64) -> String {
+        nanos == 0 ? "back to back" : duration(nanos, micro: "us")
+    }
+
+    static func bandwidth(_ bytesPerSecond: UInt64) -> String {
+        fixed(Double(bytesPerSecond) / 1_048_576, bytesPerSecond < 10 * 1_048_576 ? 1 : 0) + " MiB/s"
+    }
+
+    /// Bytes as "512 KiB", "4.0 MiB", "64 GiB".
+    static func bytes(_ bytes: UInt64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(bytes)
+        var unit = 0
+        while v >= 1024, unit < units.count - 1 { v /= 1024; unit += 1 }
+        return (v == v.rounded() ? "\(Int(v))" : fixed(v, 1)) + " " + units[unit]
+    }
+
+    static func fixed(_ value: Double, _ decimals: Int) -> String {
+        guard value.isFinite else { return "-" }
+        var scale = 1.0
+        for _ in 0..<decimals { scale *= 10 }
+        let r = (value * scale).rounded() / scale
+        var s = "\(r)"
+        if decimals == 0 { return "\(Int(r))" }
+        if let dot = s.firstIndex(of: ".") {
+            let have = s.distance(from: dot, to: s.endIndex) - 1
+            if have < decimals { s += String(repeating: "0", count: decimals - have) }
+        }
+        return s
+    }
+}

@@ -1,0 +1,142 @@
+/// A rectangle of cells.
+struct Rect: Equatable {
+    var x: Int
+    var y: Int
+    var width: Int
+    var height: Int
+}
+
+/// Where one slot's panel goes: a title row and the heatmap body below it.
+struct PanelPlacement: Equatable {
+    var slot: Int
+    var title: Rect
+    var body: Rect
+}
+
+/// Where everything goes for a state's terminal size. Render draws into it, and the
+/// keys use it to know how far a cursor row reaches.
+struct Layout: Equatable {
+    static let minWidth = 60
+    static let minHeight = 16
+
+    let tooSmall: Bool
+    let header: Rect
+    /// The guest-fault banner, when the guest stopped.
+    let banner: Rect?
+    let heat: Rect
+    let metrics: Rect
+    let status: Rect
+    let keys: Rect
+    let panels: [PanelPlacement]
+
+    init(state: AppState) {
+        let w = state.width, h = state.height
+        tooSmall = w < Self.minWidth || h < Self.minHeight
+        header = Rect(x: 0, y: 0, width: w, height: 1)
+        banner = state.session.fault == nil ? nil : Rect(x: 0, y: 1, width: w, height: 1)
+        let top = banner == nil ? 1 : 2
+        status = Rect(x: 0, y: h - 2, width: w, height: 1)
+        keys = Rect(x: 0, y: h - 1, width: w, height: 1)
+        let bodyHeight = max(0, h - 2 - top)
+        let metricsWidth = w >= 120 ? 40 : (w >= 90 ? 34 : 28)
+        metrics = Rect(x: w - metricsWidth, y: top, width: metricsWidth, height: bodyHeight)
+        heat = Rect(x: 0, y: top, width: max(0, w - metricsWidth - 1), height: bodyHeight)
+        panels = Self.placePanels(slots: state.session.slots.count, selected: state.selectedSlot, in: heat)
+    }
+
+    /// Panels share the heat area; when they do not all fit (3 rows each at least),
+    /// a window of them that holds the selected slot is shown.
+    private static func placePanels(slots n: Int, selected: Int, in area: Rect) -> [PanelPlacement] {
+        guard n > 0, area.height >= 2 else { return [] }
+        let visible = min(n, max(1, area.height / 3))
+        let first = max(0, min(selected, n - visible))
+        var y = area.y
+        return (0..<visible).map { i in
+            let rows = area.height / visible + (i < area.height % visible ? 1 : 0)
+            defer { y += rows }
+            return PanelPlacement(slot: first + i, title: Rect(x: area.x, y: y, width: area.width, height: 1),
+                                  body: Rect(x: area.x, y: y + 1, width: area.width, height: rows - 1))
+        }
+    }
+
+    /// The panel of `slot`, when it is on screen.
+    func panel(of slot: Int) -> PanelPlacement? { panels.first { $0.slot == slot } }
+}
+
+/// How a slot's pages map onto the cells of its panel body.
+///
+/// Fit (no zoom): the smallest power-of-two pages per cell that shows the whole slot,
+/// cells in reading order. Zoomed below 64 pages per cell: each 64-page block takes
+/// `64 / pagesPerCell` cells followed by a boundary column, so blocks line up.
+struct HeatmapGeometry: Equatable {
+    let pages: Int
+    let pagesPerCell: Int
+    /// Columns per block including its boundary column; 0 when cells hold whole blocks
+    /// or run on without boundaries.
+    let blockStride: Int
+    /// Blocks per row when boundaries are drawn.
+    let blocksPerRow: Int
+    let columns: Int
+    let rowCount: Int
+
+    init(pages: Int, width: Int, height: Int, zoomedPagesPerCell: Int?) {
+        self.pages = pages
+        let w = max(1, width), h = max(1, height)
+        columns = w
+        var ppc: Int
+        if let zoomed = zoomedPagesPerCell {
+            ppc = zoomed
+            while ppc < 64, 64 / ppc + 1 > w { ppc *= 2 }
+        } else {
+            ppc = 1
+            while (pages + ppc - 1) / ppc > w * h { ppc *= 2 }
+        }
+        pagesPerCell = ppc
+        if zoomedPagesPerCell != nil, ppc < 64 {
+            blockStride = 64 / ppc + 1
+            blocksPerRow = max(1, (w + 1) / blockStride)
+            rowCount = ((pages + 63) / 64 + blocksPerRow - 1) / blocksPerRow
+        } else {
+            blockStride = 0
+            blocksPerRow = 0
+            rowCount = ((pages + ppc - 1) / ppc + w - 1) / w
+        }
+    }
+
+    var hasBoundaries: Bool { blockStride > 0 }
+
+    /// The pages of the cell at `row`, `column` (rows of the whole slot, not the viewport);
+    /// nil for boundary columns and cells past the slot's end.
+    func pages(row: Int, column: Int) -> Range<Int>? {
+        let lo: Int
+        if hasBoundaries {
+            let blockInRow = column / blockStride, offset = column % blockStride
+            guard blockInRow < blocksPerRow, offset < blockStride - 1 else { return nil }
+            lo = (row * blocksPerRow + blockInRow) * 64 + offset * pagesPerCell
+        } else {
+            lo = (row * columns + column) * pagesPerCell
+        }
+        guard lo < pages else { return nil }
+        return lo..<min(pages, lo + pagesPerCell)
+    }
+
+    /// True when `column` is a boundary between two blocks.
+    func isBoundary(column: Int) -> Bool {
+        hasBoundaries && column % blockStride == blockStride - 1 && column / blockStride < blocksPerRow - 1
+    }
+
+    /// The row holding block `block`.
+    func row(ofBlock block: Int) -> Int {
+        hasBoundaries ? block / blocksPerRow : block * 64 / pagesPerCell / columns
+    }
+
+    /// Blocks the cursor moves by for one step left/right and one row up/down.
+    var horizontalStep: Int { max(1, pagesPerCell / 64) }
+    var verticalStep: Int { hasBoundaries ? blocksPerRow : max(1, columns * pagesPerCell / 64) }
+
+    /// The first row to show in `height` rows so the cursor's row is in view (centered when scrolling).
+    func topRow(cursorBlock: Int, height: Int) -> Int {
+        guard rowCount > height else { return 0 }
+        return min(max(0, row(ofBlock: cursorBlock) - height / 2), rowCount - height)
+    }
+}
