@@ -32,7 +32,7 @@ enum Metrics {
         line(columns("false pos", round.map { Format.count($0.falsePositives) } ?? "-", Format.count(totals.falsePositives)),
              .falsePositive)
         let missedNow = round?.missed.map { Format.count($0) } ?? "-"
-        line(columns("missed", missedNow, Format.count(totals.missed) + " /\(totals.verifications)v"),
+        line(columns("missed (\(totals.verifications) chk)", missedNow, Format.count(totals.missed)),
              (round?.missed ?? 0) > 0 || totals.missed > 0 ? .alert : .plain)
         line(columns("FP rate", round.map { Format.percent($0.falsePositiveRate) } ?? "-",
                      Format.percent(totals.falsePositiveRate)))

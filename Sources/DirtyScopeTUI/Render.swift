@@ -98,7 +98,8 @@ enum Render {
 
     private static func helpOverlay(_ screen: inout Screen, _ state: AppState, _ theme: Theme) {
         let entries = KeyHelp.entries(replay: state.isReplay)
-        let keyWidth = 17, entryWidth = 62
+        let keyWidth = 17
+        let entryWidth = keyWidth + (entries.map(\.action.count).max() ?? 0) + 2
         let columns = entries.count + 4 <= screen.height - 2 || screen.width < 2 * entryWidth + 4 ? 1 : 2
         let rows = (entries.count + columns - 1) / columns
         let boxWidth = min(screen.width - 2, columns * entryWidth + 3)

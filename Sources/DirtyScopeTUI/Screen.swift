@@ -35,7 +35,7 @@ subscript(x: Int, y: Int) -> Cell {
     @discardableResult
 mutating func put(_ text: String, x: Int, y: Int, role: Role = .plain, maxWidth: Int = .max) -> Int {
         guard y >= 0, y < height else { return x }
-        let end = min(width, x &+ max(0, maxWidth))
+        let end = min(width, x + min(max(0, maxWidth), width))
         var col = x
         for scalar in text.unicodeScalars {
             if col >= end { break }
