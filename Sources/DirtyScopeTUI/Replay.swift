@@ -44,7 +44,7 @@ final class Replayer {
             let upcoming = try next ?? source.entry(at: position + 1)
             let gap = position >= 0 ? gapNanos(from: state, to: upcoming.round) : 0
             guard owed >= gap else { next = upcoming; return }
-            owed -= gap
+            owed = position >= 0 ? owed - gap : 0  // the pace counts from the first round shown
             next = nil
             fold(entry: upcoming, into: &state)
             state.replay?.position = position + 1

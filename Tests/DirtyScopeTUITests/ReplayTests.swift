@@ -1,0 +1,112 @@
+@testable import DirtyScopeTUI
+import DirtyScopeModel
+import KVM
+import Testing
+
+@Suite struct ReplayTests {
+    /// `count` rounds 100 ms apart over two slots, a mode change at round 5,
+    /// a CLEAR before round 100 and the watched counts after it.
+    static func recording(rounds count: Int = 150) -> FakeRecording {
+        let info = Fixture.info(mode: .manual)
+        let entries = (0..<count).map { i -> (events: [TimedEvent], round: Round) in
+            let dirty = [(0..<(i % 7 + 1)).map { ($0 * 997 + i * 131) % 4096 }, [(i * 61) % 2048]]
+            let fps = [Array(dirty[0].prefix(i % 3)), []]
+            var round = Fixture.round(UInt64(i + 1), info: info, dirty: dirty, fps: fps,
+                                      watched: i >= 100 ? [0: WatchedBlocks(blocks: 4, reported: i % 5, falsePositives: i % 2)] : [:])
+            round.mode = i < 5 ? .legacy : .manual
+            var events: [TimedEvent] = []
+            if i == 5 { events.append(TimedEvent(nanos: 0, event: .modeChanged(.manual, .pages(64)))) }
+            if i == 100 {
+                events.append(TimedEvent(nanos: 0, event: .blocksCleared(BlockClear(
+                    slot: 0, blocks: [3, 4, 5, 6], calls: 1, pagesCleared: 20, pagesCopied: 20, clearNanos: 4000))))
+            }
+            return (events, round)
+        }
+        return FakeRecording(info: info, entries: entries,
+                             trailing: [TimedEvent(nanos: 0, event: .note("recording ends here"))])
+    }
+
+    private func sequential(_ recording: FakeRecording, through k: Int) throws -> AppState {
+        var state = AppState(info: recording.info, replayRounds: recording.roundCount)
+        _ = state.handle(.resize(width: 160, height: 40))
+        let replayer = Replayer(recording)
+        for i in 0...k { try replayer.seek(i, in: &state) }
+        return state
+    }
+
+    @Test(arguments: [20, 99, 120, 149])
+    func seekingRebuildsExactlyWhatPlayingShowed(k: Int) throws {
+        var played = try sequential(Self.recording(), through: k)
+        let source = Self.recording()
+        var sought = AppState(info: source.info, replayRounds: source.roundCount)
+        _ = sought.handle(.resize(width: 160, height: 40))
+        try Replayer(source).seek(k, in: &sought)
+        #expect(source.decoded <= historyRounds + 1, "a seek decodes a bounded window")
+        #expect(sought.session == played.session)
+        // The status line's transient message is the one thing that may differ: it comes from
+        // whichever event was folded last, and a seek folds fewer of them.
+        played.message = nil
+        sought.message = nil
+        let theme = Theme(glyphs: .unicode, colors: .colors256)
+        #expect(Render.screen(sought, theme: theme) == Render.screen(played, theme: theme))
+    }
+
+    @Test func steppingBackIsASeek() throws {
+        let recording = Self.recording()
+        var state = try sequential(recording, through: 120)
+        try Replayer(recording).seek(119, in: &state)
+        #expect(state.session == (try sequential(Self.recording(), through: 119)).session)
+    }
+
+    @Test func playbackKeepsTheRecordedPaceAtTheChosenSpeed() {
+        let app = App(replaying: Self.recording(), theme: Theme(glyphs: .ascii, colors: .colors8))
+        _ = app.handle(.resize(width: 160, height: 40))
+        let ms: UInt64 = 1_000_000
+        _ = app.handle(.tick(nanos: 1000 * ms, wallSeconds: 0))
+        _ = app.handle(.tick(nanos: 1050 * ms, wallSeconds: 0))
+        #expect(app.state.replay?.position == 0, "the first round shows at once")
+        _ = app.handle(.tick(nanos: 1100 * ms, wallSeconds: 0))
+        #expect(app.state.replay?.position == 0, "the next round is 100 ms later")
+        _ = app.handle(.tick(nanos: 1150 * ms, wallSeconds: 0))
+        #expect(app.state.replay?.position == 1)
+        _ = app.handle(.key(.char(">")))
+        _ = app.handle(.tick(nanos: 1200 * ms, wallSeconds: 0))
+        #expect(app.state.replay?.position == 2, "x2: 50 ms of wall time is 100 ms recorded")
+        #expect(app.render().line(0).contains("REPLAY 3/150 playing x2"))
+        _ = app.handle(.key(.char(" ")))
+        _ = app.handle(.tick(nanos: 5000 * ms, wallSeconds: 0))
+        #expect(app.state.replay?.position == 2, "paused")
+        #expect(app.render().line(0).contains("REPLAY 3/150 paused x2"))
+    }
+
+    @Test func transportKeysSeek() {
+        let app = App(replaying: Self.recording(), theme: Theme(glyphs: .ascii, colors: .colors8))
+        _ = app.handle(.resize(width: 160, height: 40))
+        _ = app.handle(.key(.char("]")))
+        #expect(app.state.replay?.position == 14, "from before the first round, 10% of 150")
+        _ = app.handle(.key(.right))
+        _ = app.handle(.key(.char(".")))
+        #expect(app.state.replay?.position == 16)
+        _ = app.handle(.key(.left))
+        #expect(app.state.replay?.position == 15)
+        _ = app.handle(.key(.end))
+        #expect(app.state.replay?.position == 149)
+        #expect(app.render().text.contains("recording ends here"), "the events after the last round")
+        _ = app.handle(.key(.pageUp))
+        #expect(app.state.replay?.position == 134)
+        _ = app.handle(.key(.home))
+        #expect(app.state.replay?.position == 0)
+        for _ in 0..<10 { _ = app.handle(.key(.char("<"))) }
+        #expect(app.render().line(0).contains("x0.25"))
+    }
+
+    @Test func sessionKeysOnlyExplainThemselves() {
+        let app = App(replaying: Self.recording(), theme: Theme(glyphs: .ascii, colors: .colors8))
+        _ = app.handle(.resize(width: 160, height: 40))
+        _ = app.handle(.key(.char("c")))
+        #expect(app.render().text.contains("replay: 'c' steers a live session only"))
+        _ = app.handle(.key(.char("?")))
+        let help = app.render().text
+        for entry in KeyHelp.replay { #expect(help.contains(entry.action)) }
+    }
+}
