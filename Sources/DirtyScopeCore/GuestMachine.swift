@@ -345,11 +345,18 @@ public final class GuestMachine: @unchecked Sendable {
 
     // MARK: Lockstep iterations (dirty_log_perf_test style)
 
-    /// Waits until every vCPU has finished the pass of the current iteration.
-    public func waitForPass() {
+    /// Waits until every vCPU has finished the pass of the current iteration, calling
+    /// `poll` about every 2 ms meanwhile (ring mode drains the rings there, so a vCPU
+    /// stopped on a full ring can finish its pass).
+    public func waitForPass(poll: (() -> Void)? = nil) {
         lock.lock()
         while !stopping && fault == nil && passDone.contains(where: { $0 < iteration }) {
-            lock.wait(until: Date().addingTimeInterval(0.1))
+            lock.wait(until: Date().addingTimeInterval(poll == nil ? 0.1 : 0.002))
+            if let poll {
+                lock.unlock()
+                poll()
+                lock.lock()
+            }
         }
         lock.unlock()
     }

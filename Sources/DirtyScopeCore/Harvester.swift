@@ -88,43 +88,61 @@ public final class Harvester {
 
     // MARK: Rounds
 
+    /// What one harvest collected, before it is consumed.
+    public struct Collected {
+        public var reported: [DirtyBitmap]
+        public var get = LatencyStats()
+        public var clear = LatencyStats()
+        public var ringEntries: UInt64 = 0
+        let started: UInt64
+    }
+
     /// Harvests every slot, copies and classifies what was reported, and returns the round.
     /// With `verify`, the caller has paused the vCPUs: every page is compared afterwards.
     public func harvestRound(verify: Bool = false) throws(SessionError) -> Round {
-        roundIndex += 1
-        let t0 = monotonicNanos()
-        let slots = machine.dataSlots
-        var get = LatencyStats(), clear = LatencyStats()
-        var reported = slots.map { DirtyBitmap(pageCount: $0.pageCount) }
-        var ringEntries: UInt64 = 0
+        try consume(try collect(), verify: verify)
+    }
 
-        // 1. Collect.
+    /// Step 1 of a round: KVM_GET_DIRTY_LOG on every slot, or the rings collected and reset.
+    public func collect() throws(SessionError) -> Collected {
+        let slots = machine.dataSlots
+        var c = Collected(reported: slots.map { DirtyBitmap(pageCount: $0.pageCount) }, started: monotonicNanos())
         do {
             switch mode {
             case .legacy, .manual:
                 for (i, s) in slots.enumerated() {
                     let a = monotonicNanos()
-                    try machine.vm.getDirtyLog(slot: s.id, into: &reported[i])
-                    get.record(monotonicNanos() - a)
+                    try machine.vm.getDirtyLog(slot: s.id, into: &c.reported[i])
+                    c.get.record(monotonicNanos() - a)
                 }
             case .ring:
-                let a = monotonicNanos()
-                for ring in machine.rings {
-                    ringEntries += UInt64(ring.harvest { slotID, offset in
-                        let i = Int(slotID & 0xffff) - 1
-                        if i >= 0, i < reported.count, Int(offset) < reported[i].pageCount { reported[i][Int(offset)] = true }
-                    })
-                }
-                get.record(monotonicNanos() - a)
-                let b = monotonicNanos()
-                let reset = try machine.vm.resetDirtyRings()
-                clear.record(monotonicNanos() - b)
-                if UInt64(reset) != ringEntries { ringResetMismatches += 1 }
-                machine.ringsWereReset()
+                try drainRings()
+                c.ringEntries = pendingRingEntries
+                c.get = pendingRingHarvest
+                c.clear = pendingRingReset
+                c.reported = pendingRing
+                pendingRing = slots.map { DirtyBitmap(pageCount: $0.pageCount) }
+                pendingRingEntries = 0
+                pendingRingHarvest = LatencyStats()
+                pendingRingReset = LatencyStats()
             }
         } catch {
             throw .kvm(error)
         }
+        return c
+    }
+
+    /// Step 2 of a round: per chunk, KVM_CLEAR_DIRTY_LOG (manual mode) just before the
+    /// chunk's pages are classified and copied; then, with `verify` (vCPUs paused by the
+    /// caller), every page of source and destination is compared.
+    public func consume(_ collected: Collected, verify: Bool = false) throws(SessionError) -> Round {
+        roundIndex += 1
+        let t0 = collected.started
+        let slots = machine.dataSlots
+        var clear = collected.clear
+        let get = collected.get
+        let reported = collected.reported
+        let ringEntries = collected.ringEntries
 
         // 2. Consume: clear (manual) just before copying each chunk, classify, copy.
         var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize)
@@ -185,6 +203,34 @@ public final class Harvester {
                      copyNanos: consumer.copyNanos, bookkeepingNanos: consumer.bookkeepingNanos,
                      guestWrites: writes &- lastWrites, writeProtectFaults: faults &- lastFaults, exits: exits &- lastExits,
                      ringEntries: ringEntries, ringFullExits: ringFull &- lastRingFull, verification: verification)
+    }
+
+    /// Ring entries collected by `drainRings` since the last round, per slot.
+    private lazy var pendingRing: [DirtyBitmap] = machine.dataSlots.map { DirtyBitmap(pageCount: $0.pageCount) }
+    private var pendingRingEntries: UInt64 = 0
+    private var pendingRingHarvest = LatencyStats()
+    private var pendingRingReset = LatencyStats()
+
+    /// Ring mode: collects every vCPU's ring into the next round's bitmaps and resets the
+    /// rings (KVM_RESET_DIRTY_RINGS), so vCPUs stopped on a full ring can go on. Safe to
+    /// call often (for example while waiting for a pass); the next round reports it all.
+    public func drainRings() throws(KVMError) {
+        guard mode == .ring else { return }
+        let a = monotonicNanos()
+        var entries: UInt64 = 0
+        for ring in machine.rings {
+            entries += UInt64(ring.harvest { slotID, offset in
+                let i = Int(slotID & 0xffff) - 1
+                if i >= 0, i < pendingRing.count, Int(offset) < pendingRing[i].pageCount { pendingRing[i][Int(offset)] = true }
+            })
+        }
+        pendingRingHarvest.record(monotonicNanos() - a)
+        let b = monotonicNanos()
+        let reset = try machine.vm.resetDirtyRings()
+        pendingRingReset.record(monotonicNanos() - b)
+        if UInt64(reset) != entries { ringResetMismatches += 1 }
+        machine.ringsWereReset()
+        pendingRingEntries += entries
     }
 
     // MARK: Block operations

@@ -1,0 +1,205 @@
+import DirtyScopeModel
+import Foundation
+import KVM
+
+/// What `dirtyscope bench` runs.
+public struct BenchConfig: Sendable {
+    /// Guest memory per vCPU in bytes (dirty_log_perf_test's -b).
+    public var memoryPerVCPU = 256 << 20
+    public var vcpus = 2
+    /// Data memslots the memory is split into (dirty_log_perf_test's -x).
+    public var slots = 1
+    /// Iterations after the populating pass (dirty_log_perf_test's -i).
+    public var iterations = 10
+    public var workload = WorkloadSettings(workload: .sweep, rate: 0)
+    /// Percent of each vCPU's pages written per iteration.
+    public var dirtyPercent = 100
+    public var modes: [HarvestMode] = [.legacy, .manual]
+    /// Clear chunks to try in manual mode (legacy and ring run once).
+    public var clearChunks: [ClearChunk] = [.pages(64)]
+    /// Consumer bandwidth, bytes per second; 0 copies as fast as memcpy goes.
+    public var bandwidth: UInt64 = 0
+    public var ringEntries = 65536
+    public var falsePositiveMethod: FalsePositiveMethod = .stamp
+
+    public init() {}
+
+    /// Checks values; errors name the value and what is allowed.
+    public func validate() throws(SessionError) {
+        let page = PageSize.system
+        guard memoryPerVCPU > 0, memoryPerVCPU % page == 0 else {
+            throw .invalidArgument("memory per vCPU \(memoryPerVCPU) bytes is not a positive multiple of the page size \(page)")
+        }
+        guard vcpus >= 1 else { throw .invalidArgument("\(vcpus) vCPUs: at least 1 is needed") }
+        guard slots >= 1 else { throw .invalidArgument("\(slots) memslots: at least 1 is needed") }
+        guard (memoryPerVCPU * vcpus / page) / slots >= 1 else {
+            throw .invalidArgument("\(slots) memslots cannot share \(memoryPerVCPU * vcpus / page) pages")
+        }
+        guard iterations >= 1 else { throw .invalidArgument("\(iterations) iterations: at least 1 is needed") }
+        guard (1...100).contains(dirtyPercent) else { throw .invalidArgument("dirty percent \(dirtyPercent) is not between 1 and 100") }
+        guard !modes.isEmpty else { throw .invalidArgument("no mode given (allowed: legacy, manual, ring)") }
+        guard workload.workload != .idle else { throw .invalidArgument("the idle workload writes nothing to measure") }
+    }
+
+    /// Slot sizes: the memory split evenly, the last slot taking the remainder.
+    var slotBytes: [Int] {
+        let page = PageSize.system
+        let pages = memoryPerVCPU * vcpus / page
+        return (0..<slots).map { i in (pages * (i + 1) / slots - pages * i / slots) * page }
+    }
+}
+
+/// One mode's figures, named as dirty_log_perf_test prints them, plus ground truth.
+public struct BenchResult: Codable, Sendable {
+    public var mode: String
+    public var clear_chunk_pages: String
+    public var iterations: Int
+    public var memory_bytes: UInt64
+    public var vcpus: Int
+    public var slots: Int
+    public var workload: String
+    public var populate_memory_ns: UInt64
+    public var dirty_memory_total_ns: UInt64
+    public var dirty_memory_avg_ns: UInt64
+    public var get_dirty_log_total_ns: UInt64
+    public var get_dirty_log_avg_ns: UInt64
+    public var get_dirty_log_calls: UInt64
+    public var get_dirty_log_max_ns: UInt64
+    public var clear_dirty_log_total_ns: UInt64
+    public var clear_dirty_log_avg_ns: UInt64
+    public var clear_dirty_log_calls: UInt64
+    public var clear_dirty_log_max_ns: UInt64
+    public var longest_ioctl_ns: UInt64
+    public var reported_pages: UInt64
+    public var false_positive_pages: UInt64
+    public var false_positive_rate: Double
+    public var initial_pages: UInt64
+    public var copied_pages: UInt64
+    public var copied_bytes: UInt64
+    public var guest_writes: UInt64
+    public var write_protect_faults: UInt64
+    public var vcpu_exits: UInt64
+    public var ring_entries: UInt64
+    public var ring_full_exits: UInt64
+    public var missed_pages: UInt64
+    public var userspace_total_ns: UInt64
+    public var userspace_percent_of_ioctl: Double
+    public var copy_total_ns: UInt64
+    public var source_resident_bytes: UInt64
+    public var destination_resident_bytes: UInt64
+    public var peak_rss_bytes: UInt64
+}
+
+/// dirty_log_perf_test's loop with a pre-copy consumer: each iteration every vCPU writes
+/// its share (lockstep); the host then collects the log, starts the next iteration, and
+/// copies what was reported while the guest writes again, so the GET/CLEAR race is real.
+public enum Bench {
+    /// Runs every mode (and clear chunk); `progress` gets a line per phase.
+    public static func run(_ config: BenchConfig, system: KVMSystem, progress: (String) -> Void = { _ in }) throws(SessionError) -> [BenchResult] {
+        try config.validate()
+        var results: [BenchResult] = []
+        for mode in config.modes {
+            let chunks: [ClearChunk] = mode == .manual ? config.clearChunks : [config.clearChunks.first ?? .pages(64)]
+            for chunk in chunks {
+                results.append(try runOne(config, mode: mode, chunk: chunk, system: system, progress: progress))
+            }
+        }
+        return results
+    }
+
+    static func runOne(_ config: BenchConfig, mode: HarvestMode, chunk: ClearChunk, system: KVMSystem,
+                       progress: (String) -> Void) throws(SessionError) -> BenchResult {
+        let share = UInt64(config.memoryPerVCPU / PageSize.system)
+        let passWrites = config.dirtyPercent == 100 && config.workload.workload == .sweep ? 0 : max(1, share * UInt64(config.dirtyPercent) / 100)
+        let machine = try GuestMachine(system: system, config: MachineConfig(
+            slotBytes: config.slotBytes, vcpus: config.vcpus, ringEntries: mode == .ring ? config.ringEntries : 0,
+            initialManualProtect: mode == .manual ? [.enable] : [], workload: config.workload, lockstep: true,
+            passWrites: passWrites))
+        defer { machine.stop() }
+        let harvester = try Harvester(machine: machine, mode: mode, clearChunk: chunk, method: config.falsePositiveMethod,
+                                      bandwidth: config.bandwidth)
+        let drain: (() -> Void)? = mode == .ring ? { try? harvester.drainRings() } : nil
+        let label = mode == .manual ? "manual/\(chunk)" : mode.rawValue
+        func checkFault() throws(SessionError) {
+            if let f = machine.currentFault { throw .guestFault(f) }
+        }
+
+        // Iteration 0 populates memory; its harvest (the bulk copy) is not counted.
+        let t0 = monotonicNanos()
+        machine.start()
+        machine.waitForPass(poll: drain)
+        let populate = monotonicNanos() - t0
+        try checkFault()
+        progress("[\(label)] populate memory time: \(formatNanos(populate))")
+        _ = try harvester.harvestRound()
+
+        var totals = RoundTotals()
+        var dirtyTotal: UInt64 = 0
+        var bookkeeping: UInt64 = 0, copy: UInt64 = 0
+        var ringEntries: UInt64 = 0
+        var longest: UInt64 = 0
+        var pending: Harvester.Collected?
+        for i in 1...config.iterations {
+            machine.startNextIteration()
+            let start = monotonicNanos()
+            if let p = pending {
+                let round = try harvester.consume(p)
+                account(round)
+            }
+            machine.waitForPass(poll: drain)
+            let dirty = monotonicNanos() - start
+            dirtyTotal += dirty
+            try checkFault()
+            pending = try harvester.collect()
+            progress("[\(label)] iteration \(i): dirty memory time \(formatNanos(dirty))")
+        }
+        // The last harvest is consumed with the world stopped, then every page is verified.
+        machine.pause()
+        if let p = pending { account(try harvester.consume(p, verify: true)) }
+
+        func account(_ round: Round) {
+            totals.add(round)
+            bookkeeping += round.bookkeepingNanos
+            copy += round.copyNanos
+            ringEntries += round.ringEntries
+            longest = max(longest, round.getLatency.maxNanos, round.clearLatency.maxNanos)
+        }
+
+        let n = UInt64(config.iterations)
+        let ioctl = totals.get.totalNanos + totals.clear.totalNanos
+        let page = UInt64(PageSize.system)
+        let sourceResident = machine.dataSlots.reduce(0) { $0 + UInt64($1.memory.residentPages().count) } * page
+        return BenchResult(
+            mode: mode.rawValue, clear_chunk_pages: mode == .manual ? chunk.description : "-", iterations: config.iterations,
+            memory_bytes: UInt64(config.memoryPerVCPU * config.vcpus), vcpus: config.vcpus, slots: config.slots,
+            workload: config.workload.summary, populate_memory_ns: populate,
+            dirty_memory_total_ns: dirtyTotal, dirty_memory_avg_ns: dirtyTotal / n,
+            get_dirty_log_total_ns: totals.get.totalNanos, get_dirty_log_avg_ns: totals.get.totalNanos / n,
+            get_dirty_log_calls: totals.get.count, get_dirty_log_max_ns: totals.get.maxNanos,
+            clear_dirty_log_total_ns: totals.clear.totalNanos, clear_dirty_log_avg_ns: totals.clear.totalNanos / n,
+            clear_dirty_log_calls: totals.clear.count, clear_dirty_log_max_ns: totals.clear.maxNanos,
+            longest_ioctl_ns: longest, reported_pages: totals.reported, false_positive_pages: totals.falsePositives,
+            false_positive_rate: totals.falsePositiveRate, initial_pages: totals.initial, copied_pages: totals.copiedPages,
+            copied_bytes: totals.bytesCopied, guest_writes: totals.guestWrites, write_protect_faults: totals.writeProtectFaults,
+            vcpu_exits: machine.vcpuStatSum(Harvester.exitStats), ring_entries: ringEntries,
+            ring_full_exits: machine.ringFullExits, missed_pages: totals.missed, userspace_total_ns: bookkeeping,
+            userspace_percent_of_ioctl: ioctl > 0 ? Double(bookkeeping) * 100 / Double(ioctl) : 0, copy_total_ns: copy,
+            source_resident_bytes: sourceResident, destination_resident_bytes: UInt64(harvester.destinationResidentPages) * page,
+            peak_rss_bytes: peakResidentBytes())
+    }
+}
+
+/// Peak resident set of this process (getrusage ru_maxrss).
+public func peakResidentBytes() -> UInt64 {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return UInt64(usage.ru_maxrss) * 1024
+}
+
+/// "1.234s", "12.3ms", "45us", "800ns".
+public func formatNanos(_ ns: UInt64) -> String {
+    if ns >= 1_000_000_000 { return String(format: "%.3fs", Double(ns) / 1e9) }
+    if ns >= 1_000_000 { return String(format: "%.1fms", Double(ns) / 1e6) }
+    if ns >= 1_000 { return String(format: "%.0fus", Double(ns) / 1e3) }
+    return "\(ns)ns"
+}

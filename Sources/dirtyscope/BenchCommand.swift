@@ -1,0 +1,111 @@
+import ArgumentParser
+import DirtyScopeCore
+import DirtyScopeModel
+import Foundation
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Headless benchmark of the harvest modes, comparable with the kernel's dirty_log_perf_test.",
+        discussion: """
+            Each iteration every vCPU writes its share of memory; the host then collects the dirty log, \
+            starts the next iteration and copies what was reported while the guest writes again, so \
+            false positives are real and counted from the guest's stamps.
+            """)
+
+    @Option(help: "Guest memory per vCPU (e.g. 256M, 8G).")
+    var mem = "256M"
+    @Option(help: "vCPUs.")
+    var vcpus = 2
+    @Option(help: "Memslots the memory is split into.")
+    var slots = 1
+    @Option(help: "Iterations after the populating pass.")
+    var iterations = 10
+    @Option(help: "Workload: sweep, random, hotset, stripes, wave.")
+    var workload = "sweep"
+    @Option(name: .customLong("dirty-percent"), help: "Percent of each vCPU's memory written per iteration.")
+    var dirtyPercent = 100
+    @Option(help: "Guest writes per second per vCPU (0 = as fast as it can).")
+    var rate: UInt64 = 0
+    @Option(help: "Harvest modes to compare, comma-separated: legacy, manual, ring.")
+    var modes = "legacy,manual"
+    @Option(name: .customLong("clear-chunk"), help: "Manual-mode KVM_CLEAR_DIRTY_LOG chunks to try, comma-separated: 64, 4096, slot.")
+    var clearChunk = "64"
+    @Option(help: "Consumer copy bandwidth (e.g. 1G/s); unlimited when not given.")
+    var bandwidth: String?
+    @Option(name: .customLong("ring-entries"), help: "Dirty ring entries per vCPU (ring mode; a power of two).")
+    var ringEntries = 65536
+    @Flag(help: "Print JSON: one object per mode, units in the key names.")
+    var json = false
+
+    func run() throws {
+        let results = try reportingErrors { () throws(SessionError) -> [BenchResult] in
+            var c = BenchConfig()
+            c.memoryPerVCPU = try parseSize(mem, what: "memory per vCPU")
+            c.vcpus = vcpus
+            c.slots = slots
+            c.iterations = iterations
+            c.workload = WorkloadSettings(workload: try parseWorkload(workload), rate: rate)
+            c.dirtyPercent = dirtyPercent
+            c.modes = try parseModes(modes)
+            var chunks: [ClearChunk] = []
+            for part in clearChunk.split(separator: ",") { chunks.append(try parseChunk(String(part))) }
+            c.clearChunks = chunks
+            if let bandwidth { c.bandwidth = try parseBandwidth(bandwidth) }
+            c.ringEntries = ringEntries
+            try c.validate()
+            let host = try KVMSystemInfo.open()
+            try checkHostSupports(c.modes, ringEntries: ringEntries, system: host)
+            let quiet = json
+            return try Bench.run(c, system: host.system) { line in
+                if !quiet { print(line); fflush(nil) }
+            }
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(results), as: UTF8.self))
+        } else {
+            print("")
+            print(benchTables(results), terminator: "")
+        }
+    }
+}
+
+/// The human-readable bench report: dirty_log_perf_test's figures per mode, then the
+/// ground truth beside them.
+func benchTables(_ results: [BenchResult]) -> String {
+    guard let first = results.first else { return "" }
+    var out = "dirtyscope bench: \(formatBytes(first.memory_bytes)) in \(first.slots) memslot(s), \(first.vcpus) vCPUs, \(first.workload), \(first.iterations) iterations\n\n"
+    for r in results {
+        let name = r.mode == "manual" ? "manual (clear chunk \(r.clear_chunk_pages))" : r.mode
+        out += "[\(name)]\n"
+        out += "  Populate memory time:   \(formatNanos(r.populate_memory_ns))\n"
+        out += "  Dirty memory time:      total \(formatNanos(r.dirty_memory_total_ns)), avg \(formatNanos(r.dirty_memory_avg_ns))/iteration\n"
+        out += "  Get dirty log time:     total \(formatNanos(r.get_dirty_log_total_ns)), avg \(formatNanos(r.get_dirty_log_avg_ns))/iteration (\(r.get_dirty_log_calls) calls)\n"
+        out += "  Clear dirty log time:   total \(formatNanos(r.clear_dirty_log_total_ns)), avg \(formatNanos(r.clear_dirty_log_avg_ns))/iteration (\(r.clear_dirty_log_calls) calls)\n"
+    }
+    out += "\n"
+    let header = ["mode", "chunk", "reported", "false pos", "FP rate", "copied", "wp faults", "exits", "longest ioctl", "userspace", "% of ioctl", "missed"]
+    var rows: [[String]] = [header]
+    for r in results {
+        rows.append([r.mode, r.clear_chunk_pages, "\(r.reported_pages)", "\(r.false_positive_pages)",
+                     String(format: "%.2f%%", r.false_positive_rate * 100), "\(r.copied_pages)", "\(r.write_protect_faults)",
+                     "\(r.vcpu_exits)", formatNanos(r.longest_ioctl_ns), formatNanos(r.userspace_total_ns),
+                     String(format: "%.1f%%", r.userspace_percent_of_ioctl), "\(r.missed_pages)"])
+    }
+    let widths = header.indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
+    for (n, row) in rows.enumerated() {
+        out += row.enumerated().map { i, cell in
+            i < 2 ? cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+                  : String(repeating: " ", count: widths[i] - cell.count) + cell
+        }.joined(separator: "  ") + "\n"
+        if n == 0 { out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n" }
+    }
+    let memory = results.map { "\($0.mode): source \(formatBytes($0.source_resident_bytes)), destination \(formatBytes($0.destination_resident_bytes))" }
+    out += "\nresident: " + memory.joined(separator: "; ") + "; peak RSS \(formatBytes(results.map(\.peak_rss_bytes).max() ?? 0))\n"
+    if results.contains(where: { $0.missed_pages > 0 }) {
+        out += "WARNING: pages changed but were never reported (missed > 0): the dirty log lost writes\n"
+    }
+    return out
+}

@@ -1,0 +1,94 @@
+import DirtyScopeCore
+import DirtyScopeModel
+import Foundation
+
+/// Parses sizes such as "4096", "64K", "256M", "1G", "512MiB" into bytes.
+func parseSize(_ text: String, what: String) throws(SessionError) -> Int {
+    let t = text.trimmingCharacters(in: .whitespaces)
+    let units: [(String, Int)] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10),
+                                  ("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10), ("B", 1)]
+    var number = t
+    var scale = 1
+    for (suffix, s) in units where t.uppercased().hasSuffix(suffix.uppercased()) {
+        number = String(t.dropLast(suffix.count))
+        scale = s
+        break
+    }
+    guard let v = Double(number), v.isFinite, v > 0 else {
+        throw .invalidArgument("\(what) '\(text)' is not a positive size (examples: 4096, 64K, 256M, 1G)")
+    }
+    let bytes = v * Double(scale)
+    guard bytes < Double(1 << 50) else { throw .invalidArgument("\(what) '\(text)' is too large (limit 1 PiB)") }
+    return Int(bytes)
+}
+
+/// Parses a bandwidth such as "64M", "1G/s", "500MiB/s" into bytes per second (> 0).
+func parseBandwidth(_ text: String) throws(SessionError) -> UInt64 {
+    var t = text
+    if t.hasSuffix("/s") { t.removeLast(2) }
+    if let v = Double(t), v <= 0 {
+        throw .invalidArgument("bandwidth '\(text)' must be above 0 (examples: 64M, 1G/s)")
+    }
+    return UInt64(try parseSize(t, what: "bandwidth"))
+}
+
+/// Parses an interval such as "100ms", "1s", "250us", "0" (back to back); bare numbers are ms.
+func parseInterval(_ text: String) throws(SessionError) -> UInt64 {
+    let units: [(String, Double)] = [("ms", 1e6), ("us", 1e3), ("ns", 1), ("s", 1e9)]
+    var number = text
+    var scale = 1e6
+    for (suffix, s) in units where text.hasSuffix(suffix) {
+        number = String(text.dropLast(suffix.count))
+        scale = s
+        break
+    }
+    guard let v = Double(number), v.isFinite, v >= 0, v * scale <= 3600e9 else {
+        throw .invalidArgument("interval '\(text)' is not a duration between 0 (back to back) and 1h (examples: 100ms, 1s, 0)")
+    }
+    return UInt64(v * scale)
+}
+
+/// Parses a comma-separated list of modes.
+func parseModes(_ text: String) throws(SessionError) -> [HarvestMode] {
+    var modes: [HarvestMode] = []
+    for part in text.split(separator: ",") {
+        guard let m = HarvestMode(rawValue: String(part)) else {
+            throw .invalidArgument("mode '\(part)' is not one of legacy, manual, ring")
+        }
+        modes.append(m)
+    }
+    guard !modes.isEmpty else { throw .invalidArgument("no mode given (allowed: legacy, manual, ring)") }
+    return modes
+}
+
+/// Parses a workload name.
+func parseWorkload(_ text: String) throws(SessionError) -> Workload {
+    guard let w = Workload(rawValue: text) else {
+        throw .invalidArgument("workload '\(text)' is not one of \(Workload.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    return w
+}
+
+/// Parses a clear chunk ("64", "4096", "slot").
+func parseChunk(_ text: String) throws(SessionError) -> ClearChunk {
+    do { return try ClearChunk(parsing: text) } catch { throw .invalidArgument(error.description) }
+}
+
+/// Checks a requested mode against the host; errors name what the host lacks.
+func checkHostSupports(_ modes: [HarvestMode], ringEntries: Int, system: KVMSystemInfo) throws(SessionError) {
+    for m in modes {
+        switch m {
+        case .manual where !system.manualProtect:
+            throw .invalidArgument("mode manual: this host's KVM lacks KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2")
+        case .ring:
+            guard system.maxRingEntries > 0 else {
+                throw .invalidArgument("mode ring: this host's KVM lacks KVM_CAP_DIRTY_LOG_RING")
+            }
+            guard ringEntries >= 16, ringEntries & (ringEntries - 1) == 0, ringEntries <= system.maxRingEntries else {
+                throw .invalidArgument("ring size \(ringEntries) entries must be a power of two between 16 and this host's maximum of \(system.maxRingEntries)")
+            }
+        default:
+            break
+        }
+    }
+}

@@ -1,0 +1,82 @@
+import DirtyScopeCore
+import DirtyScopeModel
+import KVM
+import XCTest
+
+/// The race from the KVM_CLEAR_DIRTY_LOG patch, step by step, with the guest under host control:
+/// 1. GET returns page p (and, in legacy mode, write-protects it);
+/// 2. the guest writes p;
+/// 3. the host copies p, already holding the new data;
+/// 4. GET again: legacy reports p a second time (a false positive), manual protect with
+///    CLEAR just before the copy does not.
+final class RaceTests: XCTestCase {
+    let page = 100
+
+    /// Runs the four steps and returns the second GET's round.
+    private func race(mode: HarvestMode, method: FalsePositiveMethod) throws -> (first: Round, second: Round, reportedAgain: Bool) {
+        let system = try kvmOrSkip()
+        let machine = try commandMachine(system, mode: mode)
+        defer { machine.stop() }
+        let harvester = try Harvester(machine: machine, mode: mode, clearChunk: .pages(64), method: method, bandwidth: 0)
+
+        // Settle: p written, harvested and copied once, so the destination holds it.
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        let settle = try harvester.harvestRound()
+        XCTAssertEqual(settle.reported, 1)
+        XCTAssertEqual(settle.falsePositives, 0)
+
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))      // p changes
+        let collected = try harvester.collect()                              // 1. GET
+        XCTAssertTrue(collected.reported[0][page], "GET must report the page the guest wrote")
+        XCTAssertEqual(collected.reported[0].count, 1)
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))      // 2. the guest writes p again
+        let first = try harvester.consume(collected)                         // 3. (CLEAR and) copy
+        XCTAssertEqual(first.copiedPages, 1)
+        XCTAssertEqual(first.falsePositives, 0, "p really changed before this copy")
+
+        let again = try harvester.collect()                                  // 4. GET again
+        let reportedAgain = again.reported[0][page]
+        let second = try harvester.consume(again, verify: true)
+        XCTAssertEqual(second.missed, 0, "the destination must equal the source")
+        return (first, second, reportedAgain)
+    }
+
+    func testLegacyReportsTheRacedPageAgainAsAFalsePositive() throws {
+        let r = try race(mode: .legacy, method: .stamp)
+        XCTAssertTrue(r.reportedAgain)
+        XCTAssertEqual(r.second.reported, 1)
+        XCTAssertEqual(r.second.falsePositives, 1)
+        XCTAssertTrue(r.second.slots[0].falsePositives[page])
+    }
+
+    func testManualWithClearBeforeCopyReportsNothing() throws {
+        let r = try race(mode: .manual, method: .stamp)
+        XCTAssertFalse(r.reportedAgain)
+        XCTAssertEqual(r.second.reported, 0)
+        XCTAssertEqual(r.second.falsePositives, 0)
+        XCTAssertGreaterThan(r.first.clearLatency.count, 0, "manual mode must call KVM_CLEAR_DIRTY_LOG")
+    }
+
+    func testContentComparisonFindsTheSameFalsePositive() throws {
+        let legacy = try race(mode: .legacy, method: .content)
+        XCTAssertEqual(legacy.second.falsePositives, 1)
+        let manual = try race(mode: .manual, method: .content)
+        XCTAssertEqual(manual.second.falsePositives, 0)
+    }
+
+    /// A page KVM reports that never changed since it was copied is a false positive;
+    /// one written again after the copy is not.
+    func testRewriteAfterCopyIsATruePositive() throws {
+        let system = try kvmOrSkip()
+        let machine = try commandMachine(system, mode: .legacy)
+        defer { machine.stop() }
+        let harvester = try Harvester(machine: machine, mode: .legacy, clearChunk: .pages(64), method: .stamp, bandwidth: 0)
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        _ = try harvester.harvestRound()
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        let r = try harvester.harvestRound()
+        XCTAssertEqual(r.reported, 1)
+        XCTAssertEqual(r.falsePositives, 0)
+        XCTAssertEqual(r.slots[0].truePositiveCount, 1)
+    }
+}

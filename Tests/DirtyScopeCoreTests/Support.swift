@@ -1,0 +1,23 @@
+import DirtyScopeCore
+import DirtyScopeModel
+import KVM
+import XCTest
+
+/// Opens /dev/kvm, or skips the test saying why.
+func kvmOrSkip() throws -> KVMSystem {
+    do {
+        return try KVMSystem()
+    } catch {
+        throw XCTSkip("KVM test skipped: /dev/kvm not available: \(error)")
+    }
+}
+
+/// A one-vCPU machine whose guest writes only when the host says so.
+func commandMachine(_ system: KVMSystem, slotBytes: [Int] = [4 << 20], mode: HarvestMode) throws -> GuestMachine {
+    let machine = try GuestMachine(system: system, config: MachineConfig(
+        slotBytes: slotBytes, vcpus: 1, initialManualProtect: mode == .manual ? [.enable] : [],
+        workload: WorkloadSettings(workload: .idle, rate: 0)))
+    machine.start()
+    machine.enterCommandMode()
+    return machine
+}
