@@ -20,22 +20,27 @@ extension AppState {
             bySlot[slotRound.slot] = slotRound
         }
         for i in session.slots.indices {
-            let empty = SlotRound(slot: i, reported: DirtyBitmap(pageCount: session.slots[i].info.pages),
-                                  falsePositives: DirtyBitmap(pageCount: session.slots[i].info.pages))
-            session.slots[i].fold(bySlot[i] ?? empty, round: round.index)
+            let slotRound = bySlot[i] ?? SlotRound(slot: i, reported: DirtyBitmap(pageCount: session.slots[i].info.pages),
+                                                   falsePositives: DirtyBitmap(pageCount: session.slots[i].info.pages))
+            session.slots[i].fold(slotRound, round: round.index)
         }
+        let before = session.totals
         session.totals.add(round)
 
         let sinceLast = session.previousRoundStart.map { round.startNanos > $0 ? round.startNanos - $0 : 0 } ?? 0
         let seconds = Double(sinceLast > 0 ? sinceLast : max(1, round.durationNanos)) / 1e9
+        // The totals counted the bitmaps already; `Round`'s counts walk every word on each call.
+        let reported = Int(session.totals.reported - before.reported)
+        let falsePositives = Int(session.totals.falsePositives - before.falsePositives)
+        let base = reported - Int(session.totals.initial - before.initial)
         let metrics = RoundMetrics(
-            index: round.index, reported: round.reported, falsePositives: round.falsePositives,
-            missed: round.missed, falsePositiveRate: round.falsePositiveRate,
+            index: round.index, reported: reported, falsePositives: falsePositives, missed: round.missed,
+            falsePositiveRate: base > 0 ? Double(falsePositives) / Double(base) : 0,
             getLastNanos: round.getLatency.lastNanos, clearLastNanos: round.clearLatency.lastNanos,
             writeProtectFaultsPerSecond: Double(round.writeProtectFaults) / seconds,
             guestWritesPerSecond: Double(round.guestWrites) / seconds,
             copyMiBPerSecond: round.copyNanos > 0 ? Double(round.bytesCopied) / 1_048_576 / (Double(round.copyNanos) / 1e9) : 0,
-            reportedPerSecond: Double(round.reported) / seconds)
+            reportedPerSecond: Double(reported) / seconds)
         session.lastRound = metrics
         session.previousRoundStart = round.startNanos
         append(metrics.falsePositiveRate, to: &session.falsePositiveHistory)

@@ -23,18 +23,17 @@ struct Glyphs: Sendable {
     let horizontal: Unicode.Scalar
     let recording: String
     let micro: String
-    let ellipsis: Unicode.Scalar
     let separator: String
 
     static let unicode = Glyphs(
         mode: .unicode, dirty: ["░", "▒", "▓", "█"], recent: ["⠁", "⠅", "⠭", "⠿"],
         falsePositive: "╳", cleared: "○", blockBoundary: "│", spark: ["▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"],
-        horizontal: "─", recording: "● REC", micro: "µs", ellipsis: "…", separator: " │ ")
+        horizontal: "─", recording: "● REC", micro: "µs", separator: " │ ")
 
     static let ascii = Glyphs(
         mode: .ascii, dirty: [":", "+", "*", "#"], recent: [".", ",", "-", "="],
         falsePositive: "x", cleared: "o", blockBoundary: "|", spark: ["_", ".", ",", "-", "~", "=", "+", "#"],
-        horizontal: "-", recording: "* REC", micro: "us", ellipsis: "~", separator: " | ")
+        horizontal: "-", recording: "* REC", micro: "us", separator: " | ")
 
     /// Text from outside (guest names, paths, messages) made safe to draw: control
     /// characters become spaces and, in ASCII mode, other characters become `?`.

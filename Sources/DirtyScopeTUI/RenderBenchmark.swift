@@ -41,8 +41,7 @@ public enum RenderBenchmark {
             seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17
             return seed
         }
-        let foldStart = now()
-        for r in 0..<rounds {
+        let rounds = (0..<rounds).map { r in
             let slotRounds = slotInfos.map { slot -> SlotRound in
                 var reported = DirtyBitmap(pageCount: slot.pages)
                 var falsePositives = DirtyBitmap(pageCount: slot.pages)
@@ -54,9 +53,11 @@ public enum RenderBenchmark {
                 }
                 return SlotRound(slot: slot.index, reported: reported, falsePositives: falsePositives)
             }
-            state.fold(.round(Round(index: UInt64(r + 1), startNanos: UInt64(r) * 100_000_000,
-                                    durationNanos: 1_000_000, mode: .manual, clearChunk: .pages(64), slots: slotRounds)))
+            return Round(index: UInt64(r + 1), startNanos: UInt64(r) * 100_000_000, durationNanos: 1_000_000,
+                         mode: .manual, clearChunk: .pages(64), slots: slotRounds)
         }
+        let foldStart = now()
+        for round in rounds { state.fold(.round(round)) }
         let foldNanos = now() - foldStart
         let theme = Theme(glyphs: .unicode, colors: .colors256)
         var previous = Render.screen(state, theme: theme)
@@ -71,7 +72,7 @@ public enum RenderBenchmark {
         let frameMillis = Double(now() - renderStart) / 1e6 / Double(max(1, frames))
         precondition(changedRuns > 0, "the benchmark's frames did not change")
         return Result(millisecondsPerFrame: frameMillis, framesPerSecond: 1000 / frameMillis,
-                      millisecondsPerRound: Double(foldNanos) / 1e6 / Double(max(1, rounds)))
+                      millisecondsPerRound: Double(foldNanos) / 1e6 / Double(max(1, rounds.count)))
     }
 
     private static func now() -> UInt64 { TerminalUI.clock(CLOCK_MONOTONIC) }

@@ -1,9 +1,9 @@
 /// One terminal cell of the in-memory screen: a character and the semantic role it is drawn in.
 struct Cell: Equatable, Sendable {
-var char: Unicode.Scalar
-var role: Role
+    var char: Unicode.Scalar
+    var role: Role
 
-init(_ char: Unicode.Scalar, _ role: Role = .plain) {
+    init(_ char: Unicode.Scalar, _ role: Role = .plain) {
         self.char = char
         self.role = role
     }
@@ -15,17 +15,17 @@ init(_ char: Unicode.Scalar, _ role: Role = .plain) {
 /// render function fills it and the backend draws the cells that changed.
 /// Every glyph the UI uses is one column wide.
 struct Screen: Equatable, Sendable {
-let width: Int
-let height: Int
-private(set) var cells: [Cell]
+    let width: Int
+    let height: Int
+    private(set) var cells: [Cell]
 
-init(width: Int, height: Int) {
+    init(width: Int, height: Int) {
         self.width = max(0, width)
         self.height = max(0, height)
         cells = [Cell](repeating: .blank, count: self.width * self.height)
     }
 
-subscript(x: Int, y: Int) -> Cell {
+    subscript(x: Int, y: Int) -> Cell {
         get { cells[y * width + x] }
         set { if x >= 0, y >= 0, x < width, y < height { cells[y * width + x] = newValue } }
     }
@@ -33,7 +33,7 @@ subscript(x: Int, y: Int) -> Cell {
     /// Writes `text` from column `x` of row `y`, clipped at `maxWidth` columns and the screen edge;
     /// returns the column after the last one written.
     @discardableResult
-mutating func put(_ text: String, x: Int, y: Int, role: Role = .plain, maxWidth: Int = .max) -> Int {
+    mutating func put(_ text: String, x: Int, y: Int, role: Role = .plain, maxWidth: Int = .max) -> Int {
         guard y >= 0, y < height else { return x }
         let end = min(width, x + min(max(0, maxWidth), width))
         var col = x
@@ -46,30 +46,24 @@ mutating func put(_ text: String, x: Int, y: Int, role: Role = .plain, maxWidth:
     }
 
     /// Fills a rectangle with one cell.
-mutating func fill(x: Int, y: Int, width w: Int, height h: Int, with cell: Cell = .blank) {
+    mutating func fill(x: Int, y: Int, width w: Int, height h: Int, with cell: Cell = .blank) {
         for row in max(0, y)..<min(height, y + h) {
             for col in max(0, x)..<max(max(0, x), min(width, x + w)) { cells[row * width + col] = cell }
         }
     }
 
-    /// Changes the role of the cells of row `y` from column `x`, `count` of them.
-mutating func restyle(x: Int, y: Int, count: Int, role: Role) {
-        guard y >= 0, y < height else { return }
-        for col in max(0, x)..<max(max(0, x), min(width, x + count)) { cells[y * width + col].role = role }
-    }
-
     /// Row `y` as text.
-func line(_ y: Int) -> String {
+    func line(_ y: Int) -> String {
         var s = String.UnicodeScalarView()
         for x in 0..<width { s.append(cells[y * width + x].char) }
         return String(s)
     }
 
     /// Every row as text, trailing blanks kept.
-var lines: [String] { (0..<height).map(line) }
+    var lines: [String] { (0..<height).map(line) }
 
     /// The whole screen as one string, rows separated by newlines.
-var text: String { lines.joined(separator: "\n") }
+    var text: String { lines.joined(separator: "\n") }
 
     /// Runs of cells that differ from `old` (everything when sizes differ), row by row.
     func changes(from old: Screen?) -> [ChangedRun] {

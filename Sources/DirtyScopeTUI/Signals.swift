@@ -19,6 +19,7 @@ enum Signals {
     static func install() -> [(Int32, sigaction)] {
         _ = pending.load(ordering: .relaxed)  // initialise it here, not inside a handler
         var previous: [(Int32, sigaction)] = []
+        for signal in fatal { sigaction(signal, nil, &previousFatal[Int(signal)]) }
         for signal in stopping + fatal {
             var action = sigaction()
             let isFatal = fatal.contains(signal)
@@ -28,7 +29,7 @@ enum Signals {
                 action.__sigaction_handler.sa_handler = note
             }
             sigemptyset(&action.sa_mask)
-            action.sa_flags = isFatal ? Int32(SA_RESETHAND) : 0
+            action.sa_flags = 0
             var old = sigaction()
             if sigaction(signal, &action, &old) == 0 { previous.append((signal, old)) }
         }
@@ -53,7 +54,11 @@ private func note(_ signal: Int32) {
     Signals.pending.store(signal, ordering: .releasing)
 }
 
+/// The fatal signals' handlers from before `install`, by signal number: written before the
+/// handlers are installed, only read by them.
+nonisolated(unsafe) private var previousFatal: [sigaction] = Array(repeating: sigaction(), count: 65)
+
 private func restoreAndDie(_ signal: Int32) {
     endwin()
-    raise(signal)
+    sigaction(signal, &previousFatal[Int(signal)], nil)
 }

@@ -31,7 +31,6 @@ struct SlotView: Equatable {
     var heat: [UInt8]
     var reported: DirtyBitmap
     var falsePositives: DirtyBitmap
-    var missed: Int?
     /// Blocks of the last manual CLEAR (bit per block), marked for `heatRounds` rounds.
     var cleared: DirtyBitmap
     var clearedAtRound: UInt64 = 0
@@ -53,7 +52,6 @@ struct SlotView: Equatable {
         reported = slotRound.reported.pageCount == info.pages ? slotRound.reported : DirtyBitmap(pageCount: info.pages)
         falsePositives = slotRound.falsePositives.pageCount == info.pages
             ? slotRound.falsePositives : DirtyBitmap(pageCount: info.pages)
-        missed = slotRound.missed
         let hot = UInt8(heatRounds)
         reported.withUnsafeWords { words in
             heat.withUnsafeMutableBufferPointer { heat in
