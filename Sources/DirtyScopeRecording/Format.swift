@@ -1,0 +1,89 @@
+/// The layout of a replay file; FORMAT.md at the repository root describes it in words.
+enum Format {
+    /// First 8 bytes of every recording (PNG-style: a high byte, a name, CR LF, ^Z, LF,
+    /// so that text-mode mangling and truncated transfers show up as a wrong magic).
+    static let magic: [UInt8] = [0x89, 0x44, 0x53, 0x52, 0x0D, 0x0A, 0x1A, 0x0A]
+    /// The format version this build writes and the newest it reads.
+    static let version: UInt16 = 1
+    /// Magic, version (u16), flags (u16), header length (u32), header CRC32 (u32).
+    static let fileHeaderSize = 20
+    /// Longest JSON session description a reader accepts.
+    static let maxHeaderJSON = 16 << 20
+
+    /// Starts every record. 0xFF and 0xFE never occur in UTF-8, so never in an event's JSON.
+    static let sync: [UInt8] = [0xFF, 0x44, 0x53, 0xFE]
+    /// Sync (4), CRC32 (u32) of everything after it, type (u8), payload length (varint,
+    /// at most 5 bytes: the length fits in 32 bits).
+    static let maxRecordHeaderSize = 14
+    /// Where the CRC32's coverage starts inside a record.
+    static let checksummedFrom = 8
+
+    /// Rounds between keyframes at most; a round whose delta encodes larger than its
+    /// full encoding is a keyframe too.
+    static let defaultKeyframeInterval = 64
+    /// Rounds per cumulative-totals checkpoint in the reader's index.
+    static let totalsCheckpointInterval = 64
+    /// Largest page count a slot may declare (16 TiB of 4 KiB pages); bounds every bitmap
+    /// a reader allocates.
+    static let maxSlotPages = 1 << 32
+    /// Longest latency histogram a reader accepts.
+    static let maxHistogramBuckets = 1024
+    /// Longest event record a reader accepts.
+    static let maxEventPayload = 1 << 20
+    /// Buffered bytes that trigger a write(2) before the time limit.
+    static let flushBytes = 256 << 10
+    /// Oldest buffered data before a write(2), in nanoseconds: with rounds at most half a
+    /// second apart, a kill loses at most about a second.
+    static let flushNanos: UInt64 = 500_000_000
+}
+
+/// What a record holds: the byte after its checksum.
+enum RecordType: UInt8 {
+    /// A round whose bitmaps are stored whole.
+    case keyframe = 1
+    /// A round whose bitmaps are XORed against the previous round's.
+    case delta = 2
+    /// A `TimedEvent` as JSON.
+    case event = 3
+    /// Written by `RecordingWriter.finish()`: round and event counts.
+    case end = 4
+}
+
+/// Round-record field presence bits (FORMAT.md, "Round payload"). The fields an idle
+/// round has take the low 7 bits, so its mask is one byte.
+enum RoundField {
+    static let index: UInt64 = 1 << 0
+    static let startNanos: UInt64 = 1 << 1
+    static let durationNanos: UInt64 = 1 << 2
+    static let bookkeepingNanos: UInt64 = 1 << 3
+    static let exits: UInt64 = 1 << 4
+    static let getLatency: UInt64 = 1 << 5
+    static let verification: UInt64 = 1 << 6
+    static let clearLatency: UInt64 = 1 << 7
+    static let copyNanos: UInt64 = 1 << 8
+    static let bytesCopied: UInt64 = 1 << 9
+    static let guestWrites: UInt64 = 1 << 10
+    static let writeProtectFaults: UInt64 = 1 << 11
+    static let ringEntries: UInt64 = 1 << 12
+    static let ringFullExits: UInt64 = 1 << 13
+    static let all: UInt64 = (1 << 14) - 1
+}
+
+/// Per-slot presence bits in a round record, below the slot index in one varint.
+enum SlotField {
+    static let reported: UInt8 = 1 << 0
+    static let falsePositives: UInt8 = 1 << 1
+    static let initial: UInt8 = 1 << 2
+    static let copied: UInt8 = 1 << 3
+    static let missed: UInt8 = 1 << 4
+    static let watched: UInt8 = 1 << 5
+    static let bits = 6
+}
+
+/// How a round's bitmap section is stored.
+enum BitmapSectionCodec: UInt8 {
+    /// Run-length tokens as they are.
+    case stored = 0
+    /// Run-length tokens compressed with raw deflate, preceded by their length.
+    case deflate = 1
+}

@@ -1,0 +1,182 @@
+import DirtyScopeModel
+import Foundation
+
+/// A replay file opened for random access by round; needs no /dev/kvm.
+///
+/// Opening scans the file once: it checks every record's checksum, indexes the rounds and
+/// reads the events, and turns damage into `warnings` rather than errors: a truncated file
+/// replays up to its last whole record; a corrupt record is named by its offset and skipped
+/// to the next intact record, and delta rounds that depended on it up to the next keyframe.
+/// Only an unreadable header (wrong magic, newer format version, bad checksum) fails.
+///
+/// `entry(at:)` decodes forward from the nearest keyframe at or before the round, and
+/// keeps the last round decoded, so playing rounds in order decodes each once.
+/// Not thread-safe.
+public final class RecordingReader: RecordedSession {
+    public let path: String
+    public let info: SessionInfo
+    /// The file's format version.
+    public let formatVersion: Int
+    /// Size of the file when opened, in bytes.
+    public var fileSize: Int { file.bytes.count }
+    /// True when the file ends with the end record that `RecordingWriter.finish` writes.
+    public var isFinished: Bool { index.finished }
+    public private(set) var warnings: [String]
+
+    private let file: MappedFile
+    let index: RecordingIndex
+    private let layout: SlotLayout
+    private let bitmaps: BitmapSectionDecoder
+    private var cache: (position: Int, round: Round)?
+
+    /// Opens and scans `path`.
+    /// - Throws: `RecordingError.cannotOpen` / `.ioFailed` (errno), `.notARecording`,
+    ///   `.newerVersion` or `.badHeader`.
+    public convenience init(path: String) throws {
+        try self.init(file: MappedFile(path: path), path: path)
+    }
+
+    /// Reads a recording held in memory; `name` stands for the path in messages.
+    public convenience init(contents: [UInt8], name: String) throws {
+        try self.init(file: MappedFile(copying: contents), path: name)
+    }
+
+    private init(file: MappedFile, path: String) throws {
+        self.file = file
+        self.path = path
+        (formatVersion, info, layout) = try Self.header(file.bytes, path: path)
+        index = RecordingIndex(bytes: file.bytes, start: Format.fileHeaderSize + Self.headerJSONLength(file.bytes),
+                               layout: layout)
+        warnings = index.warnings
+        bitmaps = BitmapSectionDecoder(layout: layout)
+    }
+
+    /// Whole, decodable rounds.
+    public var roundCount: Int { index.rounds.count }
+
+    /// Every event in the file, in order.
+    public var events: [TimedEvent] { index.events }
+
+    /// Events after the last round.
+    public var trailingEvents: [TimedEvent] {
+        let start = index.rounds.last?.events.upperBound ?? 0
+        return Array(index.events[start...])
+    }
+
+    /// Round `i` (0-based) with the events recorded after round `i - 1` and before it.
+    /// - Throws: `RecordingError.noSuchRound`, or `.corruptRecord` if its bitmaps (or those
+    ///   of a round it decodes from) fail to decode despite an intact checksum.
+    public func entry(at i: Int) throws -> (events: [TimedEvent], round: Round) {
+        guard i >= 0, i < index.rounds.count else {
+            throw RecordingError.noSuchRound(path: path, index: i, count: index.rounds.count)
+        }
+        return (Array(index.events[index.rounds[i].events]), try round(at: i))
+    }
+
+    /// Round `i`'s metrics (counts, latencies, times) without decoding its bitmaps.
+    public func metrics(at i: Int) throws -> RoundMetrics {
+        guard i >= 0, i < index.rounds.count else {
+            throw RecordingError.noSuchRound(path: path, index: i, count: index.rounds.count)
+        }
+        var r = reader(for: i)
+        do {
+            return try RoundCodec.decode(&r, layout).metrics
+        } catch {
+            throw RecordingError.corruptRecord(path: path, offset: index.rounds[i].offset, reason: error.reason)
+        }
+    }
+
+    /// Totals over rounds `0...i` from a checkpoint every 64 rounds and the metrics after
+    /// it; no bitmap is decoded. `i` below 0 gives zero totals; past the end, all rounds.
+    public func totals(through i: Int) -> RoundTotals {
+        guard i >= 0, !index.rounds.isEmpty else { return RoundTotals() }
+        let last = min(i, index.rounds.count - 1)
+        let checkpoint = last / Format.totalsCheckpointInterval
+        var totals = index.totalsBefore[checkpoint]
+        for j in (checkpoint * Format.totalsCheckpointInterval)...last {
+            do {
+                totals.add(try metrics(at: j))
+            } catch {
+                // The scan decoded these metrics already: only a file rewritten while open fails here.
+                warnings.append("\(error); left out of the totals (was the file changed while open?)")
+            }
+        }
+        return totals
+    }
+
+    private func round(at i: Int) throws -> Round {
+        if let cache, cache.position == i { return cache.round }
+        let keyframe = index.rounds[i].keyframePosition
+        var start = keyframe
+        var previous: Round?
+        if let cache, cache.position >= keyframe, cache.position < i {
+            start = cache.position + 1
+            previous = cache.round
+        }
+        for j in start...i {
+            previous = try decodeRound(j, previous: previous)
+        }
+        // `start...i` is never empty, so `previous` holds round i.
+        let round = previous!
+        cache = (i, round)
+        return round
+    }
+
+    private func decodeRound(_ j: Int, previous: Round?) throws -> Round {
+        let entry = index.rounds[j]
+        var r = reader(for: j)
+        do {
+            let metrics = try RoundCodec.decode(&r, layout).metrics
+            let decoded = try bitmaps.decode(&r, metrics: metrics, keyframe: entry.keyframe, previous: previous)
+            return metrics.round(reported: decoded.reported, falsePositives: decoded.falsePositives)
+        } catch let violation as FormatViolation {
+            throw RecordingError.corruptRecord(path: path, offset: entry.offset, reason: violation.reason)
+        }
+    }
+
+    /// A cursor over round `i`'s payload; the mapping outlives it (both belong to self).
+    private func reader(for i: Int) -> ByteReader {
+        ByteReader(UnsafeRawBufferPointer(rebasing: file.bytes[index.rounds[i].payload]))
+    }
+
+    /// Checks the magic, version and header checksum and decodes the session description.
+    private static func header(_ bytes: UnsafeRawBufferPointer, path: String) throws -> (Int, SessionInfo, SlotLayout) {
+        let magicBytes = min(bytes.count, Format.magic.count)
+        guard bytes.prefix(magicBytes).elementsEqual(Format.magic.prefix(magicBytes)) else {
+            throw RecordingError.notARecording(path: path)
+        }
+        guard bytes.count >= Format.fileHeaderSize else {
+            throw RecordingError.badHeader(path: path, reason: "the file is \(bytes.count) bytes, shorter than a header (truncated?)")
+        }
+        var r = ByteReader(bytes, offset: Format.magic.count)
+        do {
+            let version = Int(try r.u16())
+            guard version >= 1 else { throw RecordingError.badHeader(path: path, reason: "format version 0") }
+            guard version <= Format.version else { throw RecordingError.newerVersion(path: path, version: version) }
+            _ = try r.u16()  // flags, none defined in version 1
+            let length = Int(try r.u32())
+            let checksum = try r.u32()
+            guard length <= Format.maxHeaderJSON, length <= r.remaining else {
+                throw RecordingError.badHeader(path: path, reason: "a \(length)-byte session description does not fit in the file (truncated?)")
+            }
+            let json = try r.bytes(length)
+            guard CRC32.of(json) == checksum else {
+                throw RecordingError.badHeader(path: path, reason: "header checksum mismatch")
+            }
+            let info: SessionInfo
+            do {
+                info = try JSONDecoder().decode(SessionInfo.self, from: Data(json))
+            } catch {
+                throw RecordingError.badHeader(path: path, reason: "session description: \(error)")
+            }
+            return (version, info, try SlotLayout(info))
+        } catch let violation as FormatViolation {
+            throw RecordingError.badHeader(path: path, reason: violation.reason)
+        }
+    }
+
+    /// The header's JSON length (`header` has checked it).
+    private static func headerJSONLength(_ bytes: UnsafeRawBufferPointer) -> Int {
+        Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
+    }
+}

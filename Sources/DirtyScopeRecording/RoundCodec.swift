@@ -1,0 +1,239 @@
+import DirtyScopeModel
+
+/// Pages per slot, from the header: bounds every count and bitmap in a round record.
+struct SlotLayout {
+    let pages: [Int]
+
+    init(_ info: SessionInfo) throws(FormatViolation) {
+        for (i, slot) in info.slots.enumerated() {
+            guard slot.pages >= 0, slot.pages <= Format.maxSlotPages else {
+                throw FormatViolation("slot \(i) has \(slot.pages) pages (at most \(Format.maxSlotPages))")
+            }
+        }
+        pages = info.slots.map(\.pages)
+    }
+
+    var count: Int { pages.count }
+    func words(_ slot: Int) -> Int { (pages[slot] + 63) / 64 }
+}
+
+/// The metrics part of a round record (FORMAT.md, "Round payload"): a sequence number,
+/// a field-presence mask, then only the fields that are not zero.
+enum RoundCodec {
+    /// Checks that `m` fits the layout; the writer refuses rounds that fail, the reader
+    /// treats them as corrupt, so every count later summed is small and non-negative.
+    static func check(_ m: RoundMetrics, _ layout: SlotLayout) throws(FormatViolation) {
+        var seen = [Bool](repeating: false, count: layout.count)
+        for s in m.slots {
+            guard s.slot >= 0, s.slot < layout.count else {
+                throw FormatViolation("slot \(s.slot) is not in the header's \(layout.count) slots")
+            }
+            guard !seen[s.slot] else { throw FormatViolation("slot \(s.slot) appears twice") }
+            seen[s.slot] = true
+            let pages = layout.pages[s.slot]
+            let blocks = layout.words(s.slot)
+            try inRange(s.reportedCount, pages, "slot \(s.slot) reported count")
+            try inRange(s.falsePositiveCount, pages, "slot \(s.slot) false-positive count")
+            try inRange(s.initialCount, pages, "slot \(s.slot) initial count")
+            try inRange(s.copiedPages, pages, "slot \(s.slot) copied pages")
+            if let missed = s.missed { try inRange(missed, pages, "slot \(s.slot) missed") }
+            if let w = s.watched {
+                try inRange(w.blocks, blocks, "slot \(s.slot) watched blocks")
+                try inRange(w.reported, pages, "slot \(s.slot) watched reported")
+                try inRange(w.falsePositives, pages, "slot \(s.slot) watched false positives")
+            }
+        }
+        for latency in [m.getLatency, m.clearLatency] where latency.histogram.count > Format.maxHistogramBuckets {
+            throw FormatViolation("latency histogram has \(latency.histogram.count) buckets (at most \(Format.maxHistogramBuckets))")
+        }
+        if let v = m.verification {
+            for missed in v.missedPerSlot { try inRange(missed, Format.maxSlotPages, "verification missed count") }
+            try inRange(v.comparedPages, Int.max, "verification compared pages")
+        }
+    }
+
+    static func encode(_ m: RoundMetrics, sequence: UInt64, into o: inout ByteWriter) {
+        o.varint(sequence)
+        var mask: UInt64 = 0
+        let scalars: [(UInt64, UInt64)] = [
+            (RoundField.index, m.index), (RoundField.startNanos, m.startNanos),
+            (RoundField.durationNanos, m.durationNanos), (RoundField.bookkeepingNanos, m.bookkeepingNanos),
+            (RoundField.exits, m.exits), (RoundField.copyNanos, m.copyNanos),
+            (RoundField.bytesCopied, m.bytesCopied), (RoundField.guestWrites, m.guestWrites),
+            (RoundField.writeProtectFaults, m.writeProtectFaults), (RoundField.ringEntries, m.ringEntries),
+            (RoundField.ringFullExits, m.ringFullExits),
+        ]
+        for (bit, value) in scalars where value != 0 { mask |= bit }
+        if m.getLatency != LatencyStats() { mask |= RoundField.getLatency }
+        if m.clearLatency != LatencyStats() { mask |= RoundField.clearLatency }
+        if m.verification != nil { mask |= RoundField.verification }
+        o.varint(mask)
+        // Mode in the low 2 bits; above them 0 for a whole slot, 1 for a chunk size that
+        // follows, or k >= 2 for a chunk of 64 * (k - 1) pages.
+        switch m.clearChunk {
+        case .wholeSlot:
+            o.varint(modeCode(m.mode))
+        case .pages(let n) where n > 0 && n % 64 == 0:
+            o.varint(UInt64(n / 64 + 1) << 2 | modeCode(m.mode))
+        case .pages(let n):
+            o.varint(1 << 2 | modeCode(m.mode))
+            o.zigzag(n)
+        }
+        for (bit, value) in scalars where mask & bit != 0 { o.varint(value) }
+        if mask & RoundField.getLatency != 0 { encode(m.getLatency, into: &o) }
+        if let v = m.verification {
+            o.varint(UInt64(v.missedPerSlot.count))
+            for missed in v.missedPerSlot { o.zigzag(missed) }
+            o.zigzag(v.comparedPages)
+        }
+        if mask & RoundField.clearLatency != 0 { encode(m.clearLatency, into: &o) }
+        o.varint(UInt64(m.slots.count))
+        for s in m.slots {
+            var flags: UInt8 = 0
+            if s.reportedCount != 0 { flags |= SlotField.reported }
+            if s.falsePositiveCount != 0 { flags |= SlotField.falsePositives }
+            if s.initialCount != 0 { flags |= SlotField.initial }
+            if s.copiedPages != 0 { flags |= SlotField.copied }
+            if s.missed != nil { flags |= SlotField.missed }
+            if s.watched != nil { flags |= SlotField.watched }
+            o.varint(UInt64(s.slot) << SlotField.bits | UInt64(flags))
+            if s.reportedCount != 0 { o.varint(UInt64(s.reportedCount)) }
+            if s.falsePositiveCount != 0 { o.varint(UInt64(s.falsePositiveCount)) }
+            if s.initialCount != 0 { o.varint(UInt64(s.initialCount)) }
+            if s.copiedPages != 0 { o.varint(UInt64(s.copiedPages)) }
+            if let missed = s.missed { o.varint(UInt64(missed)) }
+            if let w = s.watched {
+                o.varint(UInt64(w.blocks))
+                o.varint(UInt64(w.reported))
+                o.varint(UInt64(w.falsePositives))
+            }
+        }
+    }
+
+    /// Reads a round's sequence number and metrics, and checks them against the layout.
+    static func decode(_ r: inout ByteReader, _ layout: SlotLayout) throws(FormatViolation) -> (sequence: UInt64, metrics: RoundMetrics) {
+        let sequence = try r.varint()
+        let mask = try r.varint()
+        guard mask & ~RoundField.all == 0 else { throw FormatViolation("unknown round fields 0x\(String(mask, radix: 16))") }
+        let modeAndChunk = try r.varint()
+        let mode = try mode(modeAndChunk & 3)
+        let chunk: ClearChunk
+        switch modeAndChunk >> 2 {
+        case 0: chunk = .wholeSlot
+        case 1: chunk = .pages(try r.zigzag())
+        case let k:
+            guard k <= UInt64(Int.max / 64) else { throw FormatViolation("clear chunk code \(k) is too large") }
+            chunk = .pages(64 * Int(k - 1))
+        }
+        var m = RoundMetrics(mode: mode, clearChunk: chunk)
+        func field(_ bit: UInt64, _ r: inout ByteReader) throws(FormatViolation) -> UInt64 {
+            mask & bit != 0 ? try r.varint() : 0
+        }
+        m.index = try field(RoundField.index, &r)
+        m.startNanos = try field(RoundField.startNanos, &r)
+        m.durationNanos = try field(RoundField.durationNanos, &r)
+        m.bookkeepingNanos = try field(RoundField.bookkeepingNanos, &r)
+        m.exits = try field(RoundField.exits, &r)
+        m.copyNanos = try field(RoundField.copyNanos, &r)
+        m.bytesCopied = try field(RoundField.bytesCopied, &r)
+        m.guestWrites = try field(RoundField.guestWrites, &r)
+        m.writeProtectFaults = try field(RoundField.writeProtectFaults, &r)
+        m.ringEntries = try field(RoundField.ringEntries, &r)
+        m.ringFullExits = try field(RoundField.ringFullExits, &r)
+        if mask & RoundField.getLatency != 0 { m.getLatency = try latency(&r) }
+        if mask & RoundField.verification != 0 {
+            // Each entry takes at least a byte, so the count is bounded by what remains.
+            let n = try r.count(upTo: r.remaining, "verification slot count")
+            var missed: [Int] = []
+            missed.reserveCapacity(n)
+            for _ in 0..<n { missed.append(try r.zigzag()) }
+            m.verification = Verification(missedPerSlot: missed, comparedPages: try r.zigzag())
+        }
+        if mask & RoundField.clearLatency != 0 { m.clearLatency = try latency(&r) }
+        let slotCount = try r.count(upTo: layout.count, "slot count")
+        m.slots.reserveCapacity(slotCount)
+        for _ in 0..<slotCount {
+            let slotAndFlags = try r.varint()
+            let flags = UInt8(slotAndFlags & ((1 << SlotField.bits) - 1))
+            guard slotAndFlags >> SlotField.bits < UInt64(layout.count) else {
+                throw FormatViolation("slot \(slotAndFlags >> SlotField.bits) is not in the header's \(layout.count) slots")
+            }
+            let slot = Int(slotAndFlags >> SlotField.bits)
+            func value(_ bit: UInt8, _ r: inout ByteReader) throws(FormatViolation) -> Int {
+                guard flags & bit != 0 else { return 0 }
+                let v = try r.count(upTo: Format.maxSlotPages, "slot \(slot) count")
+                guard v != 0 else { throw FormatViolation("slot \(slot) stores a zero it should have left out") }
+                return v
+            }
+            var s = RoundMetrics.Slot(slot: slot, reportedCount: try value(SlotField.reported, &r),
+                                      falsePositiveCount: try value(SlotField.falsePositives, &r),
+                                      initialCount: try value(SlotField.initial, &r),
+                                      copiedPages: try value(SlotField.copied, &r), missed: nil, watched: nil)
+            if flags & SlotField.missed != 0 { s.missed = try r.count(upTo: Format.maxSlotPages, "missed") }
+            if flags & SlotField.watched != 0 {
+                s.watched = WatchedBlocks(blocks: try r.count(upTo: Format.maxSlotPages, "watched blocks"),
+                                          reported: try r.count(upTo: Format.maxSlotPages, "watched reported"),
+                                          falsePositives: try r.count(upTo: Format.maxSlotPages, "watched false positives"))
+            }
+            m.slots.append(s)
+        }
+        try check(m, layout)
+        return (sequence, m)
+    }
+
+    private static func encode(_ l: LatencyStats, into o: inout ByteWriter) {
+        o.varint(l.count)
+        o.varint(l.totalNanos)
+        o.varint(l.maxNanos)
+        o.varint(l.lastNanos)
+        o.varint(UInt64(l.histogram.count))
+        let nonzero = l.histogram.indices.filter { l.histogram[$0] != 0 }
+        o.varint(UInt64(nonzero.count))
+        var next = 0
+        for i in nonzero {
+            o.varint(UInt64(i - next))
+            o.varint(l.histogram[i])
+            next = i + 1
+        }
+    }
+
+    private static func latency(_ r: inout ByteReader) throws(FormatViolation) -> LatencyStats {
+        var l = LatencyStats()
+        l.count = try r.varint()
+        l.totalNanos = try r.varint()
+        l.maxNanos = try r.varint()
+        l.lastNanos = try r.varint()
+        let buckets = try r.count(upTo: Format.maxHistogramBuckets, "histogram length")
+        let nonzero = try r.count(upTo: buckets, "nonzero histogram buckets")
+        l.histogram = [UInt64](repeating: 0, count: buckets)
+        var next = 0
+        for _ in 0..<nonzero {
+            guard next < buckets else { throw FormatViolation("histogram buckets run past its length \(buckets)") }
+            let i = next + (try r.count(upTo: buckets - 1 - next, "histogram bucket"))
+            l.histogram[i] = try r.varint()
+            next = i + 1
+        }
+        return l
+    }
+
+    private static func inRange(_ v: Int, _ limit: Int, _ what: String) throws(FormatViolation) {
+        guard v >= 0, v <= limit else { throw FormatViolation("\(what) \(v) is outside 0...\(limit)") }
+    }
+
+    private static func modeCode(_ mode: HarvestMode) -> UInt64 {
+        switch mode {
+        case .legacy: return 0
+        case .manual: return 1
+        case .ring: return 2
+        }
+    }
+
+    private static func mode(_ code: UInt64) throws(FormatViolation) -> HarvestMode {
+        switch code {
+        case 0: return .legacy
+        case 1: return .manual
+        case 2: return .ring
+        default: throw FormatViolation("unknown harvest mode \(code)")
+        }
+    }
+}

@@ -1,0 +1,156 @@
+import DirtyScopeModel
+import KVM
+
+/// A round without its bitmaps: every count, latency and time it recorded. The reader gets
+/// these without decoding bitmaps, so timelines, totals, `inspect` and CSV export are cheap.
+public struct RoundMetrics: Equatable, Sendable {
+    /// One slot's counts (the `SlotRound` fields, with the bitmaps reduced to their counts).
+    public struct Slot: Equatable, Sendable {
+        public var slot: Int
+        public var reportedCount: Int
+        public var falsePositiveCount: Int
+        public var initialCount: Int
+        public var copiedPages: Int
+        public var missed: Int?
+        public var watched: WatchedBlocks?
+
+        public init(_ s: SlotRound) {
+            self.init(slot: s.slot, reportedCount: s.reportedCount, falsePositiveCount: s.falsePositiveCount,
+                      initialCount: s.initialCount, copiedPages: s.copiedPages, missed: s.missed, watched: s.watched)
+        }
+
+        public init(slot: Int, reportedCount: Int, falsePositiveCount: Int, initialCount: Int, copiedPages: Int,
+                    missed: Int?, watched: WatchedBlocks?) {
+            self.slot = slot
+            self.reportedCount = reportedCount
+            self.falsePositiveCount = falsePositiveCount
+            self.initialCount = initialCount
+            self.copiedPages = copiedPages
+            self.missed = missed
+            self.watched = watched
+        }
+    }
+
+    public var index: UInt64
+    public var startNanos: UInt64
+    public var durationNanos: UInt64
+    public var mode: HarvestMode
+    public var clearChunk: ClearChunk
+    public var slots: [Slot]
+    public var getLatency: LatencyStats
+    public var clearLatency: LatencyStats
+    public var bytesCopied: UInt64
+    public var copyNanos: UInt64
+    public var bookkeepingNanos: UInt64
+    public var guestWrites: UInt64
+    public var writeProtectFaults: UInt64
+    public var exits: UInt64
+    public var ringEntries: UInt64
+    public var ringFullExits: UInt64
+    public var verification: Verification?
+
+    /// The metrics of `round` (counts its bitmaps).
+    public init(_ round: Round) {
+        index = round.index
+        startNanos = round.startNanos
+        durationNanos = round.durationNanos
+        mode = round.mode
+        clearChunk = round.clearChunk
+        slots = round.slots.map(Slot.init)
+        getLatency = round.getLatency
+        clearLatency = round.clearLatency
+        bytesCopied = round.bytesCopied
+        copyNanos = round.copyNanos
+        bookkeepingNanos = round.bookkeepingNanos
+        guestWrites = round.guestWrites
+        writeProtectFaults = round.writeProtectFaults
+        exits = round.exits
+        ringEntries = round.ringEntries
+        ringFullExits = round.ringFullExits
+        verification = round.verification
+    }
+
+    /// An all-zero round in `mode`, to be filled by the decoder.
+    init(mode: HarvestMode, clearChunk: ClearChunk) {
+        index = 0
+        startNanos = 0
+        durationNanos = 0
+        self.mode = mode
+        self.clearChunk = clearChunk
+        slots = []
+        getLatency = LatencyStats()
+        clearLatency = LatencyStats()
+        bytesCopied = 0
+        copyNanos = 0
+        bookkeepingNanos = 0
+        guestWrites = 0
+        writeProtectFaults = 0
+        exits = 0
+        ringEntries = 0
+        ringFullExits = 0
+        verification = nil
+    }
+
+    /// The round with these metrics and the given slot bitmaps (one `SlotRound` per `slots` entry).
+    func round(reported: [DirtyBitmap], falsePositives: [DirtyBitmap]) -> Round {
+        let slotRounds = slots.indices.map { i in
+            SlotRound(slot: slots[i].slot, reported: reported[i], falsePositives: falsePositives[i],
+                      initialCount: slots[i].initialCount, copiedPages: slots[i].copiedPages,
+                      missed: slots[i].missed, watched: slots[i].watched)
+        }
+        return Round(index: index, startNanos: startNanos, durationNanos: durationNanos, mode: mode,
+                     clearChunk: clearChunk, slots: slotRounds, getLatency: getLatency, clearLatency: clearLatency,
+                     bytesCopied: bytesCopied, copyNanos: copyNanos, bookkeepingNanos: bookkeepingNanos,
+                     guestWrites: guestWrites, writeProtectFaults: writeProtectFaults, exits: exits,
+                     ringEntries: ringEntries, ringFullExits: ringFullExits, verification: verification)
+    }
+
+    public var reported: Int { slots.reduce(0) { $0 + $1.reportedCount } }
+    public var falsePositives: Int { slots.reduce(0) { $0 + $1.falsePositiveCount } }
+    public var initial: Int { slots.reduce(0) { $0 + $1.initialCount } }
+    public var copiedPages: Int { slots.reduce(0) { $0 + $1.copiedPages } }
+    /// Missed pages found at this round's verification point, or nil if it did not verify.
+    public var missed: Int? { verification?.missed }
+
+    /// False positives over the reported pages that were not first copies (0...1), as `Round`.
+    public var falsePositiveRate: Double {
+        let base = reported - initial
+        return base > 0 ? Double(falsePositives) / Double(base) : 0
+    }
+}
+
+extension RoundTotals {
+    /// Adds one round from its metrics: the sums of `add(_: Round)`, but wrapping instead of
+    /// trapping on overflow, since the numbers come from a file.
+    public mutating func add(_ m: RoundMetrics) {
+        rounds &+= 1
+        reported &+= UInt64(m.reported)
+        falsePositives &+= UInt64(m.falsePositives)
+        initial &+= UInt64(m.initial)
+        copiedPages &+= UInt64(m.copiedPages)
+        bytesCopied &+= m.bytesCopied
+        guestWrites &+= m.guestWrites
+        writeProtectFaults &+= m.writeProtectFaults
+        ringFullExits &+= m.ringFullExits
+        if let missed = m.missed {
+            self.missed &+= UInt64(missed)
+            verifications &+= 1
+        }
+        get.mergeWrapping(m.getLatency)
+        clear.mergeWrapping(m.clearLatency)
+        durationNanos &+= m.durationNanos
+    }
+}
+
+extension LatencyStats {
+    /// `merge(_:)` with wrapping sums.
+    fileprivate mutating func mergeWrapping(_ other: LatencyStats) {
+        guard other.count > 0 else { return }
+        count &+= other.count
+        totalNanos &+= other.totalNanos
+        maxNanos = max(maxNanos, other.maxNanos)
+        lastNanos = other.lastNanos
+        if histogram.isEmpty { histogram = [UInt64](repeating: 0, count: Self.bucketCount) }
+        for (i, n) in other.histogram.enumerated() where i < histogram.count { histogram[i] &+= n }
+    }
+}

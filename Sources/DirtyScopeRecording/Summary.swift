@@ -1,0 +1,205 @@
+import DirtyScopeModel
+import Foundation
+
+/// What `dirtyscope inspect FILE [--json]` prints: the header, the rounds and their span,
+/// events by kind, totals per harvest mode and overall, and the reader's warnings.
+/// Built from round metrics only: no bitmap is decoded.
+public struct RecordingSummary {
+    /// Totals of the rounds harvested in one mode (or all of them).
+    public struct ModeTotals: Codable, Equatable, Sendable {
+        public var mode: String
+        public var rounds: UInt64
+        public var reported: UInt64
+        public var falsePositives: UInt64
+        public var falsePositiveRate: Double
+        public var initial: UInt64
+        public var copiedPages: UInt64
+        public var bytesCopied: UInt64
+        public var guestWrites: UInt64
+        public var writeProtectFaults: UInt64
+        public var ringFullExits: UInt64
+        public var verifications: UInt64
+        public var missed: UInt64
+        public var getCalls: UInt64
+        public var getMeanNanos: UInt64
+        public var getMaxNanos: UInt64
+        public var getP99Nanos: UInt64
+        public var clearCalls: UInt64
+        public var clearMeanNanos: UInt64
+        public var clearMaxNanos: UInt64
+        public var clearP99Nanos: UInt64
+        public var busyNanos: UInt64
+
+        init(mode: String, _ t: RoundTotals) {
+            self.mode = mode
+            rounds = t.rounds
+            reported = t.reported
+            falsePositives = t.falsePositives
+            falsePositiveRate = t.falsePositiveRate
+            initial = t.initial
+            copiedPages = t.copiedPages
+            bytesCopied = t.bytesCopied
+            guestWrites = t.guestWrites
+            writeProtectFaults = t.writeProtectFaults
+            ringFullExits = t.ringFullExits
+            verifications = t.verifications
+            missed = t.missed
+            getCalls = t.get.count
+            getMeanNanos = t.get.meanNanos
+            getMaxNanos = t.get.maxNanos
+            getP99Nanos = t.get.percentileUpperBound(0.99)
+            clearCalls = t.clear.count
+            clearMeanNanos = t.clear.meanNanos
+            clearMaxNanos = t.clear.maxNanos
+            clearP99Nanos = t.clear.percentileUpperBound(0.99)
+            busyNanos = t.durationNanos
+        }
+    }
+
+    /// The summary as data (what `json()` encodes).
+    public struct Document: Codable, Equatable, Sendable {
+        public var file: String
+        public var fileBytes: Int
+        public var formatVersion: Int
+        public var finished: Bool
+        public var session: SessionInfo
+        public var rounds: Int
+        public var firstRound: UInt64?
+        public var lastRound: UInt64?
+        /// From the first round's start to the last round's end.
+        public var spanSeconds: Double
+        public var events: [String: Int]
+        public var modes: [ModeTotals]
+        public var total: ModeTotals
+        public var warnings: [String]
+    }
+
+    public let document: Document
+
+    /// Summarises `reader` (reads every round's metrics once).
+    public init(_ reader: RecordingReader) {
+        var perMode: [HarvestMode: RoundTotals] = [:]
+        var total = RoundTotals()
+        var first: RoundMetrics?
+        var last: RoundMetrics?
+        var warnings = reader.warnings
+        for i in 0..<reader.roundCount {
+            do {
+                let m = try reader.metrics(at: i)
+                perMode[m.mode, default: RoundTotals()].add(m)
+                total.add(m)
+                if first == nil { first = m }
+                last = m
+            } catch {
+                warnings.append("\(error)")
+            }
+        }
+        var events: [String: Int] = [:]
+        for e in reader.events { events[Self.kind(of: e.event), default: 0] += 1 }
+        let span = first.flatMap { f in last.map { l in Double(l.startNanos &+ l.durationNanos &- f.startNanos) / 1e9 } } ?? 0
+        document = Document(
+            file: reader.path, fileBytes: reader.fileSize, formatVersion: reader.formatVersion,
+            finished: reader.isFinished, session: reader.info, rounds: reader.roundCount,
+            firstRound: first?.index, lastRound: last?.index, spanSeconds: span, events: events,
+            modes: HarvestMode.allCases.compactMap { mode in perMode[mode].map { ModeTotals(mode: mode.rawValue, $0) } },
+            total: ModeTotals(mode: "total", total), warnings: warnings)
+    }
+
+    /// Pretty-printed JSON with sorted keys.
+    public func json() -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        // Encoding plain numbers, strings and the Codable SessionInfo cannot fail.
+        return String(decoding: (try? encoder.encode(document)) ?? Data(), as: UTF8.self)
+    }
+
+    /// Lines for a terminal.
+    public func text() -> String {
+        let d = document
+        let s = d.session
+        var lines: [String] = []
+        func field(_ name: String, _ value: String) { lines.append(name.padding(toLength: 11, withPad: " ", startingAt: 0) + value) }
+        field("recording", "\(d.file) (\(Self.bytes(UInt64(d.fileBytes))), format \(d.formatVersion)\(d.finished ? "" : ", not finished"))")
+        field("recorded", "\(Self.date(s.startTime)) by dirtyscope \(s.toolVersion) on Linux \(s.hostKernel), \(s.pageSize)-byte pages")
+        field("guest", "\(s.guestName), \(s.vcpus) vCPUs, \(s.workload.summary)")
+        for slot in s.slots {
+            field(slot.index == 0 ? "slots" : "", "\(slot.index): KVM slot \(slot.kvmSlot) at 0x\(String(slot.guestPhysicalAddress, radix: 16)), \(slot.pages) pages (\(Self.bytes(UInt64(slot.pages) * UInt64(s.pageSize))))")
+        }
+        let interval = s.intervalNanos == 0 ? "back to back" : "every \(Self.duration(s.intervalNanos))"
+        let ring = s.mode == .ring ? ", ring \(s.ringEntries) entries" : ""
+        field("settings", "\(s.mode.rawValue), clear chunk \(s.clearChunk), \(interval), bandwidth \(Self.bytes(s.bandwidth))/s\(ring), false positives by \(s.falsePositiveMethod.rawValue)")
+        field("caps", s.capabilities.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+        let range = d.firstRound.map { f in " (#\(f)...#\(d.lastRound ?? f))" } ?? ""
+        field("rounds", "\(d.rounds)\(range) over \(String(format: "%.3f", d.spanSeconds)) s, busy \(Self.duration(d.total.busyNanos))")
+        let events = d.events.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+        field("events", d.events.isEmpty ? "none" : events)
+        lines.append("")
+        let header = ["mode", "rounds", "reported", "false+", "fp%", "initial", "copied", "bytes", "missed", "GET mean/max", "CLEAR mean/max"]
+        var rows = [header]
+        for m in d.modes + [d.total] {
+            rows.append([m.mode, "\(m.rounds)", "\(m.reported)", "\(m.falsePositives)",
+                         String(format: "%.1f", m.falsePositiveRate * 100), "\(m.initial)", "\(m.copiedPages)",
+                         Self.bytes(m.bytesCopied), m.verifications == 0 ? "-" : "\(m.missed)/\(m.verifications)v",
+                         "\(Self.duration(m.getMeanNanos))/\(Self.duration(m.getMaxNanos))",
+                         "\(Self.duration(m.clearMeanNanos))/\(Self.duration(m.clearMaxNanos))"])
+        }
+        let widths = header.indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
+        for row in rows {
+            lines.append(row.indices.map { c in
+                c == 0 ? row[c].padding(toLength: widths[c], withPad: " ", startingAt: 0)
+                       : String(repeating: " ", count: widths[c] - row[c].count) + row[c]
+            }.joined(separator: "  "))
+        }
+        if !d.warnings.isEmpty {
+            lines.append("")
+            lines.append("warnings")
+            lines.append(contentsOf: d.warnings.map { "  " + $0 })
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The name of an event's case, as in the source.
+    static func kind(of event: SessionEvent) -> String {
+        switch event {
+        case .modeChanged: return "modeChanged"
+        case .workloadChanged: return "workloadChanged"
+        case .intervalChanged: return "intervalChanged"
+        case .bandwidthChanged: return "bandwidthChanged"
+        case .paused: return "paused"
+        case .resumed: return "resumed"
+        case .blocksCleared: return "blocksCleared"
+        case .verified: return "verified"
+        case .guestFault: return "guestFault"
+        case .restarted: return "restarted"
+        case .ringFull: return "ringFull"
+        case .recordingStarted: return "recordingStarted"
+        case .recordingStopped: return "recordingStopped"
+        case .note: return "note"
+        }
+    }
+
+    static func bytes(_ n: UInt64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(n)
+        var unit = 0
+        while value >= 1024 && unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(n) B" : String(format: "%.1f ", value) + units[unit]
+    }
+
+    static func duration(_ nanos: UInt64) -> String {
+        switch nanos {
+        case ..<1_000: return "\(nanos)ns"
+        case ..<1_000_000: return String(format: "%.1fus", Double(nanos) / 1e3)
+        case ..<1_000_000_000: return String(format: "%.1fms", Double(nanos) / 1e6)
+        default: return String(format: "%.2fs", Double(nanos) / 1e9)
+        }
+    }
+
+    private static func date(_ seconds: Double) -> String {
+        let formatter = ISO8601DateFormatter()
+        return formatter.string(from: Date(timeIntervalSince1970: seconds))
+    }
+}
