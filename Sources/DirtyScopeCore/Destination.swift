@@ -24,22 +24,31 @@ final class Destination {
     /// How a reported page compares with its last copy.
     enum Verdict { case changed, falsePositive, initial }
 
-    /// Classifies page `page` of `slot` against the source, before it is copied:
+    /// Classifies page `page` of `slot` against the source, just before it is copied:
     /// unchanged since the last copy is a false positive; unchanged and never copied is
-    /// an initial report (INITIALLY_SET); anything else changed.
+    /// an initial report (INITIALLY_SET); anything else changed. A page never copied is
+    /// zero here, so its destination is not read (that would fault it in for nothing).
     @inline(__always)
     func classify(slot: Int, page: Int, source: GuestMemory, method: FalsePositiveMethod) -> Verdict {
-        let src = source.page(page), dst = memory[slot].page(page)
+        let src = source.page(page)
+        let wasCopied = copied[slot][page]
         let same: Bool
         switch method {
         case .stamp:
             // The guest stores its stamp as one aligned 8-byte write at offset 0.
-            same = src.load(as: UInt64.self) == dst.load(as: UInt64.self)
+            let stamp = src.load(as: UInt64.self)
+            same = stamp == (wasCopied ? memory[slot].page(page).load(as: UInt64.self) : 0)
         case .content:
-            same = memcmp(src, dst, pageSize) == 0
+            same = wasCopied ? memcmp(src, memory[slot].page(page), pageSize) == 0 : isZero(src)
         }
         if !same { return .changed }
-        return copied[slot][page] ? .falsePositive : .initial
+        return wasCopied ? .falsePositive : .initial
+    }
+
+    private func isZero(_ p: UnsafeMutableRawPointer) -> Bool {
+        let words = p.assumingMemoryBound(to: UInt64.self)
+        for i in 0..<(pageSize / 8) where words[i] != 0 { return false }
+        return true
     }
 
     /// Copies page `page` of `slot` from the source.

@@ -143,6 +143,9 @@ public final class Harvester {
         let get = collected.get
         let reported = collected.reported
         let ringEntries = collected.ringEntries
+        let consumeStart = monotonicNanos()
+        let clearBefore = clear.totalNanos
+        var verifyNanos: UInt64 = 0
 
         // 2. Consume: clear (manual) just before copying each chunk, classify, copy.
         var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize)
@@ -182,6 +185,7 @@ public final class Harvester {
 
         // 3. Verify (vCPUs paused by the caller): every page of source and destination.
         var verification: Verification?
+        let verifyStart = monotonicNanos()
         if verify {
             var missed: [Int] = []
             var compared = 0
@@ -192,15 +196,18 @@ public final class Harvester {
                 slotRounds[i].missed = r.differing
             }
             verification = Verification(missedPerSlot: missed, comparedPages: compared)
+            verifyNanos = monotonicNanos() - verifyStart
         }
 
         let t1 = monotonicNanos()
+        // Userspace work: everything in this consume but the CLEAR ioctls, the copy loop and verification.
+        let bookkeeping = (t1 - consumeStart) &- (clear.totalNanos - clearBefore) &- consumer.copyNanos &- verifyNanos
         let writes = machine.guestWrites, faults = machine.vcpuStatSum(Self.faultStats)
         let exits = machine.vcpuStatSum(Self.exitStats), ringFull = machine.ringFullExits
         defer { lastWrites = writes; lastFaults = faults; lastExits = exits; lastRingFull = ringFull }
         return Round(index: roundIndex, startNanos: t0 - startNanos, durationNanos: t1 - t0, mode: mode, clearChunk: clearChunk,
                      slots: slotRounds, getLatency: get, clearLatency: clear, bytesCopied: consumer.bytes,
-                     copyNanos: consumer.copyNanos, bookkeepingNanos: consumer.bookkeepingNanos,
+                     copyNanos: consumer.copyNanos, bookkeepingNanos: bookkeeping,
                      guestWrites: writes &- lastWrites, writeProtectFaults: faults &- lastFaults, exits: exits &- lastExits,
                      ringEntries: ringEntries, ringFullExits: ringFull &- lastRingFull, verification: verification)
     }
@@ -290,16 +297,18 @@ public final class Harvester {
     public var destinationResidentPages: Int { destination.residentPages }
 }
 
-/// Copies reported pages at a bandwidth, judging each page just before its copy: per
-/// 64-page word, the word's reported pages are classified, then copied at once, so no
-/// more than 64 page copies separate a verdict from the copy it describes.
+/// Copies reported pages at a bandwidth, judging each page just before its copy.
+///
+/// The bitmap is walked into a page list first; the stamp (or content) comparison happens
+/// inside the copy loop, on the cache lines and TLB entries the copy needs anyway, so it
+/// is timed with the copy. Pacing is checked every 16 pages.
 struct Consumer {
     let bandwidth: UInt64
     let pageSize: Int
     private(set) var bytes: UInt64 = 0
     private(set) var copyNanos: UInt64 = 0
-    private(set) var bookkeepingNanos: UInt64 = 0
     private var started: UInt64 = 0
+    private var list: [Int] = []
 
     init(bandwidth: UInt64, pageSize: Int) {
         self.bandwidth = bandwidth
@@ -309,43 +318,38 @@ struct Consumer {
     /// Classifies then copies the pages of `reported` in `pages`; returns initial and copied counts.
     mutating func consume(slot: Int, pages: Range<Int>, reported: DirtyBitmap, source: GuestMemory, destination: Destination,
                           method: FalsePositiveMethod, falsePositives: inout DirtyBitmap) -> (initial: Int, copied: Int) {
-        var initial = 0, copied = 0
+        if started == 0 { started = monotonicNanos() }
+        list.removeAll(keepingCapacity: true)
         let firstWord = pages.lowerBound >> 6, lastWord = (pages.upperBound + 63) >> 6
-        var fpWord: UInt64 = 0
         for w in firstWord..<lastWord {
             var bits = reported.word(w)
+            guard bits != 0 else { continue }
             let base = w << 6
             if base < pages.lowerBound { bits &= ~0 << UInt64(pages.lowerBound - base) }
             if base + 64 > pages.upperBound { bits &= (1 << UInt64(pages.upperBound - base)) &- 1 }
-            guard bits != 0 else { continue }
-            let a = monotonicNanos()
-            if started == 0 { started = a }
-            fpWord = 0
-            var scan = bits
-            while scan != 0 {
-                let bit = scan.trailingZeroBitCount
-                scan &= scan - 1
-                switch destination.classify(slot: slot, page: base + bit, source: source, method: method) {
-                case .falsePositive: fpWord |= 1 << UInt64(bit)
-                case .initial: initial += 1
-                case .changed: break
-                }
+            while bits != 0 {
+                list.append(base + bits.trailingZeroBitCount)
+                bits &= bits - 1
             }
-            if fpWord != 0 { falsePositives.setWord(w, falsePositives.word(w) | fpWord) }
-            let b = monotonicNanos()
-            scan = bits
-            while scan != 0 {
-                destination.copy(slot: slot, page: base + scan.trailingZeroBitCount, source: source)
-                scan &= scan - 1
-            }
-            let n = bits.nonzeroBitCount
-            copied += n
-            bytes += UInt64(n * pageSize)
-            pace()
-            bookkeepingNanos += b - a
-            copyNanos += monotonicNanos() - b
         }
-        return (initial, copied)
+        let b = monotonicNanos()
+        var initial = 0
+        for (n, page) in list.enumerated() {
+            switch destination.classify(slot: slot, page: page, source: source, method: method) {
+            case .falsePositive: falsePositives[page] = true
+            case .initial: initial += 1
+            case .changed: break
+            }
+            destination.copy(slot: slot, page: page, source: source)
+            if n & 15 == 15 {
+                bytes += UInt64(16 * pageSize)
+                pace()
+            }
+        }
+        bytes += UInt64((list.count & 15) * pageSize)
+        pace()
+        copyNanos += monotonicNanos() - b
+        return (initial, list.count)
     }
 
     /// Sleeps while the copy is ahead of the bandwidth.

@@ -1,13 +1,18 @@
 import DirtyScopeModel
+import DirtyScopeRecording
 import Foundation
 import KVM
 
 /// Where a session's records go besides the UI: the recorder.
 public protocol RecordSink: AnyObject {
     func append(_ record: SessionRecord) throws
+    /// Writes buffered records that are due; called at least every half second.
+    func flushIfDue() throws
     /// Flushes and closes; idempotent.
     func finish() throws
 }
+
+extension RecordingWriter: RecordSink {}
 
 /// A live session: the VM and its guest, harvested every interval on a thread of its
 /// own. The UI (or a test) sends `SessionCommand`s and reads `SessionRecord`s from the
@@ -119,7 +124,11 @@ public final class Session: SessionController, @unchecked Sendable {
             let stop = stopRequested
             lock.unlock()
             if stop { return }
-            for e in events { emit(.event(TimedEvent(nanos: now, event: e))) }
+            for e in events {
+                if case .ringFull = e { try? harvester.drainRings() }
+                emit(.event(TimedEvent(nanos: now, event: e)))
+            }
+            flushRecorder()
             for c in cmds { apply(c) }
 
             let t = monotonicNanos()
@@ -294,6 +303,13 @@ public final class Session: SessionController, @unchecked Sendable {
         recorder = nil
         lock.unlock()
         do { try r.finish() } catch { note("finishing \(path) failed: \(error)") }
+    }
+
+    private func flushRecorder() {
+        lock.lock()
+        let r = recorder
+        lock.unlock()
+        do { try r?.flushIfDue() } catch { note("recording: \(error)") }
     }
 
     private func emit(_ record: SessionRecord) {

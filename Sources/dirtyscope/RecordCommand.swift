@@ -1,0 +1,74 @@
+import ArgumentParser
+import DirtyScopeCore
+import DirtyScopeModel
+import DirtyScopeRecording
+import Foundation
+
+struct RecordCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "record",
+        abstract: "Record a session to a replay file without the UI.")
+
+    @Argument(help: "The replay file to write.")
+    var file: String
+    @OptionGroup var session: SessionOptions
+    @Option(help: "Stop after this many rounds.")
+    var rounds: Int?
+    @Option(help: "Stop after this long (e.g. 10s, 500ms).")
+    var duration: String?
+
+    func run() throws {
+        let (s, queue, limitRounds, deadline) = try reportingErrors { () throws(SessionError) -> (Session, RecordQueue, Int, UInt64) in
+            if let rounds, rounds < 1 { throw .invalidArgument("--rounds \(rounds): at least 1 round is needed") }
+            var deadline = UInt64.max
+            if let duration {
+                let d = try parseInterval(duration)
+                guard d > 0 else { throw .invalidArgument("--duration \(duration) must be above 0") }
+                deadline = monotonicNanos() + d
+            }
+            let limit = rounds ?? (duration == nil ? 100 : Int.max)
+            let host = try KVMSystemInfo.open()
+            let config = try session.sessionConfig(host: host)
+            let writer: RecordingWriter
+            let s = try Session(config: config, system: host.system)
+            do {
+                writer = try RecordingWriter(path: file, info: s.info)
+            } catch {
+                throw .io("cannot record to \(file): \(error)")
+            }
+            let q = RecordQueue()
+            s.subscribe(q)
+            s.attachRecorder(writer, path: file)
+            return (s, q, limit, deadline)
+        }
+        let stop = SignalFlag.install()
+        s.start()
+        var seen = 0
+        var missed = 0
+        while seen < limitRounds && monotonicNanos() < deadline && !stop.isSet {
+            usleep(20_000)
+            for case .round(let r) in queue.drain() {
+                seen += 1
+                missed += r.missed ?? 0
+            }
+        }
+        s.stop()
+        print("recorded \(seen) rounds to \(file)\(missed > 0 ? " (WARNING: \(missed) missed pages)" : "")")
+        if let n = stop.caughtSignal { throw ExitCode(128 + n) }
+    }
+}
+
+/// SIGINT/SIGTERM/SIGHUP set a flag, so a headless run can finish its recording.
+final class SignalFlag: @unchecked Sendable {
+    nonisolated(unsafe) private static var caught: Int32 = 0
+
+    static func install() -> SignalFlag {
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            _ = Glibc.signal(sig) { n in SignalFlag.caught = n }
+        }
+        return SignalFlag()
+    }
+
+    var isSet: Bool { SignalFlag.caught != 0 }
+    var caughtSignal: Int32? { SignalFlag.caught == 0 ? nil : SignalFlag.caught }
+}

@@ -1,0 +1,58 @@
+import ArgumentParser
+import DirtyScopeCore
+import DirtyScopeModel
+import DirtyScopeRecording
+import DirtyScopeTUI
+import Foundation
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a guest and open the live heatmap (the default command).",
+        discussion: "Defaults: two memslots (128 MiB and 512 MiB), two vCPUs, the hotset workload, legacy mode, the consumer copying at 64 MiB/s.")
+
+    @OptionGroup var session: SessionOptions
+    @Option(help: "Record the session to this replay file from the start.")
+    var record: String?
+    @Flag(help: "Draw with ASCII only.")
+    var ascii = false
+    @Flag(help: "Draw without colors (as with NO_COLOR).")
+    var mono = false
+
+    func run() throws {
+        guard isatty(STDOUT_FILENO) == 1 else {
+            printError(TUIError.notATerminal.description)
+            throw ExitCode(2)
+        }
+        let (session, queue) = try reportingErrors { () throws(SessionError) -> (Session, RecordQueue) in
+            let host = try KVMSystemInfo.open()
+            let config = try self.session.sessionConfig(host: host)
+            let s = try Session(config: config, system: host.system)
+            s.recorderFactory = { path, info in try RecordingWriter(path: path, info: info) }
+            let q = RecordQueue()
+            s.subscribe(q)
+            if let path = record {
+                do {
+                    s.attachRecorder(try RecordingWriter(path: path, info: s.info), path: path)
+                } catch {
+                    throw .io("cannot record to \(path): \(error)")
+                }
+            }
+            return (s, q)
+        }
+        session.start()
+        let exit: TUIExit
+        do {
+            var options = TUIOptions()
+            if ascii { options.glyphs = .ascii }
+            if mono { options.colors = .monochrome }
+            exit = try TerminalUI.runLive(info: session.info, controller: session, records: queue, options: options)
+        } catch {
+            session.stop()
+            printError("\(error)")
+            throw ExitCode(1)
+        }
+        session.stop()
+        if case .signal(let n) = exit { throw ExitCode(128 + n) }
+    }
+}
