@@ -45,7 +45,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "CKVM", "GuestImages", "DirtyScopeCore"]),
-        .testTarget(name: "DirtyScopeCoreTests", dependencies: ["DirtyScopeCore", "DirtyScopeModel", "KVM"]),
+        .testTarget(name: "DirtyScopeCoreTests", dependencies: ["DirtyScopeCore", "DirtyScopeModel", "DirtyScopeRecording", "KVM"]),
         .testTarget(name: "DirtyScopeRecordingTests", dependencies: ["DirtyScopeRecording", "DirtyScopeModel", "KVM"]),
         .testTarget(name: "DirtyScopeTUITests", dependencies: ["DirtyScopeTUI", "DirtyScopeModel", "KVM"]),
         .testTarget(name: "EndToEndTests", dependencies: ["dirtyscope"]),
