@@ -23,8 +23,8 @@ public final class Harvester {
     /// Consumer bandwidth in bytes per second; 0 copies as fast as memcpy goes.
     public var bandwidth: UInt64
     let destination: Destination
-    /// Page masks of the blocks the user last cleared, per slot (for `SlotRound.watched`).
-    private var watched: [DirtyBitmap?]
+    /// The blocks the user last cleared, per slot, as a page mask (for `SlotRound.watched`).
+    private var watched: [(mask: DirtyBitmap, blocks: Int)?]
     private var roundIndex: UInt64 = 0
     private let startNanos: UInt64
     private var lastWrites: UInt64 = 0
@@ -144,44 +144,61 @@ public final class Harvester {
         let reported = collected.reported
         let ringEntries = collected.ringEntries
         let consumeStart = monotonicNanos()
-        let clearBefore = clear.totalNanos
         var verifyNanos: UInt64 = 0
 
-        // 2. Consume: clear (manual) just before copying each chunk, classify, copy.
+        // 2. Consume: per chunk, CLEAR (manual) just before the chunk's pages are classified
+        //    and copied. Timestamps are shared between phases: three clock reads per dirty chunk.
         var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize)
         var slotRounds: [SlotRound] = []
+        var copyNanos: UInt64 = 0
+        var mark = monotonicNanos()
+        var bookkeeping = mark - consumeStart
         for (i, s) in slots.enumerated() {
             var falsePositives = DirtyBitmap(pageCount: s.pageCount)
             var initial = 0, copied = 0
-            let chunkPages = mode == .manual ? clearChunk.pages(forSlotOf: s.pageCount) : 4096
-            var first = 0
-            while first < s.pageCount {
-                let count = min(chunkPages, s.pageCount - first)
-                let dirty = reported[i].count(in: first..<(first + count))
-                if dirty > 0 {
-                    if mode == .manual {
-                        let a = monotonicNanos()
-                        do {
-                            try machine.vm.clearDirtyLog(slot: s.id, firstPage: first, numPages: count, from: reported[i])
-                        } catch { throw .kvm(error) }
-                        clear.record(monotonicNanos() - a)
-                    }
-                    let r = consumer.consume(slot: i, pages: first..<(first + count), reported: reported[i], source: s.memory,
-                                             destination: destination, method: method, falsePositives: &falsePositives)
-                    initial += r.initial
-                    copied += r.copied
+            let chunkWords = (mode == .manual ? clearChunk.pages(forSlotOf: s.pageCount) : 4096) / 64
+            let wordCount = reported[i].blockCount
+            var firstWord = 0
+            while firstWord < wordCount {
+                let endWord = min(wordCount, firstWord + chunkWords)
+                guard consumer.gather(reported[i], words: firstWord..<endWord) else {
+                    firstWord = endWord
+                    continue
                 }
-                first += count
+                var copyStart = monotonicNanos()
+                bookkeeping += copyStart - mark
+                if mode == .manual {
+                    // The range is 64-page aligned by construction: first a multiple of 64,
+                    // the count a multiple of 64 or ending at the slot's end.
+                    let first = firstWord * 64, count = min(s.pageCount, endWord * 64) - first
+                    let r = reported[i].withUnsafeWords { words in
+                        machine.vm.clearDirtyLogUnchecked(slot: s.id, firstPage: first, numPages: count,
+                                                          mask: words.baseAddress! + firstWord)
+                    }
+                    let cleared = monotonicNanos()
+                    clear.record(cleared - copyStart)
+                    copyStart = cleared
+                    if let e = r { throw .kvm(e) }
+                }
+                let r = consumer.copyGathered(slot: i, source: s.memory, destination: destination, method: method,
+                                              falsePositives: &falsePositives)
+                initial += r.initial
+                copied += r.copied
+                mark = monotonicNanos()
+                copyNanos += mark - copyStart
+                firstWord = endWord
             }
             var slotRound = SlotRound(slot: i, reported: reported[i], falsePositives: falsePositives,
                                       initialCount: initial, copiedPages: copied)
-            if let mask = watched[i] {
-                slotRound.watched = WatchedBlocks(blocks: mask.count / 64 + (mask.count % 64 == 0 ? 0 : 1),
-                                                  reported: reported[i].intersection(mask).count,
-                                                  falsePositives: falsePositives.intersection(mask).count)
+            if let w = watched[i] {
+                slotRound.watched = WatchedBlocks(blocks: w.blocks, reported: reported[i].intersection(w.mask).count,
+                                                  falsePositives: falsePositives.intersection(w.mask).count)
             }
             slotRounds.append(slotRound)
         }
+        let now = monotonicNanos()
+        bookkeeping += now - mark
+        mark = now
 
         // 3. Verify (vCPUs paused by the caller): every page of source and destination.
         var verification: Verification?
@@ -200,14 +217,13 @@ public final class Harvester {
         }
 
         let t1 = monotonicNanos()
-        // Userspace work: everything in this consume but the CLEAR ioctls, the copy loop and verification.
-        let bookkeeping = (t1 - consumeStart) &- (clear.totalNanos - clearBefore) &- consumer.copyNanos &- verifyNanos
+        bookkeeping += t1 - mark - verifyNanos
         let writes = machine.guestWrites, faults = machine.vcpuStatSum(Self.faultStats)
         let exits = machine.vcpuStatSum(Self.exitStats), ringFull = machine.ringFullExits
         defer { lastWrites = writes; lastFaults = faults; lastExits = exits; lastRingFull = ringFull }
         return Round(index: roundIndex, startNanos: t0 - startNanos, durationNanos: t1 - t0, mode: mode, clearChunk: clearChunk,
                      slots: slotRounds, getLatency: get, clearLatency: clear, bytesCopied: consumer.bytes,
-                     copyNanos: consumer.copyNanos, bookkeepingNanos: bookkeeping,
+                     copyNanos: copyNanos, bookkeepingNanos: bookkeeping,
                      guestWrites: writes &- lastWrites, writeProtectFaults: faults &- lastFaults, exits: exits &- lastExits,
                      ringEntries: ringEntries, ringFullExits: ringFull &- lastRingFull, verification: verification)
     }
@@ -286,9 +302,9 @@ public final class Harvester {
         }
         var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize)
         var ignored = DirtyBitmap(pageCount: s.pageCount)
-        let r = consumer.consume(slot: slot, pages: 0..<s.pageCount, reported: dirty, source: s.memory,
-                                 destination: destination, method: method, falsePositives: &ignored)
-        watched[slot] = mask
+        let r = consumer.consume(slot: slot, reported: dirty, source: s.memory, destination: destination, method: method,
+                                 falsePositives: &ignored)
+        watched[slot] = (mask, sorted.count)
         return BlockClear(slot: slot, blocks: sorted, calls: calls, pagesCleared: mode == .manual ? dirty.count : mask.count,
                           pagesCopied: r.copied, clearNanos: nanos)
     }
@@ -299,14 +315,14 @@ public final class Harvester {
 
 /// Copies reported pages at a bandwidth, judging each page just before its copy.
 ///
-/// The bitmap is walked into a page list first; the stamp (or content) comparison happens
-/// inside the copy loop, on the cache lines and TLB entries the copy needs anyway, so it
-/// is timed with the copy. Pacing is checked every 16 pages.
+/// `gather` walks a chunk of the bitmap into a page list (bookkeeping); `copyGathered`
+/// then compares each page's stamp (or content) with the destination and copies it, the
+/// comparison riding on the cache lines and TLB entries the copy needs anyway. Pacing
+/// is checked every 16 pages.
 struct Consumer {
     let bandwidth: UInt64
     let pageSize: Int
     private(set) var bytes: UInt64 = 0
-    private(set) var copyNanos: UInt64 = 0
     private var started: UInt64 = 0
     private var list: [Int] = []
 
@@ -315,24 +331,25 @@ struct Consumer {
         self.pageSize = pageSize
     }
 
-    /// Classifies then copies the pages of `reported` in `pages`; returns initial and copied counts.
-    mutating func consume(slot: Int, pages: Range<Int>, reported: DirtyBitmap, source: GuestMemory, destination: Destination,
-                          method: FalsePositiveMethod, falsePositives: inout DirtyBitmap) -> (initial: Int, copied: Int) {
-        if started == 0 { started = monotonicNanos() }
+    /// Collects the set pages of `words` of `reported`; false when there are none.
+    mutating func gather(_ reported: DirtyBitmap, words: Range<Int>) -> Bool {
         list.removeAll(keepingCapacity: true)
-        let firstWord = pages.lowerBound >> 6, lastWord = (pages.upperBound + 63) >> 6
-        for w in firstWord..<lastWord {
-            var bits = reported.word(w)
-            guard bits != 0 else { continue }
-            let base = w << 6
-            if base < pages.lowerBound { bits &= ~0 << UInt64(pages.lowerBound - base) }
-            if base + 64 > pages.upperBound { bits &= (1 << UInt64(pages.upperBound - base)) &- 1 }
-            while bits != 0 {
-                list.append(base + bits.trailingZeroBitCount)
-                bits &= bits - 1
+        reported.withUnsafeWords { all in
+            for w in words {
+                var bits = all[w]
+                while bits != 0 {
+                    list.append(w << 6 | bits.trailingZeroBitCount)
+                    bits &= bits - 1
+                }
             }
         }
-        let b = monotonicNanos()
+        return !list.isEmpty
+    }
+
+    /// Classifies then copies the gathered pages; returns initial and copied counts.
+    mutating func copyGathered(slot: Int, source: GuestMemory, destination: Destination, method: FalsePositiveMethod,
+                               falsePositives: inout DirtyBitmap) -> (initial: Int, copied: Int) {
+        if started == 0 { started = monotonicNanos() }
         var initial = 0
         for (n, page) in list.enumerated() {
             switch destination.classify(slot: slot, page: page, source: source, method: method) {
@@ -348,8 +365,14 @@ struct Consumer {
         }
         bytes += UInt64((list.count & 15) * pageSize)
         pace()
-        copyNanos += monotonicNanos() - b
         return (initial, list.count)
+    }
+
+    /// Copies every reported page of a slot (block clears).
+    mutating func consume(slot: Int, reported: DirtyBitmap, source: GuestMemory, destination: Destination,
+                          method: FalsePositiveMethod, falsePositives: inout DirtyBitmap) -> (initial: Int, copied: Int) {
+        guard gather(reported, words: 0..<reported.blockCount) else { return (0, 0) }
+        return copyGathered(slot: slot, source: source, destination: destination, method: method, falsePositives: &falsePositives)
     }
 
     /// Sleeps while the copy is ahead of the bandwidth.
