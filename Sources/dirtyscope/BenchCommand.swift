@@ -1,6 +1,8 @@
 import ArgumentParser
 import DirtyScopeCore
 import DirtyScopeModel
+import DirtyScopeRecording
+import DirtyScopeTUI
 import Foundation
 
 struct BenchCommand: ParsableCommand {
@@ -37,8 +39,26 @@ struct BenchCommand: ParsableCommand {
     var ringEntries = 65536
     @Flag(help: "Print JSON: one object per mode, units in the key names.")
     var json = false
+    @Option(help: "What to measure: kvm (the harvest modes), render (the heatmap UI), recording (replay files).")
+    var suite = "kvm"
 
     func run() throws {
+        switch suite {
+        case "kvm": break
+        case "render":
+            print("render: 64 GiB in 4 memslots, 200x60 terminal")
+            for _ in 0..<3 { print(RenderBenchmark.run()) }
+            return
+        case "recording":
+            do { print(try RecordingBenchmark.run().text(), terminator: "") } catch {
+                printError("\(error)")
+                throw ExitCode(1)
+            }
+            return
+        default:
+            printError("suite '\(suite)' is not one of kvm, render, recording")
+            throw ExitCode(2)
+        }
         let results = try reportingErrors { () throws(SessionError) -> [BenchResult] in
             var c = BenchConfig()
             c.memoryPerVCPU = try parseSize(mem, what: "memory per vCPU")
