@@ -99,6 +99,37 @@ final class DirtyLogTests: XCTestCase {
         XCTAssertNil(machine.currentFault)
     }
 
+    /// KVM allows turning manual protect on and off while the guest runs (the harvester's
+    /// mode switch): bits left set in manual mode are returned, and cleared, by the next
+    /// legacy GET; nothing is lost across either switch.
+    func testSwitchingManualProtectWhileRunningLosesNothing() throws {
+        let system = try openKVM()
+        let machine = try makeMachine(system, workload: randomWrites(seed: 13))
+        defer { machine.stop() }
+        var truth = StampTruth(machine)
+        var stillSet = emptyBitmaps(machine)
+        machine.start()
+        for i in 0..<iterations {
+            let manual = i % 3 != 2   // manual, manual, legacy, ...
+            runBriefly(machine, micros: runMicros)
+            try machine.vm.setManualProtect(manual ? .enable : [])
+            let reported = try getDirtyLogs(machine)
+            truth.check(machine, reported: reported, stillSet: stillSet, "iteration \(i) (\(manual ? "manual" : "legacy"))")
+            if manual {
+                // Clear only the first slot; the second keeps its bits into the next round.
+                let slot = machine.dataSlots[0]
+                try machine.vm.clearDirtyLog(slot: slot.id, firstPage: 0, numPages: slot.pageCount, from: reported[0])
+                stillSet = reported
+                stillSet[0].clearAll()
+            } else {
+                stillSet = emptyBitmaps(machine)
+            }
+            assertSamePages(try getDirtyLogs(machine), manual ? stillSet : emptyBitmaps(machine), "iteration \(i), after harvest")
+        }
+        XCTAssertGreaterThan(truth.writtenPages, 50)
+        XCTAssertNil(machine.currentFault)
+    }
+
     func testManualProtectWithHostDrivenWrites() throws {
         let system = try openKVM()
         let machine = try makeMachine(system, workload: noWrites, manualProtect: .enable)
