@@ -275,4 +275,27 @@ final class DirtyLogTests: XCTestCase {
         // No such slot.
         XCTAssertEqual(kvmError { try machine.vm.validateClearRange(slot: 99, firstPage: 0, numPages: 64) }?.errno, EINVAL)
     }
+
+    /// Ranges whose end overflows `Int` must come back as EINVAL like any other bad range;
+    /// checked in a child process, since a trap would end the whole test run.
+    func testHugeClearRangesAreRejectedNotTrapped() throws {
+        let system = try openKVM()
+        let machine = try makeMachine(system, slotBytes: [4 << 20], vcpus: 1, workload: noWrites, manualProtect: .enable)
+        let vm = machine.vm
+        let id = machine.dataSlots[0].id
+        let validate = outcomeInChild {
+            let e = kvmError { try vm.validateClearRange(slot: id, firstPage: 64, numPages: Int.max) }
+            _exit(e?.errno == EINVAL ? 0 : 3)
+        }
+        XCTAssertNil(validate, "validateClearRange(firstPage: 64, numPages: Int.max) must throw EINVAL; \(validate ?? "")")
+        let mask = [UInt64](repeating: 0, count: 1)
+        let unchecked = outcomeInChild {
+            // The child cannot use its parent's VM: KVM answers EIO, and the error is built.
+            let e = kvmError {
+                try mask.withUnsafeBufferPointer { try vm.clearDirtyLog(slot: id, firstPage: 64, numPages: Int.max, mask: $0, validate: false) }
+            }
+            _exit(e == nil ? 3 : 0)
+        }
+        XCTAssertNil(unchecked, "a failed KVM_CLEAR_DIRTY_LOG with num_pages Int.max must throw, not trap; \(unchecked ?? "")")
+    }
 }

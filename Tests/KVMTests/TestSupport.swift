@@ -203,3 +203,30 @@ struct StampTruth {
         return changed
     }
 }
+
+/// Runs `body` in a forked child and says how the child ended: nil when it returned
+/// normally, else the signal or status. For checking that an API rejects input instead
+/// of trapping, without taking the test process down. `body` must not need KVM ioctls
+/// (a child may not use its parent's VM).
+func outcomeInChild(timeoutSeconds: Double = 10, _ body: () -> Void) -> String? {
+    let pid = fork()
+    if pid == 0 {
+        body()
+        _exit(0)
+    }
+    guard pid > 0 else { return "fork failed: errno \(errno)" }
+    var status: Int32 = 0
+    let deadline = Date().addingTimeInterval(timeoutSeconds)
+    while waitpid(pid, &status, WNOHANG) == 0 {
+        if Date() > deadline {
+            kill(pid, SIGKILL)
+            waitpid(pid, &status, 0)
+            return "the child hung"
+        }
+        usleep(1000)
+    }
+    let signal = status & 0x7f
+    if signal != 0 { return "the child was killed by signal \(signal) (\(String(cString: strsignal(signal))))" }
+    let code = (status >> 8) & 0xff
+    return code == 0 ? nil : "the child exited with status \(code)"
+}
