@@ -24,9 +24,10 @@ final class DirtyRingTests: XCTestCase {
     private func harvest(_ machine: GuestMachine, _ what: String, file: StaticString = #filePath, line: UInt = #line) throws -> [DirtyBitmap] {
         var pages = emptyBitmaps(machine)
         var harvested = 0
+        var fullest = 0
         var foreign: [String] = []
         for ring in machine.rings {
-            harvested += ring.harvest { slot, offset in
+            let n = ring.harvest { slot, offset in
                 let id = slot & 0xffff
                 if let s = machine.dataSlots.firstIndex(where: { $0.id == id }), slot >> 16 == 0, Int(offset) < pages[s].pageCount {
                     pages[s][Int(offset)] = true
@@ -34,19 +35,22 @@ final class DirtyRingTests: XCTestCase {
                     foreign.append("slot 0x\(String(slot, radix: 16)) offset \(offset)")
                 }
             }
+            harvested += n
+            fullest = max(fullest, n)
         }
         let reset = try machine.vm.resetDirtyRings()
         machine.ringsWereReset()
         XCTAssertEqual(reset, harvested, "\(what): KVM_RESET_DIRTY_RINGS reset \(reset) entries, \(harvested) were harvested",
                        file: file, line: line)
         XCTAssertTrue(foreign.isEmpty, "\(what): entries outside the data slots: \(foreign.prefix(4))", file: file, line: line)
-        XCTAssertLessThan(harvested, ringEntries / 2, "\(what): rings got near full; the test's premise is broken", file: file, line: line)
+        XCTAssertLessThan(fullest, ringEntries / 2, "\(what): a ring got \(fullest) of \(ringEntries) entries, near full "
+                          + "(a loaded host?); the test's premise is broken", file: file, line: line)
         return pages
     }
 
     func testRingsReportEveryWrittenPage() throws {
         let system = try ringSystem()
-        let machine = try makeMachine(system, workload: randomWrites(seed: 21), ringEntries: ringEntries)
+        let machine = try makeMachine(system, workload: WorkloadSettings(workload: .random, rate: 1000, seed: 21), ringEntries: ringEntries)
         defer { machine.stop() }
         XCTAssertEqual(machine.rings.count, 2)
         XCTAssertEqual(machine.rings.map(\.entries), [ringEntries, ringEntries])
@@ -59,7 +63,7 @@ final class DirtyRingTests: XCTestCase {
             truth.check(machine, reported: try harvest(machine, "iteration \(i)"), "iteration \(i)")
             assertSamePages(try harvest(machine, "iteration \(i), again"), emptyBitmaps(machine), "iteration \(i), second harvest")
         }
-        XCTAssertGreaterThan(truth.writtenPages, 50)
+        XCTAssertGreaterThan(truth.writtenPages, 25)
         XCTAssertEqual(machine.ringFullExits, 0)
         XCTAssertEqual(machine.rings.reduce(0) { $0 + $1.harvested }, machine.rings.reduce(0) { $0 + $1.fetchIndex })
         XCTAssertNil(machine.currentFault)
