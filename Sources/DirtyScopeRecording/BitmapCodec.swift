@@ -13,35 +13,45 @@ enum BitmapCodec {
     /// Most bytes `encode` can produce for `words` words.
     static func maxEncodedSize(words: Int) -> Int { words * 10 + 16 }
 
-    /// Appends the tokens for `w` to `out`.
-    static func encode(_ w: UnsafeBufferPointer<UInt64>, into out: inout ByteWriter) {
-        let n = w.count
-        var i = 0
-        while i < n {
-            let v = w[i]
-            var j = i + 1
-            while j < n && w[j] == v { j += 1 }
-            if v == 0 {
-                token(.zeros, j - i, &out)
-            } else if v == ~0 {
-                token(.ones, j - i, &out)
-            } else if j - i >= 2 {
-                token(.repeated, j - i, &out)
+    /// Appends the tokens for `w` to `out` and returns the number of bits set in `w`.
+    @discardableResult
+    static func encode(_ w: UnsafeBufferPointer<UInt64>, into out: inout ByteWriter) -> Int {
+        var words = SparseWords()
+        let bits = words.collect(w)
+        encode(words, wordCount: w.count, into: &out)
+        return bits
+    }
+
+    /// Appends the tokens for a bitmap of `wordCount` words whose nonzero words are `s`.
+    static func encode(_ s: SparseWords, wordCount: Int, into out: inout ByteWriter) {
+        let n = s.indices.count
+        var next = 0  // the first word not yet covered
+        var e = 0
+        while e < n {
+            if s.indices[e] > next { token(.zeros, s.indices[e] - next, &out) }
+            let v = s.values[e]
+            let run = s.runEnd(from: e) - e
+            if v == ~0 {
+                token(.ones, run, &out)
+                e += run
+            } else if run >= 2 {
+                token(.repeated, run, &out)
                 out.u64(v)
+                e += run
             } else if v.nonzeroBitCount == 1 {
-                // Gather single-bit words that do not start a run of their own.
-                j = i + 1
-                while j < n && w[j].nonzeroBitCount == 1 && (j + 1 == n || w[j + 1] != w[j]) { j += 1 }
-                token(.singleBits, j - i, &out)
-                for k in i..<j { out.u8(UInt8(w[k].trailingZeroBitCount)) }
+                let end = s.groupEnd(from: e) { $0.nonzeroBitCount == 1 }
+                token(.singleBits, end - e, &out)
+                for k in e..<end { out.u8(UInt8(s.values[k].trailingZeroBitCount)) }
+                e = end
             } else {
-                j = i + 1
-                while j < n && isLiteral(w[j]) && (j + 1 == n || w[j + 1] != w[j]) { j += 1 }
-                token(.literal, j - i, &out)
-                for k in i..<j { out.u64(w[k]) }
+                let end = s.groupEnd(from: e) { $0 != ~0 && $0.nonzeroBitCount > 1 }
+                token(.literal, end - e, &out)
+                out.u64s(s.values[e..<end])
+                e = end
             }
-            i = j
+            next = s.indices[e - 1] + 1
         }
+        if wordCount > next { token(.zeros, wordCount - next, &out) }
     }
 
     /// Reads tokens covering exactly `w.count` words and XORs them into `w`.
@@ -80,9 +90,93 @@ enum BitmapCodec {
         }
     }
 
-    private static func isLiteral(_ v: UInt64) -> Bool { v != 0 && v != ~0 && v.nonzeroBitCount > 1 }
-
     private static func token(_ kind: Kind, _ count: Int, _ out: inout ByteWriter) {
         out.varint(UInt64(count) << 3 | kind.rawValue)
+    }
+}
+
+/// A bitmap's nonzero words with their indices, ascending: what the writer keeps of the
+/// previous round to compute deltas, so it never reads that round's bitmaps again.
+struct SparseWords {
+    private(set) var indices: [Int] = []
+    private(set) var values: [UInt64] = []
+
+    /// Replaces the contents with the nonzero words of `w`; returns the bits set.
+    mutating func collect(_ w: UnsafeBufferPointer<UInt64>) -> Int {
+        indices.removeAll(keepingCapacity: true)
+        values.removeAll(keepingCapacity: true)
+        var bits = 0
+        var i = 0
+        // Eight words at a time: bitmaps are mostly zeros, and the OR vectorises.
+        while i + 8 <= w.count {
+            var any: UInt64 = 0
+            for k in i..<i + 8 { any |= w[k] }
+            if any != 0 {
+                for k in i..<i + 8 where w[k] != 0 {
+                    indices.append(k)
+                    values.append(w[k])
+                    bits += w[k].nonzeroBitCount
+                }
+            }
+            i += 8
+        }
+        for k in i..<w.count where w[k] != 0 {
+            indices.append(k)
+            values.append(w[k])
+            bits += w[k].nonzeroBitCount
+        }
+        return bits
+    }
+
+    /// Replaces the contents with the nonzero words of `a XOR b`.
+    mutating func formXOR(_ a: SparseWords, _ b: SparseWords) {
+        indices.removeAll(keepingCapacity: true)
+        values.removeAll(keepingCapacity: true)
+        var i = 0
+        var j = 0
+        while i < a.indices.count || j < b.indices.count {
+            let ai = i < a.indices.count ? a.indices[i] : Int.max
+            let bj = j < b.indices.count ? b.indices[j] : Int.max
+            if ai < bj {
+                indices.append(ai)
+                values.append(a.values[i])
+                i += 1
+            } else if bj < ai {
+                indices.append(bj)
+                values.append(b.values[j])
+                j += 1
+            } else {
+                let x = a.values[i] ^ b.values[j]
+                if x != 0 {
+                    indices.append(ai)
+                    values.append(x)
+                }
+                i += 1
+                j += 1
+            }
+        }
+    }
+
+    mutating func removeAll() {
+        indices.removeAll(keepingCapacity: true)
+        values.removeAll(keepingCapacity: true)
+    }
+
+    /// The end of the run of adjacent equal words starting at entry `e`.
+    func runEnd(from e: Int) -> Int {
+        var r = e + 1
+        while r < indices.count && indices[r] == indices[r - 1] + 1 && values[r] == values[e] { r += 1 }
+        return r
+    }
+
+    /// The end of the group of adjacent words from entry `e` that are `alike`, none starting a
+    /// run of two or more equal words (those are cheaper as a repeated-word token).
+    func groupEnd(from e: Int, _ alike: (UInt64) -> Bool) -> Int {
+        var r = e + 1
+        while r < indices.count && indices[r] == indices[r - 1] + 1 && alike(values[r])
+                && !(r + 1 < indices.count && indices[r + 1] == indices[r] + 1 && values[r + 1] == values[r]) {
+            r += 1
+        }
+        return r
     }
 }

@@ -5,46 +5,40 @@ import KVM
 /// round's order, the reported then the false-positive bitmap, each present only when its
 /// count is not zero. A keyframe stores each bitmap's words; a delta stores their XOR with
 /// the same slot's bitmap in the previous round (empty when that round lacked the slot).
-/// The tokens are deflated when that makes them smaller.
+/// Tokens of 1 KiB or more are deflated (zlib, `Z_RLE`) when that makes them smaller.
 final class BitmapSectionEncoder {
-    private let slotCount: Int
     private let deflater: Deflater
     private var full = ByteWriter()
     private var delta = ByteWriter()
-    private var xorScratch: [UInt64] = []
-    /// The previous round's bitmaps, by slot index (nil where it lacked the slot).
-    private var previousReported: [DirtyBitmap?]
-    private var previousFalsePositives: [DirtyBitmap?]
+    private var xor = SparseWords()
+    /// Nonzero words of the reported and false-positive bitmaps, by slot index: of the
+    /// round being encoded, and of the previous round (empty where it lacked the slot).
+    private var current: [(reported: SparseWords, falsePositives: SparseWords)]
+    private var previous: [(reported: SparseWords, falsePositives: SparseWords)]
 
-    init(slotCount: Int, level: Int32 = 6) {
-        self.slotCount = slotCount
+    init(slotCount: Int, level: Int32 = 1) {
         deflater = Deflater(level: level)
-        previousReported = Array(repeating: nil, count: slotCount)
-        previousFalsePositives = Array(repeating: nil, count: slotCount)
+        current = Array(repeating: (SparseWords(), SparseWords()), count: slotCount)
+        previous = current
     }
 
     /// Appends `round`'s bitmap section to `out` (nothing when every bitmap is empty) and
-    /// says whether it was stored as a keyframe: when asked, or when the delta would not be
-    /// smaller. `round` must have passed `RoundCodec.check`.
-    func encode(_ round: Round, forceKeyframe: Bool, into out: inout ByteWriter) -> Bool {
+    /// says whether it was stored as a keyframe (when asked, or when the delta would not be
+    /// smaller), with each slot's bitmap counts. Every bitmap must cover its slot's pages.
+    /// The round becomes the base of the next delta only by `commit`.
+    func encode(_ round: Round, forceKeyframe: Bool,
+                into out: inout ByteWriter) -> (keyframe: Bool, counts: [(reported: Int, falsePositives: Int)]) {
         full.removeAll()
         delta.removeAll()
-        for s in round.slots {
-            encode(s.reported, previous: previousReported[s.slot], forceKeyframe: forceKeyframe)
-            encode(s.falsePositives, previous: previousFalsePositives[s.slot], forceKeyframe: forceKeyframe)
+        let counts = round.slots.map { s in
+            (encode(s.reported, into: &current[s.slot].reported, previous: previous[s.slot].reported, forceKeyframe: forceKeyframe),
+             encode(s.falsePositives, into: &current[s.slot].falsePositives, previous: previous[s.slot].falsePositives,
+                    forceKeyframe: forceKeyframe))
         }
         let keyframe = forceKeyframe || delta.count >= full.count
         let tokens = keyframe ? full.bytes : delta.bytes
-
-        previousReported = Array(repeating: nil, count: slotCount)
-        previousFalsePositives = Array(repeating: nil, count: slotCount)
-        for s in round.slots {
-            previousReported[s.slot] = s.reported
-            previousFalsePositives[s.slot] = s.falsePositives
-        }
-
-        guard !tokens.isEmpty else { return keyframe }
-        if tokens.count >= 32 {
+        guard !tokens.isEmpty else { return (keyframe, counts) }
+        if tokens.count >= Format.deflateThreshold {
             let compressed = deflater.compress(tokens)
             var lengthField = ByteWriter()
             lengthField.varint(UInt64(tokens.count))
@@ -52,36 +46,47 @@ final class BitmapSectionEncoder {
                 out.u8(BitmapSectionCodec.deflate.rawValue)
                 out.append(contentsOf: lengthField.bytes)
                 out.append(contentsOf: compressed)
-                return keyframe
+                return (keyframe, counts)
             }
         }
         out.u8(BitmapSectionCodec.stored.rawValue)
         out.append(contentsOf: tokens)
-        return keyframe
+        return (keyframe, counts)
     }
 
-    private func encode(_ bitmap: DirtyBitmap, previous: DirtyBitmap?, forceKeyframe: Bool) {
-        guard !bitmap.isEmpty else { return }
-        bitmap.withUnsafeWords { BitmapCodec.encode($0, into: &full) }
-        guard !forceKeyframe else { return }
-        guard let previous, !previous.isEmpty else {
-            bitmap.withUnsafeWords { BitmapCodec.encode($0, into: &delta) }
-            return
-        }
-        if xorScratch.count < bitmap.blockCount { xorScratch = [UInt64](repeating: 0, count: bitmap.blockCount) }
-        bitmap.withUnsafeWords { now in
-            previous.withUnsafeWords { before in
-                xorScratch.withUnsafeMutableBufferPointer { x in
-                    for i in 0..<now.count { x[i] = now[i] ^ before[i] }
-                    BitmapCodec.encode(UnsafeBufferPointer(rebasing: x[0..<now.count]), into: &delta)
-                }
+    /// Makes `round`, just encoded and written, the base of the next delta.
+    func commit(_ round: Round) {
+        var present = [Bool](repeating: false, count: current.count)
+        for s in round.slots { present[s.slot] = true }
+        for slot in current.indices {
+            if present[slot] {
+                swap(&current[slot], &previous[slot])
+            } else {
+                previous[slot].reported.removeAll()
+                previous[slot].falsePositives.removeAll()
             }
         }
     }
+
+    /// Collects `bitmap`'s nonzero words into `words`; when it has pages set, adds its
+    /// tokens to `full` and (unless a keyframe is forced) those of its XOR with `previous`
+    /// to `delta`. Returns the pages set.
+    private func encode(_ bitmap: DirtyBitmap, into words: inout SparseWords, previous: SparseWords,
+                        forceKeyframe: Bool) -> Int {
+        let count = bitmap.withUnsafeWords { words.collect($0) }
+        guard count != 0 else { return 0 }
+        BitmapCodec.encode(words, wordCount: bitmap.blockCount, into: &full)
+        if !forceKeyframe {
+            xor.formXOR(words, previous)
+            BitmapCodec.encode(xor, wordCount: bitmap.blockCount, into: &delta)
+        }
+        return count
+    }
 }
 
-/// Decodes bitmap sections, checking every length against the header's page counts and
-/// every bitmap against the count stored in the round's metrics.
+/// Decodes bitmap sections, checking every length against the header's page counts.
+/// (The pages set are not recounted against the metrics: the checksum already vouches
+/// for the bytes, and a popcount of every bitmap would halve the decoding speed.)
 final class BitmapSectionDecoder {
     private let layout: SlotLayout
     private let inflater = Inflater()
@@ -141,23 +146,18 @@ final class BitmapSectionDecoder {
         falsePositives.reserveCapacity(metrics.slots.count)
         for s in metrics.slots {
             let before = keyframe ? nil : previous?.slots.first { $0.slot == s.slot }
-            reported.append(try bitmap(&r, slot: s.slot, count: s.reportedCount, base: before?.reported, what: "reported"))
-            falsePositives.append(try bitmap(&r, slot: s.slot, count: s.falsePositiveCount,
-                                             base: before?.falsePositives, what: "false-positive"))
+            reported.append(try bitmap(&r, slot: s.slot, count: s.reportedCount, base: before?.reported))
+            falsePositives.append(try bitmap(&r, slot: s.slot, count: s.falsePositiveCount, base: before?.falsePositives))
         }
         guard r.isAtEnd else { throw FormatViolation("\(r.remaining) bytes follow the last bitmap") }
         return (reported, falsePositives)
     }
 
-    private func bitmap(_ r: inout ByteReader, slot: Int, count: Int, base: DirtyBitmap?, what: String) throws -> DirtyBitmap {
+    private func bitmap(_ r: inout ByteReader, slot: Int, count: Int, base: DirtyBitmap?) throws -> DirtyBitmap {
         guard count != 0 else { return empty[slot] }
         let pages = layout.pages[slot]
         var words = base?.words ?? [UInt64](repeating: 0, count: layout.words(slot))
         try words.withUnsafeMutableBufferPointer { try BitmapCodec.decodeXOR(&r, into: $0) }
-        let bitmap = DirtyBitmap(pageCount: pages, words: words)
-        guard bitmap.count == count else {
-            throw FormatViolation("slot \(slot) \(what) bitmap has \(bitmap.count) pages set, the round says \(count)")
-        }
-        return bitmap
+        return DirtyBitmap(pageCount: pages, words: words)
     }
 }

@@ -7,30 +7,42 @@ struct ByteWriter {
     mutating func reserve(_ n: Int) { bytes.reserveCapacity(n) }
     mutating func removeAll() { bytes.removeAll(keepingCapacity: true) }
     mutating func removeFirst(_ n: Int) { bytes.removeFirst(n) }
+    mutating func truncate(to n: Int) { bytes.removeLast(bytes.count - n) }
 
     mutating func u8(_ v: UInt8) { bytes.append(v) }
 
-    mutating func u16(_ v: UInt16) {
-        bytes.append(UInt8(truncatingIfNeeded: v))
-        bytes.append(UInt8(truncatingIfNeeded: v >> 8))
-    }
+    mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
 
-    mutating func u32(_ v: UInt32) {
-        for shift in stride(from: 0, to: 32, by: 8) { bytes.append(UInt8(truncatingIfNeeded: v >> UInt32(shift))) }
-    }
-
-    mutating func u64(_ v: UInt64) {
-        for shift in stride(from: 0, to: 64, by: 8) { bytes.append(UInt8(truncatingIfNeeded: v >> UInt64(shift))) }
+    /// Words in a row, little-endian: one copy on a little-endian host.
+    mutating func u64s(_ words: ArraySlice<UInt64>) {
+        #if _endian(little)
+        words.withUnsafeBytes { bytes.append(contentsOf: $0) }
+        #else
+        for v in words { u64(v) }
+        #endif
     }
 
     /// Unsigned LEB128: 7 bits a byte, low bits first, high bit set on all but the last.
     mutating func varint(_ v: UInt64) {
-        var v = v
-        while v >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
+        guard v >= 0x80 else {
+            bytes.append(UInt8(v))
+            return
         }
-        bytes.append(UInt8(v))
+        var encoded: (UInt64, UInt16) = (0, 0)  // room for the 10 bytes of the longest varint
+        let n = withUnsafeMutableBytes(of: &encoded) { out in
+            var v = v
+            var i = 0
+            while v >= 0x80 {
+                out[i] = UInt8(truncatingIfNeeded: v) | 0x80
+                v >>= 7
+                i += 1
+            }
+            out[i] = UInt8(v)
+            return i + 1
+        }
+        withUnsafeBytes(of: &encoded) { bytes.append(contentsOf: $0[0..<n]) }
     }
 
     /// A signed integer as a zigzag varint (0, -1, 1, -2 ... -> 0, 1, 2, 3 ...).

@@ -30,6 +30,9 @@ enum Format {
     static let maxHistogramBuckets = 1024
     /// Longest event record a reader accepts.
     static let maxEventPayload = 1 << 20
+    /// Bitmap tokens shorter than this are stored as they are: deflate's fixed cost per
+    /// call (about 20 µs: resetting its tables, building Huffman trees) buys little there.
+    static let deflateThreshold = 1024
     /// Buffered bytes that trigger a write(2) before the time limit.
     static let flushBytes = 256 << 10
     /// Oldest buffered data before a write(2), in nanoseconds: with rounds at most half a

@@ -160,22 +160,34 @@ public final class RecordingWriter {
     }
 
     private func appendRound(_ round: Round) throws {
-        let metrics = RoundMetrics(round)
+        var section = ByteWriter()
+        let forceKeyframe = roundCount == 0 || deltasSinceKeyframe + 1 >= keyframeInterval
+        let keyframe: Bool
         do {
+            var seen = [Bool](repeating: false, count: layout.count)
+            for s in round.slots {
+                guard s.slot >= 0, s.slot < layout.count, !seen[s.slot] else {
+                    throw FormatViolation("slot \(s.slot) is not in the header's \(layout.count) slots, or appears twice")
+                }
+                seen[s.slot] = true
+                guard s.reported.pageCount == layout.pages[s.slot], s.falsePositives.pageCount == layout.pages[s.slot] else {
+                    throw FormatViolation("slot \(s.slot) bitmaps cover \(s.reported.pageCount) and \(s.falsePositives.pageCount) pages, the header says \(layout.pages[s.slot])")
+                }
+            }
+            let encoded = bitmaps.encode(round, forceKeyframe: forceKeyframe, into: &section)
+            keyframe = encoded.keyframe
+            let metrics = RoundMetrics(round, counts: encoded.counts)
             try RoundCodec.check(metrics, layout)
-            for s in round.slots where s.reported.pageCount != layout.pages[s.slot] || s.falsePositives.pageCount != layout.pages[s.slot] {
-                throw FormatViolation("slot \(s.slot) bitmaps cover \(s.reported.pageCount) and \(s.falsePositives.pageCount) pages, the header says \(layout.pages[s.slot])")
+            payload.removeAll()
+            RoundCodec.encode(metrics, sequence: UInt64(roundCount), into: &payload)
+            payload.append(contentsOf: section.bytes)
+            guard payload.count <= Int(UInt32.max) else {
+                throw FormatViolation("it encodes to \(payload.count) bytes, over 4 GiB")
             }
         } catch let violation as FormatViolation {
             throw RecordingError.invalidRound(path: path, reason: "round \(round.index): \(violation.reason)")
         }
-        payload.removeAll()
-        RoundCodec.encode(metrics, sequence: UInt64(roundCount), into: &payload)
-        let forceKeyframe = roundCount == 0 || deltasSinceKeyframe + 1 >= keyframeInterval
-        let keyframe = bitmaps.encode(round, forceKeyframe: forceKeyframe, into: &payload)
-        guard payload.count <= Int(UInt32.max) else {
-            throw RecordingError.invalidRound(path: path, reason: "round \(round.index) encodes to \(payload.count) bytes, over 4 GiB")
-        }
+        bitmaps.commit(round)
         deltasSinceKeyframe = keyframe ? 0 : deltasSinceKeyframe + 1
         appendRecord(keyframe ? .keyframe : .delta, payload.bytes)
         roundCount += 1

@@ -14,11 +14,6 @@ public struct RoundMetrics: Equatable, Sendable {
         public var missed: Int?
         public var watched: WatchedBlocks?
 
-        public init(_ s: SlotRound) {
-            self.init(slot: s.slot, reportedCount: s.reportedCount, falsePositiveCount: s.falsePositiveCount,
-                      initialCount: s.initialCount, copiedPages: s.copiedPages, missed: s.missed, watched: s.watched)
-        }
-
         public init(slot: Int, reportedCount: Int, falsePositiveCount: Int, initialCount: Int, copiedPages: Int,
                     missed: Int?, watched: WatchedBlocks?) {
             self.slot = slot
@@ -51,12 +46,20 @@ public struct RoundMetrics: Equatable, Sendable {
 
     /// The metrics of `round` (counts its bitmaps).
     public init(_ round: Round) {
+        self.init(round, counts: round.slots.map { ($0.reportedCount, $0.falsePositiveCount) })
+    }
+
+    /// The metrics of `round`, whose slots' bitmaps have these counts.
+    init(_ round: Round, counts: [(reported: Int, falsePositives: Int)]) {
         index = round.index
         startNanos = round.startNanos
         durationNanos = round.durationNanos
         mode = round.mode
         clearChunk = round.clearChunk
-        slots = round.slots.map(Slot.init)
+        slots = zip(round.slots, counts).map { s, c in
+            Slot(slot: s.slot, reportedCount: c.reported, falsePositiveCount: c.falsePositives,
+                 initialCount: s.initialCount, copiedPages: s.copiedPages, missed: s.missed, watched: s.watched)
+        }
         getLatency = round.getLatency
         clearLatency = round.clearLatency
         bytesCopied = round.bytesCopied

@@ -18,11 +18,13 @@ final class Deflater {
     private let stream: UnsafeMutablePointer<z_stream>
     private var scratch: [UInt8] = []
 
-    init(level: Int32) {
+    /// `strategy` is zlib's: `Z_RLE` looks for runs of one byte only, which is where
+    /// bitmap tokens repeat, at the speed of level 1.
+    init(level: Int32, strategy: Int32 = Z_RLE) {
         stream = .allocate(capacity: 1)
         stream.initialize(to: z_stream())
         // -15: raw deflate, no zlib header or Adler-32 (records carry their own CRC).
-        let rc = deflateInit2_(stream, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY,
+        let rc = deflateInit2_(stream, level, Z_DEFLATED, -15, 8, strategy,
                                zlibVersion(), Int32(MemoryLayout<z_stream>.size))
         precondition(rc == Z_OK, "deflateInit2 failed (\(rc)): out of memory or a zlib version mismatch")
     }
