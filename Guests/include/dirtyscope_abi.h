@@ -17,10 +17,11 @@
  * Entry: 64-bit long mode, CPL 0, paging on, interrupts off, no IDT.
  *   rdi = vCPU index, rsi = DS_CONTROL_GPA, rsp = top of this vCPU's stack.
  *
- * Stamps: every page write a guest makes stores a struct ds_stamp at the start
- * of the page, with a value from ds_control.stamp (atomically incremented, so
- * stamps are unique and increase monotonically across vCPUs). The host compares
- * stamps to know, exactly, which pages changed.
+ * Stamps: every page write a guest makes is one aligned 8-byte store at the start
+ * of the page: DS_STAMP(seq, vcpu), where seq comes from ds_control.stamp
+ * (atomically incremented), so stamps are unique and increase monotonically across
+ * vCPUs. One store, so the write that dirties a page is the write that changes it.
+ * The host compares stamps to know, exactly, which pages changed.
  *
  * Port I/O (guest -> host calls), all 32-bit OUT:
  *   DS_PORT_PACE   value = writes since the last call. The host sleeps to hold
@@ -39,7 +40,6 @@
 
 #define DS_ABI_MAGIC        0x45504f4353445344ull /* "DSDSCOPE" */
 #define DS_ABI_VERSION      1u
-#define DS_STAMP_MAGIC      0x53475044u           /* "DPGS" */
 
 #define DS_MAX_VCPUS        64u
 #define DS_MAX_REGIONS      32u
@@ -118,16 +118,14 @@ struct ds_control {
     struct ds_vcpu vcpu[DS_MAX_VCPUS];
 };
 
-/* What a guest stores at offset 0 of every page it writes. */
-struct ds_stamp {
-    uint64_t stamp;          /* unique, increasing */
-    uint32_t vcpu;
-    uint32_t magic;          /* DS_STAMP_MAGIC */
-};
+/* The 8-byte value a guest stores at offset 0 of every page it writes: the sequence
+ * number above, the writing vCPU in the low DS_STAMP_VCPU_BITS bits. */
+#define DS_STAMP_VCPU_BITS  8
+#define DS_STAMP(seq, vcpu) (((uint64_t)(seq) << DS_STAMP_VCPU_BITS) | (uint64_t)(vcpu))
 
 #if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
 _Static_assert(sizeof(struct ds_vcpu) == 256, "ds_vcpu is 256 bytes");
-_Static_assert(sizeof(struct ds_stamp) == 16, "ds_stamp is 16 bytes");
+_Static_assert(DS_MAX_VCPUS <= (1u << DS_STAMP_VCPU_BITS), "vCPU fits the stamp");
 _Static_assert(sizeof(struct ds_control) <= DS_CONTROL_BYTES, "ds_control fits its area");
 _Static_assert(__builtin_offsetof(struct ds_control, vcpu) == 1024, "vCPU blocks start at 1 KiB");
 _Static_assert(DS_MAX_VCPUS * DS_STACK_BYTES <= DS_SYSTEM_BYTES - DS_STACK_GPA, "stacks fit");

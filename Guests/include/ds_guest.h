@@ -35,28 +35,26 @@ static inline uint64_t ds_below(uint64_t *state, uint64_t n)
 }
 
 /* Guest physical (= virtual, identity-mapped) address of a linear data page. */
-static inline volatile struct ds_stamp *ds_page(volatile struct ds_control *ctl, uint64_t linear)
+static inline volatile uint64_t *ds_page(volatile struct ds_control *ctl, uint64_t linear)
 {
     uint32_t n = ctl->nr_regions;
     for (uint32_t i = 0; i < n; i++) {
         uint64_t pages = ctl->region[i].pages;
         if (linear < pages)
-            return (volatile struct ds_stamp *)(uintptr_t)(ctl->region[i].gpa + linear * ctl->page_size);
+            return (volatile uint64_t *)(uintptr_t)(ctl->region[i].gpa + linear * ctl->page_size);
         linear -= pages;
     }
     return 0;
 }
 
-/* Write one page: a fresh stamp at its start. Returns 0 if the page is out of range. */
+/* Write one page: a fresh stamp at its start, in one store. Returns 0 if the page is out of range. */
 static inline int ds_stamp_page(volatile struct ds_control *ctl, uint32_t vcpu, uint64_t linear)
 {
-    volatile struct ds_stamp *p = ds_page(ctl, linear);
+    volatile uint64_t *p = ds_page(ctl, linear);
     if (!p)
         return 0;
-    uint64_t stamp = __atomic_add_fetch((uint64_t *)&ctl->stamp, 1, __ATOMIC_RELAXED);
-    p->vcpu = vcpu;
-    p->magic = DS_STAMP_MAGIC;
-    p->stamp = stamp;
+    uint64_t seq = __atomic_add_fetch((uint64_t *)&ctl->stamp, 1, __ATOMIC_RELAXED);
+    *p = DS_STAMP(seq, vcpu);
     return 1;
 }
 

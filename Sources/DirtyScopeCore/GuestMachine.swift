@@ -97,27 +97,22 @@ public final class GuestMachine: @unchecked Sendable {
     private let vcpuStats: [BinaryStats]
     private let vmStats: BinaryStats?
 
-    private let lock = NSCondition()
-    private var threads: [pthread_t] = []
-    private var started = false
-    private var stopping = false
-    private var pauseRequested = false
-    private var parked = 0
-    private var running = 0
-    private var iteration: UInt64 = 1
-    private var passDone: [UInt64]
-    private var ringResets: UInt64 = 0
-    private var ringWaiting = 0
-    private var ringFullCount: UInt64 = 0
-    private var idleWake: UInt64 = 0
-    private var fault: GuestFault?
-    private var console: [UInt8] = []
+    /// The vCPU threads and everything they share; they hold it, not the machine, so
+    /// dropping the machine's last reference stops them (deinit).
+    private let threads: VCPUThreads
+
     /// Linear page offset of each data slot.
     let slotFirstLinear: [Int]
 
-    /// Called (from a vCPU thread) when the guest faults or a ring fills.
-    public var onFault: (@Sendable (GuestFault) -> Void)?
-    public var onRingFull: (@Sendable (Int) -> Void)?
+    /// Called (from a vCPU thread) when the guest faults or a ring fills. Set before `start`.
+    public var onFault: (@Sendable (GuestFault) -> Void)? {
+        get { threads.onFault }
+        set { threads.onFault = newValue }
+    }
+    public var onRingFull: (@Sendable (Int) -> Void)? {
+        get { threads.onRingFull }
+        set { threads.onRingFull = newValue }
+    }
 
     /// Builds the VM, loads the guest and creates the vCPUs; does not start them.
     /// Everything made is released again if a later step fails.
@@ -174,7 +169,6 @@ public final class GuestMachine: @unchecked Sendable {
         var linear = 0
         for s in dataSlots { first.append(linear); linear += s.pageCount }
         slotFirstLinear = first
-        passDone = [UInt64](repeating: 0, count: config.vcpus)
 
         // System slot: GDT, page tables, control block, code.
         let host = systemMemory.base
@@ -209,6 +203,7 @@ public final class GuestMachine: @unchecked Sendable {
             throw .kvm(error)
         }
         vcpus = made
+        threads = VCPUThreads(vcpus: made, control: control, lockstep: config.lockstep)
         vcpuStats = stats
         vmStats = try? vm.stats()
     }
@@ -221,67 +216,25 @@ public final class GuestMachine: @unchecked Sendable {
     // MARK: Lifecycle
 
     /// Starts one thread per vCPU.
-    public func start() {
-        lock.lock()
-        guard !started else { lock.unlock(); return }
-        started = true
-        running = vcpus.count
-        lock.unlock()
-        VCPUKick.installHandler()
-        for vcpu in vcpus {
-            threads.append(spawnThread { [self] in self.vcpuLoop(vcpu) })
-        }
-    }
+    public func start() { threads.start() }
 
     /// Stops the vCPU threads and waits for them. Idempotent.
-    public func stop() {
-        lock.lock()
-        stopping = true
-        lock.broadcast()
-        lock.unlock()
-        kickAll()
-        for t in threads { pthread_join(t, nil) }
-        threads.removeAll()
-    }
+    public func stop() { threads.stop() }
 
     /// Stops the world: returns once every vCPU is out of KVM_RUN and parked.
-    public func pause() {
-        lock.lock()
-        pauseRequested = true
-        lock.unlock()
-        kickAll()
-        lock.lock()
-        while started && !stopping && parked < running {
-            if !lock.wait(until: Date().addingTimeInterval(0.05)) {
-                lock.unlock()
-                kickAll()
-                lock.lock()
-            }
-        }
-        lock.unlock()
-    }
+    public func pause() { threads.pause() }
 
     /// Lets the vCPUs run again.
-    public func resume() {
-        lock.lock()
-        pauseRequested = false
-        lock.broadcast()
-        lock.unlock()
-    }
+    public func resume() { threads.resume() }
 
     /// True while paused.
-    public var isPaused: Bool { lock.lock(); defer { lock.unlock() }; return pauseRequested }
+    public var isPaused: Bool { threads.isPaused }
 
     /// The fault that stopped the guest, if any.
-    public var currentFault: GuestFault? { lock.lock(); defer { lock.unlock() }; return fault }
+    public var currentFault: GuestFault? { threads.fault }
 
     /// Bytes the guest wrote to DS_PORT_PUTC.
-    public var consoleText: String { lock.lock(); defer { lock.unlock() }; return String(decoding: console, as: UTF8.self) }
-
-    private func kickAll() {
-        for v in vcpus { v.requestImmediateExit() }
-        for t in threads { VCPUKick.signal(t) }
-    }
+    public var consoleText: String { threads.consoleText }
 
     // MARK: Workload
 
@@ -290,13 +243,13 @@ public final class GuestMachine: @unchecked Sendable {
         for i in 0..<vcpus.count {
             control.configure(i, workload: settings.workload.abiValue, settings: settings, passWrites: passWrites ?? config.passWrites)
         }
-        wakeIdle()
+        threads.wakeIdle()
     }
 
     /// Changes the write rate of every vCPU.
     public func setRate(_ rate: UInt64) {
         for i in 0..<vcpus.count { control.setRate(i, rate) }
-        wakeIdle()
+        threads.wakeIdle()
     }
 
     /// Page writes the guest has done in total (from its own counters).
@@ -311,7 +264,7 @@ public final class GuestMachine: @unchecked Sendable {
         let seq = control.load(vcpu, .commandSeq) &+ 1
         control.store(vcpu, .commandPage, UInt64(linearPage))
         control.store(vcpu, .commandSeq, seq)
-        wakeIdle()
+        threads.wakeIdle()
         let deadline = Date().addingTimeInterval(timeout)
         while control.load(vcpu, .commandAck) != seq {
             if Date() > deadline || currentFault != nil { return false }
@@ -327,7 +280,7 @@ public final class GuestMachine: @unchecked Sendable {
             control.store(i, .commandAck, control.load(i, .commandSeq))
             control.configure(i, workload: UInt32(DS_WL_COMMAND.rawValue), settings: config.workload, passWrites: 0)
         }
-        wakeIdle()
+        threads.wakeIdle()
         // A heartbeat advancing twice after the switch means the guest has re-read its block.
         for i in 0..<vcpus.count {
             let beat = control.load(i, .heartbeat)
@@ -336,51 +289,23 @@ public final class GuestMachine: @unchecked Sendable {
         }
     }
 
-    private func wakeIdle() {
-        lock.lock()
-        idleWake &+= 1
-        lock.broadcast()
-        lock.unlock()
-    }
-
     // MARK: Lockstep iterations (dirty_log_perf_test style)
 
     /// Waits until every vCPU has finished the pass of the current iteration, calling
     /// `poll` about every 2 ms meanwhile (ring mode drains the rings there, so a vCPU
     /// stopped on a full ring can finish its pass).
-    public func waitForPass(poll: (() -> Void)? = nil) {
-        lock.lock()
-        while !stopping && fault == nil && passDone.contains(where: { $0 < iteration }) {
-            lock.wait(until: Date().addingTimeInterval(poll == nil ? 0.1 : 0.002))
-            if let poll {
-                lock.unlock()
-                poll()
-                lock.lock()
-            }
-        }
-        lock.unlock()
-    }
+    public func waitForPass(poll: (() -> Void)? = nil) { threads.waitForPass(poll: poll) }
 
     /// Starts the next iteration: every vCPU does one more pass.
-    public func startNextIteration() {
-        lock.lock()
-        iteration += 1
-        lock.broadcast()
-        lock.unlock()
-    }
+    public func startNextIteration() { threads.startNextIteration() }
 
     // MARK: Dirty rings
 
     /// Called by the harvester after KVM_RESET_DIRTY_RINGS: vCPUs stopped on a full ring go on.
-    public func ringsWereReset() {
-        lock.lock()
-        ringResets &+= 1
-        lock.broadcast()
-        lock.unlock()
-    }
+    public func ringsWereReset() { threads.ringsWereReset() }
 
     /// Times a vCPU stopped on a full ring, in total.
-    public var ringFullExits: UInt64 { lock.lock(); defer { lock.unlock() }; return ringFullCount }
+    public var ringFullExits: UInt64 { threads.ringFullExits }
 
     /// The vCPUs' dirty rings (ring mode).
     public var rings: [DirtyRing] { vcpus.compactMap(\.dirtyRing) }
@@ -397,128 +322,6 @@ public final class GuestMachine: @unchecked Sendable {
 
     /// Names of the vCPU statistics this host offers.
     public var vcpuStatNames: [String] { vcpuStats.first?.names ?? [] }
-
-    // MARK: The vCPU thread
-
-    private func vcpuLoop(_ vcpu: VCPU) {
-        var deadline = monotonicNanos()
-        while true {
-            lock.lock()
-            if stopping { running -= 1; lock.broadcast(); lock.unlock(); return }
-            if pauseRequested {
-                parked += 1
-                lock.broadcast()
-                while pauseRequested && !stopping { lock.wait() }
-                parked -= 1
-                deadline = monotonicNanos()
-            }
-            lock.unlock()
-
-            let exit: VCPUExit
-            do {
-                exit = try vcpu.run()
-            } catch {
-                reportFault(vcpu, error.description)
-                return
-            }
-            switch exit {
-            case .interrupted:
-                continue
-            case .portOut(let port, _, let value):
-                handlePort(vcpu, port: port, value: value, deadline: &deadline)
-                if port == DS_PORT_PANIC {
-                    reportFault(vcpu, "guest panic (DS_PORT_PANIC, code \(value))")
-                    return
-                }
-            case .portIn:
-                vcpu.completePortIn(0)
-            case .halt:
-                reportFault(vcpu, "guest halted (HLT)")
-                return
-            case .dirtyRingFull:
-                lock.lock()
-                ringFullCount += 1
-                let seen = ringResets
-                lock.unlock()
-                onRingFull?(vcpu.id)
-                lock.lock()
-                while ringResets == seen && !stopping && !pauseRequested {
-                    lock.wait(until: Date().addingTimeInterval(0.05))
-                }
-                lock.unlock()
-            case .shutdown:
-                reportFault(vcpu, "KVM_EXIT_SHUTDOWN (triple fault)")
-                return
-            case .internalError(let sub):
-                reportFault(vcpu, "KVM_EXIT_INTERNAL_ERROR (suberror \(sub))")
-                return
-            case .failEntry(let reason):
-                reportFault(vcpu, "KVM_EXIT_FAIL_ENTRY (hardware reason 0x\(String(reason, radix: 16)))")
-                return
-            case .other(let reason):
-                reportFault(vcpu, "unhandled exit reason \(reason)")
-                return
-            }
-        }
-    }
-
-    private func handlePort(_ vcpu: VCPU, port: UInt16, value: UInt32, deadline: inout UInt64) {
-        switch port {
-        case UInt16(DS_PORT_PACE):
-            let rate = control.load(vcpu.id, .rate)
-            guard rate > 0 else { return }
-            let now = monotonicNanos()
-            deadline += UInt64(value) * 1_000_000_000 / rate
-            if deadline + 50_000_000 < now { deadline = now }   // fell far behind: don't burst
-            if deadline > now { sleep(until: deadline) }
-        case UInt16(DS_PORT_PASS):
-            lock.lock()
-            passDone[vcpu.id] = iteration
-            lock.broadcast()
-            while config.lockstep && passDone[vcpu.id] >= iteration && !stopping && !pauseRequested {
-                lock.wait(until: Date().addingTimeInterval(0.05))
-            }
-            lock.unlock()
-            deadline = monotonicNanos()
-        case UInt16(DS_PORT_IDLE):
-            lock.lock()
-            let seen = idleWake
-            if idleWake == seen && !stopping && !pauseRequested {
-                lock.wait(until: Date().addingTimeInterval(0.001))
-            }
-            lock.unlock()
-            deadline = monotonicNanos()
-        case UInt16(DS_PORT_PUTC):
-            lock.lock()
-            if console.count < 65536 { console.append(UInt8(truncatingIfNeeded: value)) }
-            lock.unlock()
-        default:
-            break
-        }
-    }
-
-    /// Sleeps until `deadline` (monotonic ns), waking early for pause or stop.
-    private func sleep(until deadline: UInt64) {
-        lock.lock()
-        while !stopping && !pauseRequested {
-            let now = monotonicNanos()
-            if now >= deadline { break }
-            lock.wait(until: Date().addingTimeInterval(Double(deadline - now) / 1e9))
-        }
-        lock.unlock()
-    }
-
-    private func reportFault(_ vcpu: VCPU, _ reason: String) {
-        let regs = try? vcpu.registers()
-        let sregs = try? vcpu.specialRegisters()
-        let f = GuestFault(vcpu: vcpu.id, reason: reason, rip: regs?.rip ?? 0, rsp: regs?.rsp ?? 0, cr3: sregs?.cr3 ?? 0)
-        lock.lock()
-        if fault == nil { fault = f }
-        running -= 1
-        lock.broadcast()
-        lock.unlock()
-        onFault?(f)
-    }
 
     // MARK: Pages
 
@@ -549,6 +352,14 @@ public func formatBytes(_ bytes: UInt64) -> String {
     var u = 0
     while v >= 1024 && u < units.count - 1 { v /= 1024; u += 1 }
     return v == v.rounded() ? "\(Int(v)) \(units[u])" : String(format: "%.1f %@", v, units[u])
+}
+
+/// Joins `threads`, except the calling thread itself, which is detached (a last release,
+/// and so a deinit that stops its owner, may happen on one of the owner's own threads).
+func joinOrDetach(_ threads: [pthread_t]) {
+    for t in threads {
+        if pthread_equal(t, pthread_self()) != 0 { pthread_detach(t) } else { pthread_join(t, nil) }
+    }
 }
 
 /// Starts a joinable pthread running `body`.

@@ -17,7 +17,40 @@ extension RecordingWriter: RecordSink {}
 /// A live session: the VM and its guest, harvested every interval on a thread of its
 /// own. The UI (or a test) sends `SessionCommand`s and reads `SessionRecord`s from the
 /// queues it subscribed; the recorder, when attached, gets every record too.
+///
+/// A handle: the harvest thread holds the `SessionLoop`, so dropping the last reference
+/// to the session stops it.
 public final class Session: SessionController, @unchecked Sendable {
+    private let loop: SessionLoop
+
+    /// Builds the VM and guest; the guest starts with `start()`.
+    public init(config: SessionConfig, system: KVMSystem) throws(SessionError) {
+        loop = try SessionLoop(config: config, system: system)
+    }
+
+    deinit { loop.stop() }
+
+    /// The session's header: layout, host, settings at the start.
+    public var info: SessionInfo { loop.info }
+    /// Makes a recorder for `.startRecording(path:)`; the CLI supplies it.
+    public var recorderFactory: (@Sendable (String, SessionInfo) throws -> RecordSink)? {
+        get { loop.recorderFactory }
+        set { loop.recorderFactory = newValue }
+    }
+    /// Adds a queue that receives every record from now on.
+    public func subscribe(_ queue: RecordQueue) { loop.subscribe(queue) }
+    /// Attaches a recorder (already created, so an unwritable path failed before the session started).
+    public func attachRecorder(_ sink: RecordSink, path: String) { loop.attachRecorder(sink, path: path) }
+    /// Starts the guest and the harvest thread.
+    public func start() { loop.start() }
+    /// Stops harvesting, finishes any recording and tears the VM down. Idempotent.
+    public func stop() { loop.stop() }
+    /// SessionController: queue a command for the harvest thread.
+    public func send(_ command: SessionCommand) { loop.send(command) }
+}
+
+/// The session's state and its harvest thread.
+final class SessionLoop: @unchecked Sendable {
     public private(set) var info: SessionInfo
     private let system: KVMSystem
     private var config: SessionConfig
@@ -37,12 +70,10 @@ public final class Session: SessionController, @unchecked Sendable {
     private var recorder: RecordSink?
     private var recorderPath = ""
     /// Makes a recorder for `.startRecording(path:)`; the CLI supplies it.
-    public var recorderFactory: (@Sendable (String, SessionInfo) throws -> RecordSink)?
-    /// Totals over the whole session.
-    public private(set) var totals = RoundTotals()
+    var recorderFactory: (@Sendable (String, SessionInfo) throws -> RecordSink)?
 
     /// Builds the VM and guest; the guest starts with `start()`.
-    public init(config: SessionConfig, system: KVMSystem) throws(SessionError) {
+    init(config: SessionConfig, system: KVMSystem) throws(SessionError) {
         try config.validate()
         self.config = config
         self.system = system
@@ -63,15 +94,13 @@ public final class Session: SessionController, @unchecked Sendable {
         wireMachine()
     }
 
-    deinit { stop() }
-
     /// Adds a queue that receives every record from now on.
-    public func subscribe(_ queue: RecordQueue) {
+    func subscribe(_ queue: RecordQueue) {
         lock.lock(); subscribers.append(queue); lock.unlock()
     }
 
     /// Attaches a recorder (already created, so an unwritable path failed before the session started).
-    public func attachRecorder(_ sink: RecordSink, path: String) {
+    func attachRecorder(_ sink: RecordSink, path: String) {
         lock.lock()
         recorder = sink
         recorderPath = path
@@ -80,76 +109,76 @@ public final class Session: SessionController, @unchecked Sendable {
     }
 
     /// Starts the guest and the harvest thread.
-    public func start() {
+    func start() {
         machine.start()
-        thread = spawnThread { [self] in self.loop() }
+        thread = spawnThread { [self] in
+            var next = monotonicNanos()
+            while turn(next: &next) {}
+        }
     }
 
     /// Stops harvesting, finishes any recording and tears the VM down. Idempotent.
-    public func stop() {
+    func stop() {
         lock.lock()
         stopRequested = true
         lock.broadcast()
         let t = thread
         thread = nil
         lock.unlock()
-        if let t { pthread_join(t, nil) }
+        if let t { joinOrDetach([t]) }
         machine.stop()
         stopRecording()
     }
 
     /// SessionController: queue a command for the harvest thread.
-    public func send(_ command: SessionCommand) {
+    func send(_ command: SessionCommand) {
         lock.lock()
         commands.append(command)
         lock.broadcast()
         lock.unlock()
     }
 
-    /// The harvester, for stop-and-copy and tests (use only while the session is not started or stopped).
-    public var currentHarvester: Harvester { harvester }
-
     // MARK: The harvest thread
 
     private var now: UInt64 { monotonicNanos() - startNanos }
 
-    private func loop() {
-        var next = monotonicNanos()
-        while true {
-            lock.lock()
-            let cmds = commands
-            commands.removeAll()
-            let events = pendingEvents
-            pendingEvents.removeAll()
-            let stop = stopRequested
-            lock.unlock()
-            if stop { return }
-            for e in events {
-                if case .ringFull = e { try? harvester.drainRings() }
-                emit(.event(TimedEvent(nanos: now, event: e)))
-            }
-            flushRecorder()
-            for c in cmds { apply(c) }
-
-            let t = monotonicNanos()
-            var due = false
-            if paused {
-                if stepRequested > 0 { stepRequested -= 1; due = true }
-            } else if t >= next {
-                due = true
-                next = config.intervalNanos == 0 ? t : max(next + config.intervalNanos, t - config.intervalNanos)
-            }
-            if due {
-                harvestOnce()
-                continue
-            }
-            lock.lock()
-            if commands.isEmpty && pendingEvents.isEmpty && !stopRequested {
-                let wait = paused ? 0.5 : Double(next - min(next, monotonicNanos())) / 1e9
-                lock.wait(until: Date().addingTimeInterval(min(0.5, wait)))
-            }
-            lock.unlock()
+    /// One turn of the harvest thread: events, commands, then a round if one is due, else
+    /// a wait (at most 0.5 s). Returns false once a stop is requested.
+    private func turn(next: inout UInt64) -> Bool {
+        lock.lock()
+        let cmds = commands
+        commands.removeAll()
+        let events = pendingEvents
+        pendingEvents.removeAll()
+        let stop = stopRequested
+        lock.unlock()
+        if stop { return false }
+        for e in events {
+            if case .ringFull = e { try? harvester.drainRings() }
+            emit(.event(TimedEvent(nanos: now, event: e)))
         }
+        flushRecorder()
+        for c in cmds { apply(c) }
+
+        let t = monotonicNanos()
+        var due = false
+        if paused {
+            if stepRequested > 0 { stepRequested -= 1; due = true }
+        } else if t >= next {
+            due = true
+            next = config.intervalNanos == 0 ? t : max(next + config.intervalNanos, t - config.intervalNanos)
+        }
+        if due {
+            harvestOnce()
+            return true
+        }
+        lock.lock()
+        if commands.isEmpty && pendingEvents.isEmpty && !stopRequested {
+            let wait = paused ? 0.5 : Double(next - min(next, monotonicNanos())) / 1e9
+            lock.wait(until: Date().addingTimeInterval(min(0.5, wait)))
+        }
+        lock.unlock()
+        return true
     }
 
     private func harvestOnce() {
@@ -161,7 +190,6 @@ public final class Session: SessionController, @unchecked Sendable {
             round.index = index
             harvesterRounds += 1
             if verify && !paused { machine.resume() }
-            totals.add(round)
             emit(.round(round))
             if let v = round.verification {
                 emit(.event(TimedEvent(nanos: now, event: .verified(v))))

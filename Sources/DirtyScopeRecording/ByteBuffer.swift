@@ -4,10 +4,8 @@ struct ByteWriter {
 
     var count: Int { bytes.count }
 
-    mutating func reserve(_ n: Int) { bytes.reserveCapacity(n) }
     mutating func removeAll() { bytes.removeAll(keepingCapacity: true) }
     mutating func removeFirst(_ n: Int) { bytes.removeFirst(n) }
-    mutating func truncate(to n: Int) { bytes.removeLast(bytes.count - n) }
 
     mutating func u8(_ v: UInt8) { bytes.append(v) }
 
@@ -30,7 +28,8 @@ struct ByteWriter {
             bytes.append(UInt8(v))
             return
         }
-        var encoded: (UInt64, UInt16) = (0, 0)  // room for the 10 bytes of the longest varint
+        var encoded: (UInt64, UInt16) = (0, 0)
+        // In bounds: a 64-bit value takes at most 10 bytes, the size of `encoded`.
         let n = withUnsafeMutableBytes(of: &encoded) { out in
             var v = v
             var i = 0

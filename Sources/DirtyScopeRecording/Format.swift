@@ -1,7 +1,7 @@
 /// The layout of a replay file; FORMAT.md at the repository root describes it in words.
 enum Format {
     /// First 8 bytes of every recording (PNG-style: a high byte, a name, CR LF, ^Z, LF,
-    /// so that text-mode mangling and truncated transfers show up as a wrong magic).
+    /// so that 7-bit transfers and newline conversions show up as a wrong magic).
     static let magic: [UInt8] = [0x89, 0x44, 0x53, 0x52, 0x0D, 0x0A, 0x1A, 0x0A]
     /// The format version this build writes and the newest it reads.
     static let version: UInt16 = 1
@@ -18,9 +18,6 @@ enum Format {
     /// Where the CRC32's coverage starts inside a record.
     static let checksummedFrom = 8
 
-    /// Rounds between keyframes at most; a round whose delta encodes larger than its
-    /// full encoding is a keyframe too.
-    static let defaultKeyframeInterval = 64
     /// Rounds per cumulative-totals checkpoint in the reader's index.
     static let totalsCheckpointInterval = 64
     /// Largest page count a slot may declare (16 TiB of 4 KiB pages); bounds every bitmap

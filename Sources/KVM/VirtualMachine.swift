@@ -122,8 +122,8 @@ public final class VirtualMachine: @unchecked Sendable {
         guard firstPage % 64 == 0 else {
             throw .invalidArgument(call: call, reason: "slot \(slot): first_page \(firstPage) is not a multiple of 64")
         }
-        guard firstPage + numPages <= s.pageCount else {
-            throw .invalidArgument(call: call, reason: "slot \(slot): pages \(firstPage)..<\(firstPage + numPages) run past the slot's \(s.pageCount) pages")
+        guard firstPage <= s.pageCount, numPages <= s.pageCount - firstPage else {
+            throw .invalidArgument(call: call, reason: "slot \(slot): first_page \(firstPage) + num_pages \(numPages) would run past the slot's \(s.pageCount) pages")
         }
         guard numPages % 64 == 0 || firstPage + numPages == s.pageCount else {
             throw .invalidArgument(call: call, reason: "slot \(slot): num_pages \(numPages) is not a multiple of 64 and does not end at the slot's end (\(s.pageCount) pages)")
@@ -161,7 +161,7 @@ public final class VirtualMachine: @unchecked Sendable {
         log.dirty_bitmap = UnsafeMutableRawPointer(mutating: mask)
         let r = fd.withRaw { ckvm_ioctl_ptr($0, ckvm_KVM_CLEAR_DIRTY_LOG, &log) }
         guard r < 0 else { return nil }
-        return .ioctl(call: "KVM_CLEAR_DIRTY_LOG", context: "slot \(slot) pages \(firstPage)..<\(firstPage + numPages)", errno: Int32(-r))
+        return .ioctl(call: "KVM_CLEAR_DIRTY_LOG", context: "slot \(slot) first_page \(firstPage) num_pages \(numPages)", errno: Int32(-r))
     }
 
     /// Clears the pages of `bitmap` (a whole-slot bitmap) in `[firstPage, firstPage + numPages)`.

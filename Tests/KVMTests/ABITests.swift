@@ -87,7 +87,6 @@ final class ABITests: XCTestCase {
     func testGuestHostABILayout() {
         XCTAssertEqual(Int(CKVM_SIZEOF_DS_VCPU), 256)
         XCTAssertEqual(MemoryLayout<ds_vcpu>.size, 256)
-        XCTAssertEqual(MemoryLayout<ds_stamp>.size, 16)
         XCTAssertEqual(MemoryLayout<ds_region>.size, 16)
         XCTAssertEqual(MemoryLayout<ds_control>.offset(of: \.region), 512)
         XCTAssertEqual(MemoryLayout<ds_control>.offset(of: \.vcpu), 1024)
@@ -99,9 +98,9 @@ final class ABITests: XCTestCase {
         XCTAssertEqual(MemoryLayout<ds_vcpu>.offset(of: \.command_seq), 96)
         XCTAssertEqual(MemoryLayout<ds_vcpu>.offset(of: \.writes), 128)
         XCTAssertEqual(MemoryLayout<ds_vcpu>.offset(of: \.command_ack), 152)
-        XCTAssertEqual(MemoryLayout<ds_stamp>.offset(of: \.magic), 12)
         XCTAssertEqual(DS_ABI_MAGIC, 0x4550_4f43_5344_5344)
-        XCTAssertEqual(DS_STAMP_MAGIC, 0x5347_5044)
+        XCTAssertEqual(DS_STAMP_VCPU_BITS, 8)
+        XCTAssertLessThanOrEqual(DS_MAX_VCPUS, 1 << DS_STAMP_VCPU_BITS)
         // The system area's pieces do not overlap and data starts above it.
         XCTAssertLessThanOrEqual(DS_CONTROL_GPA + DS_CONTROL_BYTES, DS_PAGETABLE_GPA)
         XCTAssertLessThanOrEqual(DS_PAGETABLE_GPA + DS_PAGETABLE_BYTES, DS_LOAD_GPA)

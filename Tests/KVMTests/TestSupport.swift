@@ -151,11 +151,11 @@ final class Locked<Value>: @unchecked Sendable {
 /// The dirty_log_test check, round by round, against the guest's stamps.
 ///
 /// A page whose stamp changed since the last round must be reported (no false negatives).
-/// The converse holds too, with one exception the check names: a stamp is three stores
-/// (vcpu, magic, stamp), and the pause may stop a vCPU between them, so a page can be
-/// reported (its first store dirtied it) before its stamp changes. Such a page is allowed
-/// once per vCPU per round, and its stamp must then change in the very next round, when
-/// the vCPU finishes the write.
+/// The converse holds too, with one exception the check names: KVM marks a page dirty in
+/// the write-protect fault, and a kick can take the vCPU out of KVM_RUN before the faulting
+/// store retires, so a page can be reported before its stamp changes. Such a page is
+/// allowed once per vCPU per round, and its stamp must then change in the very next round,
+/// when the vCPU re-executes the store.
 struct StampTruth {
     private var previous: [[UInt64]]
     private var unfinished: [DirtyBitmap]
