@@ -152,7 +152,14 @@ final class SessionLoop: @unchecked Sendable {
         pendingEvents.removeAll()
         let stop = stopRequested
         lock.unlock()
-        if stop { return false }
+        if stop {
+            if config.stopAndCopy {
+                if !paused { machine.pause() }
+                paused = true
+                harvestOnce(verify: true)
+            }
+            return false
+        }
         for e in events {
             if case .ringFull = e { try? harvester.drainRings() }
             emit(.event(TimedEvent(nanos: now, event: e)))
@@ -181,9 +188,9 @@ final class SessionLoop: @unchecked Sendable {
         return true
     }
 
-    private func harvestOnce() {
+    private func harvestOnce(verify forced: Bool = false) {
         let index = roundBase + harvesterRounds + 1
-        let verify = config.verifyEvery > 0 && index % UInt64(config.verifyEvery) == 0
+        let verify = forced || (config.verifyEvery > 0 && index % UInt64(config.verifyEvery) == 0)
         if verify && !paused { machine.pause() }
         do {
             var round = try harvester.harvestRound(verify: verify)

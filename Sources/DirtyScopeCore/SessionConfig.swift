@@ -23,6 +23,8 @@ public struct SessionConfig: Sendable {
     public var verifyEvery = 50
     /// Enable KVM_DIRTY_LOG_INITIALLY_SET with manual protect (from the VM's creation).
     public var initiallySet = false
+    /// End with stop-and-copy: pause the vCPUs, harvest, copy, and compare every page.
+    public var stopAndCopy = false
 
     public init() {}
 

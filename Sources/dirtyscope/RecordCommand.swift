@@ -53,7 +53,11 @@ struct RecordCommand: ParsableCommand {
             }
         }
         s.stop()
-        print("recorded \(seen) rounds to \(file)\(missed > 0 ? " (WARNING: \(missed) missed pages)" : "")")
+        for case .round(let r) in queue.drain() {
+            seen += 1
+            missed += r.missed ?? 0
+        }
+        print("recorded \(seen) rounds to \(file)\(missed > 0 ? " (WARNING: \(missed) pages changed but were never reported)" : "")")
         if let n = stop.caughtSignal { throw ExitCode(128 + n) }
     }
 }

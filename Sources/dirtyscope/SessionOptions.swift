@@ -36,6 +36,8 @@ struct SessionOptions: ParsableArguments {
     var verifyEvery = 50
     @Flag(name: .customLong("initially-set"), help: "Manual mode: enable KVM_DIRTY_LOG_INITIALLY_SET.")
     var initiallySet = false
+    @Flag(name: .customLong("stop-and-copy"), help: "End with stop-and-copy: pause, harvest, copy, compare every page.")
+    var stopAndCopy = false
 
     /// The session configuration, checked against the host; errors name the value and the limit.
     func sessionConfig(host: KVMSystemInfo) throws(SessionError) -> SessionConfig {
@@ -60,6 +62,7 @@ struct SessionOptions: ParsableArguments {
         }
         c.verifyEvery = verifyEvery
         c.initiallySet = initiallySet
+        c.stopAndCopy = stopAndCopy
         try c.validate()
         try checkHostSupports([c.mode], ringEntries: ringEntries, system: host)
         return c
