@@ -147,7 +147,9 @@ public final class Harvester {
         var verifyNanos: UInt64 = 0
 
         // 2. Consume: per chunk, CLEAR (manual) just before the chunk's pages are classified
-        //    and copied. Timestamps are shared between phases: three clock reads per dirty chunk.
+        //    and copied. Timestamps are shared between phases: three clock reads per dirty
+        //    chunk. Bookkeeping is everything but the CLEARs and the copy loop (which walks
+        //    the chunk's bits and compares each page as it copies it).
         var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize)
         var slotRounds: [SlotRound] = []
         var copyNanos: UInt64 = 0
@@ -157,37 +159,35 @@ public final class Harvester {
             var falsePositives = DirtyBitmap(pageCount: s.pageCount)
             var initial = 0, copied = 0
             let chunkWords = (mode == .manual ? clearChunk.pages(forSlotOf: s.pageCount) : 4096) / 64
-            let wordCount = reported[i].blockCount
-            var firstWord = 0
-            while firstWord < wordCount {
-                let endWord = min(wordCount, firstWord + chunkWords)
-                guard consumer.gather(reported[i], words: firstWord..<endWord) else {
-                    firstWord = endWord
-                    continue
-                }
-                var copyStart = monotonicNanos()
-                bookkeeping += copyStart - mark
-                if mode == .manual {
-                    // The range is 64-page aligned by construction: first a multiple of 64,
-                    // the count a multiple of 64 or ending at the slot's end.
-                    let first = firstWord * 64, count = min(s.pageCount, endWord * 64) - first
-                    let r = reported[i].withUnsafeWords { words in
-                        machine.vm.clearDirtyLogUnchecked(slot: s.id, firstPage: first, numPages: count,
-                                                          mask: words.baseAddress! + firstWord)
+            var failure: KVMError?
+            reported[i].withUnsafeWords { words in
+                var w = 0
+                while w < words.count {
+                    guard words[w] != 0 else { w += 1; continue }
+                    let chunkStart = w / chunkWords * chunkWords, chunkEnd = min(words.count, chunkStart + chunkWords)
+                    var copyStart = monotonicNanos()
+                    bookkeeping += copyStart - mark
+                    if mode == .manual {
+                        // 64-page aligned by construction: the first page a multiple of 64,
+                        // the count a multiple of 64 or ending at the slot's end.
+                        let first = chunkStart * 64, count = min(s.pageCount, chunkEnd * 64) - first
+                        failure = machine.vm.clearDirtyLogUnchecked(slot: s.id, firstPage: first, numPages: count,
+                                                                    mask: words.baseAddress! + chunkStart)
+                        let cleared = monotonicNanos()
+                        clear.record(cleared - copyStart)
+                        copyStart = cleared
+                        if failure != nil { return }
                     }
-                    let cleared = monotonicNanos()
-                    clear.record(cleared - copyStart)
-                    copyStart = cleared
-                    if let e = r { throw .kvm(e) }
+                    let r = consumer.copy(words: words, w..<chunkEnd, slot: i, source: s.memory, destination: destination,
+                                          method: method, falsePositives: &falsePositives)
+                    initial += r.initial
+                    copied += r.copied
+                    mark = monotonicNanos()
+                    copyNanos += mark - copyStart
+                    w = chunkEnd
                 }
-                let r = consumer.copyGathered(slot: i, source: s.memory, destination: destination, method: method,
-                                              falsePositives: &falsePositives)
-                initial += r.initial
-                copied += r.copied
-                mark = monotonicNanos()
-                copyNanos += mark - copyStart
-                firstWord = endWord
             }
+            if let failure { throw .kvm(failure) }
             var slotRound = SlotRound(slot: i, reported: reported[i], falsePositives: falsePositives,
                                       initialCount: initial, copiedPages: copied)
             if let w = watched[i] {
@@ -302,8 +302,10 @@ public final class Harvester {
         }
         var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize)
         var ignored = DirtyBitmap(pageCount: s.pageCount)
-        let r = consumer.consume(slot: slot, reported: dirty, source: s.memory, destination: destination, method: method,
-                                 falsePositives: &ignored)
+        let r = dirty.withUnsafeWords { words in
+            consumer.copy(words: words, 0..<words.count, slot: slot, source: s.memory, destination: destination,
+                          method: method, falsePositives: &ignored)
+        }
         watched[slot] = (mask, sorted.count)
         return BlockClear(slot: slot, blocks: sorted, calls: calls, pagesCleared: mode == .manual ? dirty.count : mask.count,
                           pagesCopied: r.copied, clearNanos: nanos)
@@ -313,66 +315,55 @@ public final class Harvester {
     public var destinationResidentPages: Int { destination.residentPages }
 }
 
-/// Copies reported pages at a bandwidth, judging each page just before its copy.
-///
-/// `gather` walks a chunk of the bitmap into a page list (bookkeeping); `copyGathered`
-/// then compares each page's stamp (or content) with the destination and copies it, the
-/// comparison riding on the cache lines and TLB entries the copy needs anyway. Pacing
-/// is checked every 16 pages.
+/// Copies reported pages at a bandwidth, judging each page just before its copy: the
+/// stamp (or content) comparison rides on the cache lines and TLB entries the copy needs
+/// anyway. Pacing is checked every 16 pages.
 struct Consumer {
     let bandwidth: UInt64
     let pageSize: Int
     private(set) var bytes: UInt64 = 0
     private var started: UInt64 = 0
-    private var list: [Int] = []
+    private var sincePace = 0
 
     init(bandwidth: UInt64, pageSize: Int) {
         self.bandwidth = bandwidth
         self.pageSize = pageSize
     }
 
-    /// Collects the set pages of `words` of `reported`; false when there are none.
-    mutating func gather(_ reported: DirtyBitmap, words: Range<Int>) -> Bool {
-        list.removeAll(keepingCapacity: true)
-        reported.withUnsafeWords { all in
-            for w in words {
-                var bits = all[w]
-                while bits != 0 {
-                    list.append(w << 6 | bits.trailingZeroBitCount)
-                    bits &= bits - 1
+    /// Classifies then copies the pages set in `words[range]` (a bitmap's words, bit 0 of
+    /// word 0 being page 0); returns initial and copied counts.
+    mutating func copy(words: UnsafeBufferPointer<UInt64>, _ range: Range<Int>, slot: Int, source: GuestMemory,
+                       destination: Destination, method: FalsePositiveMethod,
+                       falsePositives: inout DirtyBitmap) -> (initial: Int, copied: Int) {
+        if started == 0 { started = monotonicNanos() }
+        var initial = 0, copied = 0
+        for w in range {
+            var bits = words[w]
+            var fpBits: UInt64 = 0
+            while bits != 0 {
+                let bit = bits.trailingZeroBitCount
+                bits &= bits - 1
+                let page = w << 6 | bit
+                switch destination.classify(slot: slot, page: page, source: source, method: method) {
+                case .falsePositive: fpBits |= 1 << UInt64(bit)
+                case .initial: initial += 1
+                case .changed: break
+                }
+                destination.copy(slot: slot, page: page, source: source)
+                copied += 1
+                sincePace += 1
+                if sincePace == 16 {
+                    bytes += UInt64(16 * pageSize)
+                    sincePace = 0
+                    pace()
                 }
             }
+            if fpBits != 0 { falsePositives.setWord(w, falsePositives.word(w) | fpBits) }
         }
-        return !list.isEmpty
-    }
-
-    /// Classifies then copies the gathered pages; returns initial and copied counts.
-    mutating func copyGathered(slot: Int, source: GuestMemory, destination: Destination, method: FalsePositiveMethod,
-                               falsePositives: inout DirtyBitmap) -> (initial: Int, copied: Int) {
-        if started == 0 { started = monotonicNanos() }
-        var initial = 0
-        for (n, page) in list.enumerated() {
-            switch destination.classify(slot: slot, page: page, source: source, method: method) {
-            case .falsePositive: falsePositives[page] = true
-            case .initial: initial += 1
-            case .changed: break
-            }
-            destination.copy(slot: slot, page: page, source: source)
-            if n & 15 == 15 {
-                bytes += UInt64(16 * pageSize)
-                pace()
-            }
-        }
-        bytes += UInt64((list.count & 15) * pageSize)
+        bytes += UInt64(sincePace * pageSize)
+        sincePace = 0
         pace()
-        return (initial, list.count)
-    }
-
-    /// Copies every reported page of a slot (block clears).
-    mutating func consume(slot: Int, reported: DirtyBitmap, source: GuestMemory, destination: Destination,
-                          method: FalsePositiveMethod, falsePositives: inout DirtyBitmap) -> (initial: Int, copied: Int) {
-        guard gather(reported, words: 0..<reported.blockCount) else { return (0, 0) }
-        return copyGathered(slot: slot, source: source, destination: destination, method: method, falsePositives: &falsePositives)
+        return (initial, copied)
     }
 
     /// Sleeps while the copy is ahead of the bandwidth.
