@@ -1,0 +1,147 @@
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The live heatmap driven through tmux: keys in, screen text out.
+final class LiveUITests: XCTestCase {
+    private var scratch: URL!
+    private var session: TmuxSession?
+
+    override func setUpWithError() throws {
+        scratch = try makeScratch()
+    }
+
+    override func tearDownWithError() throws {
+        session?.kill()
+        if let scratch { try? FileManager.default.removeItem(at: scratch) }
+    }
+
+    private func start(width: Int = 160, height: Int = 48, extra: [String] = []) throws -> TmuxSession {
+        let tmux = try requireTmux()
+        try requireKVM()
+        let s = try TmuxSession(tmux: tmux, scratch: scratch, name: "live-\(width)x\(height)", width: width, height: height,
+                                argv: [try Tool.binary(), "run", "--slots", "8M,16M", "--interval", "50ms"] + extra)
+        session = s
+        return s
+    }
+
+    /// The round number in the header.
+    private func headerRound(_ s: TmuxSession) -> Int? {
+        firstMatch(s.header(), #"round (\d+)"#).flatMap { Int($0) }
+    }
+
+    private func waitForRunning(_ s: TmuxSession, file: StaticString = #filePath, line: UInt = #line) -> Bool {
+        s.waitFor("the header to show a harvested round", file: file, line: line) { screen in
+            let header = screen.split(separator: "\n").first.map(String.init) ?? ""
+            return header.hasPrefix(" DirtyScope") && (firstMatch(header, #"round (\d+)"#).flatMap { Int($0) } ?? 0) >= 1
+        } != nil
+    }
+
+    func testManualClearPauseHelpAndQuit() throws {
+        let s = try start()
+        guard waitForRunning(s) else { return }
+        XCTAssertTrue(s.header().contains("legacy"), s.header())
+        XCTAssertTrue(s.capture().contains("m mode  p pause  c clear"), "the live key line")
+        XCTAssertEqual(s.format("#{alternate_on}"), "1", "the UI draws in the alternate screen")
+        let running = " " + s.sttySettings().replacingOccurrences(of: "\n", with: " ") + " "
+        XCTAssertTrue(running.contains(" -icanon ") && running.contains(" -echo "), "curses mode while running: \(running)")
+
+        // m: manual protect.
+        s.send("m", literal: true)
+        s.waitFor("the header to show manual mode") { $0.split(separator: "\n").first?.contains("manual chunk 64") == true }
+
+        // v l l l c: CLEAR a range of four blocks; the CLEAR panel shows what it cleared.
+        XCTAssertTrue(s.capture().contains("select blocks, press c"), "the CLEAR panel before any CLEAR")
+        s.send("v", literal: true)
+        for _ in 0..<3 { s.send("l", literal: true) }
+        s.waitFor(text: "cursor block 3 (pages 192-255)")
+        s.send("c", literal: true)
+        s.waitFor("the CLEAR panel to show the cleared pages") { matches($0, #"4 blk, \d+ pages cleared, \d+ calls?"#) }
+
+        // p: paused; n then harvests exactly one round.
+        s.send("p", literal: true)
+        s.waitFor("PAUSED in the header") { $0.split(separator: "\n").first?.hasSuffix("PAUSED") == true }
+        let paused = try XCTUnwrap(headerRound(s), s.header())
+        s.send("n", literal: true)
+        s.waitFor("round \(paused + 1) after n") { _ in headerRound(s) == paused + 1 }
+
+        // ?: the help overlay lists the keys; Escape closes it, and so does ? again.
+        let helpText = ["toggle manual protect / legacy", "CLEAR selected blocks (or the cursor's)", "pause / resume", "quit"]
+        s.send("?", literal: true)
+        s.waitFor("the help overlay") { screen in helpText.allSatisfy { screen.contains($0) } }
+        s.send("Escape")
+        s.waitFor("the help overlay to close after Escape") { !$0.contains("toggle manual protect / legacy") }
+        s.send("?", literal: true)
+        s.waitFor(text: "toggle manual protect / legacy")
+        s.send("?", literal: true)
+        s.waitFor("the help overlay to close after ?") { !$0.contains("toggle manual protect / legacy") }
+
+        // q: exit 0, terminal restored.
+        s.send("q", literal: true)
+        let (code, screen) = s.waitForExit()
+        XCTAssertEqual(code, 0)
+        assertTerminalRestored(s, screen: screen)
+    }
+
+    func testTooSmallTerminal() throws {
+        let s = try start(width: 40, height: 10)
+        s.waitFor("the too-small message") { $0.contains("terminal too small: 40x10") && $0.contains("DirtyScope needs 60x16 or more") }
+        // Growing the terminal brings the heatmap.
+        try s.tmuxCommand(["resize-window", "-t", s.name, "-x", "160", "-y", "48"])
+        _ = waitForRunning(s)
+        try s.tmuxCommand(["resize-window", "-t", s.name, "-x", "40", "-y", "10"])
+        s.waitFor(text: "terminal too small: 40x10")
+        s.send("q", literal: true)
+        let (code, screen) = s.waitForExit()
+        XCTAssertEqual(code, 0)
+        assertTerminalRestored(s, screen: screen)
+    }
+
+    /// SIGTERM: the terminal is restored, the recording started with --record is finished, exit 143.
+    func testSIGTERMRestoresTheTerminalAndFinishesTheRecording() throws {
+        let file = scratch.appendingPathComponent("live.dsrec").path
+        let s = try start(extra: ["--record", file])
+        guard waitForRunning(s), let pid = s.programPID() else { return }
+        XCTAssertEqual(kill(pid, SIGTERM), 0)
+        let (code, screen) = s.waitForExit()
+        XCTAssertEqual(code, 128 + SIGTERM)
+        assertTerminalRestored(s, screen: screen)
+
+        let inspect = try dirtyscope(["inspect", file], in: scratch)
+        XCTAssertEqual(inspect.status, 0, inspect.stderr)
+        XCTAssertEqual(inspect.stderr, "", "the recording was not finished")
+        let (_, json) = try inspectJSON(file, in: scratch)
+        XCTAssertEqual(json?["finished"] as? Bool, true)
+        XCTAssertGreaterThanOrEqual(json?["rounds"] as? Int ?? 0, 1)
+    }
+
+    /// q with --record: the file holds at least the rounds the header showed, finished.
+    func testQuitFinishesTheRecording() throws {
+        let file = scratch.appendingPathComponent("quit.dsrec").path
+        let s = try start(extra: ["--record", file])
+        guard waitForRunning(s) else { return }
+        s.waitFor("round 5") { _ in (headerRound(s) ?? 0) >= 5 }
+        XCTAssertTrue(s.header().hasSuffix(" REC"), "no recording mark: \(s.header())")
+        let shown = headerRound(s) ?? 0
+        s.send("q", literal: true)
+        let (code, screen) = s.waitForExit()
+        XCTAssertEqual(code, 0)
+        assertTerminalRestored(s, screen: screen)
+
+        let (inspect, json) = try inspectJSON(file, in: scratch)
+        XCTAssertEqual(inspect.stderr, "", "the recording was not finished")
+        XCTAssertEqual(json?["finished"] as? Bool, true)
+        XCTAssertGreaterThanOrEqual(json?["rounds"] as? Int ?? 0, shown)
+    }
+
+    func testSIGHUPRestoresTheTerminal() throws {
+        let s = try start()
+        guard waitForRunning(s), let pid = s.programPID() else { return }
+        XCTAssertEqual(kill(pid, SIGHUP), 0)
+        let (code, screen) = s.waitForExit()
+        XCTAssertEqual(code, 128 + SIGHUP)
+        assertTerminalRestored(s, screen: screen)
+    }
+}

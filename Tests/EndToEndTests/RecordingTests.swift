@@ -1,0 +1,160 @@
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// record -> inspect -> export with the real tool, damaged files, and a record stopped by SIGTERM.
+final class RecordingTests: XCTestCase {
+    private var scratch: URL!
+    private var file: String { scratch.appendingPathComponent("session.dsrec").path }
+
+    override func setUpWithError() throws {
+        try requireKVM()
+        scratch = try makeScratch()
+    }
+
+    override func tearDownWithError() throws {
+        if let scratch { try? FileManager.default.removeItem(at: scratch) }
+    }
+
+    /// `--rounds 15` asks for 15 rounds: the file, inspect, export and the tool's own
+    /// report must all say 15.
+    func testRecordWritesExactlyTheRequestedRounds() throws {
+        let record = try recordFixture(file, in: scratch)
+        XCTAssertEqual(record.stdout, "recorded 15 rounds to \(file)\n")
+
+        let text = try dirtyscope(["inspect", file], in: scratch)
+        XCTAssertEqual(text.status, 0, text.stderr)
+        XCTAssertEqual(text.stderr, "", "a finished recording has no warnings")
+        let roundsLine = text.stdoutLines.first { $0.hasPrefix("rounds ") } ?? ""
+        XCTAssertTrue(matches(roundsLine, #"^rounds\s+15 \(#1\.\.\.#15\)"#), "inspect: \(roundsLine)")
+
+        let (_, json) = try inspectJSON(file, in: scratch)
+        XCTAssertEqual(json?["rounds"] as? Int, 15)
+
+        let csv = try dirtyscope(["export", file, "--csv"], in: scratch)
+        XCTAssertEqual(csv.stdoutLines.count, 1 + 15, "header plus one row per round")
+    }
+
+    /// inspect's text and JSON, and export's CSV, describe the same recording.
+    func testInspectJSONAndCSVAgree() throws {
+        _ = try recordFixture(file, in: scratch)
+
+        let text = try dirtyscope(["inspect", file], in: scratch)
+        XCTAssertTrue(text.exited)
+        XCTAssertEqual(text.status, 0, text.stderr)
+        XCTAssertTrue(text.stdout.hasPrefix("recording  \(file) "), text.stdout)
+        let textRounds = firstMatch(text.stdout, #"(?m)^rounds\s+(\d+) "#).flatMap { Int($0) }
+        XCTAssertTrue(text.stdout.contains("1024 pages (4.0 MiB)"), "two 4 MiB slots:\n\(text.stdout)")
+        XCTAssertTrue(text.stdout.contains("every 20.0ms"), text.stdout)
+
+        let (inspect, parsed) = try inspectJSON(file, in: scratch)
+        XCTAssertEqual(inspect.status, 0, inspect.stderr)
+        let json = try XCTUnwrap(parsed, "inspect --json is not a JSON object:\n\(inspect.stdout)")
+        let rounds = try XCTUnwrap(json["rounds"] as? Int)
+        XCTAssertGreaterThanOrEqual(rounds, 15)
+        XCTAssertEqual(textRounds, rounds, "text and JSON disagree")
+        XCTAssertEqual(json["finished"] as? Bool, true)
+        XCTAssertEqual(json["file"] as? String, file)
+        XCTAssertEqual((json["warnings"] as? [Any])?.count, 0)
+        let session = try XCTUnwrap(json["session"] as? [String: Any])
+        XCTAssertEqual((session["slots"] as? [Any])?.count, 2)
+        XCTAssertEqual(session["intervalNanos"] as? Int, 20_000_000)
+        let total = try XCTUnwrap(json["total"] as? [String: Any])
+        XCTAssertEqual(total["rounds"] as? Int, rounds)
+
+        let csv = try dirtyscope(["export", file, "--csv"], in: scratch)
+        XCTAssertEqual(csv.status, 0, csv.stderr)
+        let lines = csv.stdoutLines
+        XCTAssertEqual(lines.first?.hasPrefix("round,time_s,duration_ns,mode,"), true, lines.first ?? "")
+        XCTAssertEqual(lines.count, 1 + rounds, "header plus one row per round")
+        let columns = lines.first?.split(separator: ",").count ?? 0
+        for (i, row) in lines.dropFirst().enumerated() {
+            XCTAssertEqual(row.split(separator: ",", omittingEmptySubsequences: false).count, columns, "row \(i): \(row)")
+            XCTAssertTrue(row.hasPrefix("\(i + 1),"), "row \(i) is not round \(i + 1): \(row)")
+        }
+
+        // -o writes the same CSV to a file.
+        let out = scratch.appendingPathComponent("rounds.csv").path
+        let toFile = try dirtyscope(["export", file, "--csv", "-o", out], in: scratch)
+        XCTAssertEqual(toFile.status, 0, toFile.stderr)
+        XCTAssertEqual(try String(contentsOfFile: out, encoding: .utf8), csv.stdout)
+    }
+
+    /// A copy cut short still reads: fewer rounds and a warning on stderr, exit 0.
+    func testTruncatedCopyInspectsWithAWarning() throws {
+        _ = try recordFixture(file, in: scratch)
+        let whole = try Data(contentsOf: URL(fileURLWithPath: file))
+        let (_, full) = try inspectJSON(file, in: scratch)
+        let fullRounds = try XCTUnwrap(full?["rounds"] as? Int)
+
+        let cut = scratch.appendingPathComponent("cut.dsrec").path
+        try whole.prefix(whole.count - whole.count / 4).write(to: URL(fileURLWithPath: cut))
+        let text = try dirtyscope(["inspect", cut], in: scratch)
+        XCTAssertTrue(text.exited)
+        XCTAssertEqual(text.status, 0, text.stderr)
+        XCTAssertFalse(text.stderrLines.isEmpty, "no warning for a truncated file")
+        for line in text.stderrLines {
+            XCTAssertTrue(line.hasPrefix("dirtyscope: warning: "), line)
+        }
+        XCTAssertTrue(text.stderr.contains("truncated"), text.stderr)
+
+        let (inspect, json) = try inspectJSON(cut, in: scratch)
+        XCTAssertEqual(inspect.status, 0)
+        let rounds = try XCTUnwrap(json?["rounds"] as? Int, inspect.stdout)
+        XCTAssertLessThan(rounds, fullRounds)
+        XCTAssertGreaterThanOrEqual(rounds, 1)
+        XCTAssertEqual(json?["finished"] as? Bool, false)
+
+        let csv = try dirtyscope(["export", cut, "--csv"], in: scratch)
+        XCTAssertEqual(csv.status, 0, csv.stderr)
+        XCTAssertEqual(csv.stdoutLines.count, 1 + rounds)
+    }
+
+    /// A file with another magic is refused by every reader with exit 2 and one line.
+    func testWrongMagicIsRefused() throws {
+        _ = try recordFixture(file, in: scratch)
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: file))
+        bytes.replaceSubrange(0..<8, with: Data("NOTDSREC".utf8))
+        let bad = scratch.appendingPathComponent("bad.dsrec").path
+        try bytes.write(to: URL(fileURLWithPath: bad))
+        for args in [["inspect", bad], ["inspect", "--json", bad], ["export", bad, "--csv"]] {
+            let outcome = try dirtyscope(args, in: scratch)
+            XCTAssertTrue(outcome.exited)
+            XCTAssertEqual(outcome.status, 2, "\(args): \(outcome.stderr)")
+            XCTAssertEqual(outcome.stderrLines, ["dirtyscope: \(bad): not a DirtyScope recording (wrong magic)"], "\(args)")
+            XCTAssertEqual(outcome.stdout, "", "\(args)")
+        }
+    }
+
+    /// SIGTERM finishes the recording: the file reads back whole, and record exits 143.
+    func testSIGTERMFinishesTheRecording() throws {
+        let binary = try Tool.binary()
+        let record = try Running(binary, ["record", file, "--duration", "60s", "--interval", "20ms", "--slots", "4M,4M"],
+                                 in: scratch)
+        defer { if record.isRunning { kill(record.pid, SIGKILL) } }
+        // Rounds in the file mean the session runs, so the signal handlers are in place.
+        let seen = poll(timeout: 20, "rounds in the file being recorded") { () -> Int? in
+            guard FileManager.default.fileExists(atPath: file),
+                  let rounds = (try? inspectJSON(file, in: scratch))?.json?["rounds"] as? Int, rounds >= 2 else { return nil }
+            return rounds
+        }
+        XCTAssertNotNil(seen)
+        XCTAssertTrue(record.isRunning, "record stopped on its own")
+        kill(record.pid, SIGTERM)
+        let outcome = record.finish(timeout: 15)
+        XCTAssertTrue(outcome.exited, "record died of signal \(outcome.status) instead of finishing the file")
+        XCTAssertEqual(outcome.status, 128 + SIGTERM)
+        XCTAssertTrue(matches(outcome.stdout, #"^recorded \d+ rounds to "#), outcome.stdout)
+
+        let text = try dirtyscope(["inspect", file], in: scratch)
+        XCTAssertEqual(text.status, 0)
+        XCTAssertEqual(text.stderr, "", "the recording was not finished: \(text.stderr)")
+        let (_, json) = try inspectJSON(file, in: scratch)
+        XCTAssertEqual(json?["finished"] as? Bool, true)
+        XCTAssertGreaterThanOrEqual(json?["rounds"] as? Int ?? 0, 1)
+        let recorded = firstMatch(outcome.stdout, #"^recorded (\d+) rounds"#).flatMap { Int($0) }
+        XCTAssertEqual(json?["rounds"] as? Int, recorded, "record's report and the file disagree")
+    }
+}
