@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 
 @main
 struct DirtyScopeCommand: ParsableCommand {
@@ -14,4 +15,21 @@ struct DirtyScopeCommand: ParsableCommand {
                       ExportCommand.self, CapsCommand.self],
         defaultSubcommand: RunCommand.self
     )
+
+    /// Like ParsableCommand's main, but bad command lines exit with 2, as every other bad
+    /// input does (swift-argument-parser's own code for them is 64).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure {
+                let message = fullMessage(for: error)
+                _ = (message + "\n").withCString { write(2, $0, strlen($0)) }
+                Glibc.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }

@@ -34,7 +34,7 @@ struct RecordCommand: ParsableCommand {
             do {
                 writer = try RecordingWriter(path: file, info: s.info)
             } catch {
-                throw .io("cannot record to \(file): \(error)")
+                throw .invalidArgument("cannot record: \(error)")
             }
             let q = RecordQueue()
             s.subscribe(q)

@@ -35,7 +35,7 @@ struct RunCommand: ParsableCommand {
                 do {
                     s.attachRecorder(try RecordingWriter(path: path, info: s.info), path: path)
                 } catch {
-                    throw .io("cannot record to \(path): \(error)")
+                    throw .invalidArgument("cannot record: \(error)")
                 }
             }
             return (s, q)
