@@ -19,6 +19,10 @@ final class CLIInputTests: XCTestCase {
     /// Runs `args` and checks the one-line refusal.
     private func assertRefused(_ args: [String], status: Int32 = 2, naming: [String],
                                file: StaticString = #filePath, line: UInt = #line) throws {
+        if args.first == "record" {
+            // record opens /dev/kvm before it checks its options (testBadInputIsNamedEvenWithoutKVM).
+            try requireKVM()
+        }
         let outcome = try dirtyscope(args, in: scratch, file: file, line: line)
         let shown = "dirtyscope \(args.joined(separator: " "))"
         XCTAssertTrue(outcome.exited, "\(shown) died of signal \(outcome.status)", file: file, line: line)
@@ -63,6 +67,13 @@ final class CLIInputTests: XCTestCase {
 
     func testRingEntriesNotAPowerOfTwo() throws {
         try assertRefused(["record", target, "--mode", "ring", "--ring-entries", "1000"], naming: ["1000", "power of two"])
+        // A power of two past the kernel's limit (KVM_DIRTY_RING_MAX_ENTRIES is 65536) names the host's
+        // maximum, or says that the host has no dirty ring at all.
+        try requireKVM()
+        let caps = try dirtyscope(["caps"], in: scratch)
+        let hasRing = caps.stdoutLines.contains { matches($0, #"^  dirty ring\s+max \d+ entries"#) }
+        try assertRefused(["record", target, "--mode", "ring", "--ring-entries", "1048576", "--rounds", "1"],
+                          naming: hasRing ? ["1048576", "maximum"] : ["KVM_CAP_DIRTY_LOG_RING"])
     }
 
     func testBenchDirtyPercentZero() throws {
@@ -87,10 +98,10 @@ final class CLIInputTests: XCTestCase {
         try assertRefused(["record", target, "--guest-file", missing], naming: [missing])
     }
 
-    /// An unwritable path is an environment problem (SessionError.io: exit 1), refused
-    /// before any round, and leaves nothing behind.
+    /// An unwritable recording path is bad input (exit 2), refused before any round, and
+    /// leaves nothing behind.
     func testRecordToUnwritablePath() throws {
-        try assertRefused(["record", "/proc/nope/x.dsrec", "--rounds", "2"], status: 1, naming: ["/proc/nope/x.dsrec"])
+        try assertRefused(["record", "/proc/nope/x.dsrec", "--rounds", "2"], naming: ["/proc/nope/x.dsrec"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/proc/nope"))
 
         // A path under a regular file: ENOTDIR; the folder holding that file is unchanged.
@@ -98,10 +109,24 @@ final class CLIInputTests: XCTestCase {
         FileManager.default.createFile(atPath: plain.path, contents: Data("x".utf8))
         let before = try FileManager.default.contentsOfDirectory(atPath: scratch.path).filter { !$0.hasPrefix("std") }
         let path = plain.appendingPathComponent("x.dsrec").path
-        try assertRefused(["record", path, "--rounds", "2"], status: 1, naming: [path])
+        try assertRefused(["record", path, "--rounds", "2"], naming: [path])
         let after = try FileManager.default.contentsOfDirectory(atPath: scratch.path).filter { !$0.hasPrefix("std") }
         XCTAssertEqual(before.sorted(), after.sorted())
         XCTAssertEqual(try Data(contentsOf: plain), Data("x".utf8))
+    }
+
+    /// argument-parser's own errors (unknown options, unparsable numbers) exit 2 too; their
+    /// first line names the value, followed by a usage hint.
+    func testParserErrorsExit2() throws {
+        for (args, value) in [(["record", target, "--nope"], "'--nope'"), (["bench", "--vcpus", "abc"], "'abc'"),
+                              (["frobnicate"], "'frobnicate'"), (["inspect"], "<file>")] {
+            let outcome = try dirtyscope(args, in: scratch)
+            XCTAssertTrue(outcome.exited)
+            XCTAssertEqual(outcome.status, 2, "\(args): \(outcome.stderr)")
+            XCTAssertTrue(outcome.stderrLines.first?.contains(value) ?? false, "\(args) should name \(value): \(outcome.stderr)")
+            XCTAssertEqual(outcome.stdout, "", "\(args)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: target))
     }
 
     func testReadingCommandsRefuseAMissingFile() throws {

@@ -37,6 +37,17 @@ final class RecordingTests: XCTestCase {
         XCTAssertEqual(csv.stdoutLines.count, 1 + 15, "header plus one row per round")
     }
 
+    /// The same limit with rounds much faster than record's 20 ms polling loop: the limit
+    /// must still hold (here a late stop shows every time, not only when the timing is unlucky).
+    func testRoundLimitHoldsWithFastRounds() throws {
+        let fast = scratch.appendingPathComponent("fast.dsrec").path
+        let record = try dirtyscope(["record", fast, "--rounds", "15", "--interval", "2ms", "--slots", "4M,4M"], in: scratch)
+        XCTAssertEqual(record.status, 0, record.stderr)
+        XCTAssertEqual(record.stdout, "recorded 15 rounds to \(fast)\n")
+        let (_, json) = try inspectJSON(fast, in: scratch)
+        XCTAssertEqual(json?["rounds"] as? Int, 15, "--rounds 15 wrote another number of rounds")
+    }
+
     /// inspect's text and JSON, and export's CSV, describe the same recording.
     func testInspectJSONAndCSVAgree() throws {
         _ = try recordFixture(file, in: scratch)

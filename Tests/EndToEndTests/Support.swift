@@ -27,14 +27,20 @@ enum Tool {
     /// The executable, or a failure that says where it was looked for.
     static func binary(file: StaticString = #filePath, line: UInt = #line) throws -> String {
         guard let path else {
-            XCTFail("""
+            let message = """
                 the dirtyscope executable is not next to the test runner \(CommandLine.arguments[0]); \
                 build it with `swift build --build-tests` or set DIRTYSCOPE_BIN
-                """, file: file, line: line)
-            throw XCTSkip("dirtyscope executable missing")
+                """
+            XCTFail(message, file: file, line: line)
+            throw MissingTool(message: message)
         }
         return path
     }
+}
+
+struct MissingTool: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
 }
 
 /// What a finished command left behind.
