@@ -169,7 +169,9 @@ final class SessionLoop: @unchecked Sendable {
 
         let t = monotonicNanos()
         var due = false
-        if paused {
+        if let limit = config.roundLimit, roundBase + harvesterRounds >= limit {
+            due = false
+        } else if paused {
             if stepRequested > 0 { stepRequested -= 1; due = true }
         } else if t >= next {
             due = true

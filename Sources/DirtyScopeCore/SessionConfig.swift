@@ -25,6 +25,8 @@ public struct SessionConfig: Sendable {
     public var initiallySet = false
     /// End with stop-and-copy: pause the vCPUs, harvest, copy, and compare every page.
     public var stopAndCopy = false
+    /// Harvest at most this many rounds (the stop-and-copy round comes on top).
+    public var roundLimit: UInt64?
 
     public init() {}
 
@@ -43,6 +45,7 @@ public struct SessionConfig: Sendable {
                 throw .invalidArgument("ring size \(ringEntries) entries is not a power of two of at least 16")
             }
         }
+        if let roundLimit, roundLimit < 1 { throw .invalidArgument("--rounds \(roundLimit): at least 1 round is needed") }
         guard verifyEvery >= 0 else { throw .invalidArgument("verify interval \(verifyEvery) rounds must not be negative") }
     }
 

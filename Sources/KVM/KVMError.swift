@@ -7,6 +7,8 @@ import Glibc
 public enum KVMError: Error, Equatable, CustomStringConvertible {
     /// /dev/kvm could not be opened.
     case deviceUnavailable(path: String, errno: Int32)
+    /// The device opened but is not KVM (KVM_GET_API_VERSION failed).
+    case notKVM(path: String, errno: Int32)
     /// KVM_GET_API_VERSION returned something other than 12.
     case apiVersion(Int)
     /// A capability this operation needs is missing.
@@ -21,7 +23,7 @@ public enum KVMError: Error, Equatable, CustomStringConvertible {
     /// The errno behind the error: EINVAL for arguments rejected up front.
     public var errno: Int32? {
         switch self {
-        case .deviceUnavailable(_, let e), .ioctl(_, _, let e), .mapping(_, _, let e): return e
+        case .deviceUnavailable(_, let e), .notKVM(_, let e), .ioctl(_, _, let e), .mapping(_, _, let e): return e
         case .invalidArgument: return EINVAL
         case .apiVersion, .unsupported: return nil
         }
@@ -38,6 +40,8 @@ public enum KVMError: Error, Equatable, CustomStringConvertible {
             default:
                 return "cannot open \(path): \(errnoText(e))"
             }
+        case .notKVM(let path, let e):
+            return "\(path) is not a KVM device: KVM_GET_API_VERSION failed with \(errnoText(e))"
         case .apiVersion(let v):
             return "KVM API version is \(v), expected 12"
         case .unsupported(let cap, let detail):

@@ -70,6 +70,7 @@ public final class KVMSystem: @unchecked Sendable {
         guard raw >= 0 else { throw .deviceUnavailable(path: path, errno: errno) }
         fd = FileDescriptor(owning: raw)
         let version = fd.withRaw { ckvm_ioctl_val($0, ckvm_KVM_GET_API_VERSION, 0) }
+        guard version >= 0 else { throw .notKVM(path: path, errno: Int32(-version)) }
         guard version == 12 else { throw .apiVersion(Int(version)) }
         apiVersion = Int(version)
         let size = fd.withRaw { ckvm_ioctl_val($0, ckvm_KVM_GET_VCPU_MMAP_SIZE, 0) }

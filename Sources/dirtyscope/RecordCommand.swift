@@ -12,23 +12,22 @@ struct RecordCommand: ParsableCommand {
     @Argument(help: "The replay file to write.")
     var file: String
     @OptionGroup var session: SessionOptions
-    @Option(help: "Stop after this many rounds.")
-    var rounds: Int?
-    @Option(help: "Stop after this long (e.g. 10s, 500ms).")
+    @Option(help: "Stop after this long (e.g. 10s, 500ms); without it and --rounds, 100 rounds.")
     var duration: String?
 
     func run() throws {
         let (s, queue, limitRounds, deadline) = try reportingErrors { () throws(SessionError) -> (Session, RecordQueue, Int, UInt64) in
-            if let rounds, rounds < 1 { throw .invalidArgument("--rounds \(rounds): at least 1 round is needed") }
             var deadline = UInt64.max
             if let duration {
                 let d = try parseInterval(duration)
                 guard d > 0 else { throw .invalidArgument("--duration \(duration) must be above 0") }
                 deadline = monotonicNanos() + d
             }
-            let limit = rounds ?? (duration == nil ? 100 : Int.max)
+            let limit = session.rounds.map { Int($0) } ?? (duration == nil ? 100 : Int.max)
+            var config = try session.sessionConfig()
+            if config.roundLimit == nil && duration == nil { config.roundLimit = 100 }
             let host = try KVMSystemInfo.open()
-            let config = try session.sessionConfig(host: host)
+            try checkHostSupports([config.mode], ringEntries: config.ringEntries, system: host)
             let writer: RecordingWriter
             let s = try Session(config: config, system: host.system)
             do {
@@ -46,6 +45,7 @@ struct RecordCommand: ParsableCommand {
         var seen = 0
         var missed = 0
         while seen < limitRounds && monotonicNanos() < deadline && !stop.isSet {
+            // The session itself stops harvesting at the limit, so exactly that many are recorded.
             usleep(20_000)
             for case .round(let r) in queue.drain() {
                 seen += 1

@@ -25,8 +25,9 @@ struct RunCommand: ParsableCommand {
             throw ExitCode(2)
         }
         let (session, queue) = try reportingErrors { () throws(SessionError) -> (Session, RecordQueue) in
+            let config = try self.session.sessionConfig()
             let host = try KVMSystemInfo.open()
-            let config = try self.session.sessionConfig(host: host)
+            try checkHostSupports([config.mode], ringEntries: config.ringEntries, system: host)
             let s = try Session(config: config, system: host.system)
             s.recorderFactory = { path, info in try RecordingWriter(path: path, info: info) }
             let q = RecordQueue()
