@@ -38,8 +38,8 @@ final class CLIInputTests: XCTestCase {
     }
 
     func testZeroVCPUs() throws {
-        try assertRefused(["record", target, "--vcpus", "0"], naming: ["0 vCPUs"])
         try assertRefused(["bench", "--vcpus", "0"], naming: ["0 vCPUs"])
+        try assertRefused(["record", target, "--vcpus", "0"], naming: ["0 vCPUs"])
     }
 
     func testSlotSizeAndCount() throws {
@@ -51,8 +51,8 @@ final class CLIInputTests: XCTestCase {
     }
 
     func testClearChunkNotAMultipleOf64() throws {
-        try assertRefused(["record", target, "--clear-chunk", "100"], naming: ["clear chunk 100", "64"])
         try assertRefused(["bench", "--clear-chunk", "100"], naming: ["clear chunk 100"])
+        try assertRefused(["record", target, "--clear-chunk", "100"], naming: ["clear chunk 100", "64"])
     }
 
     func testZeroBandwidth() throws {

@@ -132,4 +132,8 @@ func assertTerminalRestored(_ session: TmuxSession, screen: String, file: Static
     for uiText in ["DirtyScope", "? help  q quit", "round ", "terminal too small"] {
         XCTAssertFalse(screen.contains(uiText), "'\(uiText)' left on the screen after exit:\n\(screen)", file: file, line: line)
     }
+    // The UI drew in the alternate screen: back on the main screen only the wrapper's line shows.
+    let lines = screen.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    XCTAssertEqual(lines.count, 1, "more than the exit line on the restored screen:\n\(screen)", file: file, line: line)
+    XCTAssertTrue(lines.first?.hasPrefix(TmuxSession.exitMarker) ?? false, "screen after exit:\n\(screen)", file: file, line: line)
 }
