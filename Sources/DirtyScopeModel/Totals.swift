@@ -59,6 +59,9 @@ public protocol RecordedSession: AnyObject {
     var trailingEvents: [TimedEvent] { get }
     /// Totals over rounds `0...i`, without decoding their bitmaps (cheap: for seeking).
     func totals(through i: Int) -> RoundTotals
+    /// Every event recorded before round `i` (0-based), without decoding any round: a seek
+    /// folds them, so settings changed long before its window of rounds still show.
+    func events(before i: Int) -> [TimedEvent]
     /// What went wrong while opening (truncation, corrupt records skipped), a line each.
     var warnings: [String] { get }
 }

@@ -63,6 +63,14 @@ public final class RecordingReader: RecordedSession {
         return Array(index.events[start...])
     }
 
+    /// Every event recorded before round `i` (0-based); all events but the trailing ones
+    /// for `i >= roundCount`.
+    public func events(before i: Int) -> [TimedEvent] {
+        guard !index.rounds.isEmpty, i > 0 else { return [] }
+        let end = i < index.rounds.count ? index.rounds[i].events.lowerBound : index.rounds[index.rounds.count - 1].events.upperBound
+        return Array(index.events[..<end])
+    }
+
     /// Round `i` (0-based) with the events recorded after round `i - 1` and before it.
     /// - Throws: `RecordingError.noSuchRound`, or `.corruptRecord` if its bitmaps (or those
     ///   of a round it decodes from) fail to decode despite an intact checksum.

@@ -4,8 +4,9 @@ import DirtyScopeModel
 /// folds them with the same code a live session's records take.
 ///
 /// A seek rebuilds the session view from the `historyRounds + 1` rounds before the
-/// target (heat is zero after `heatRounds`, sparklines keep `historyRounds`) and takes
-/// the totals from `RecordedSession.totals(through:)`, so it decodes at most 65 rounds.
+/// target (heat is zero after `heatRounds`, sparklines keep `historyRounds`), the settings
+/// events before them, and the totals from `RecordedSession.totals(through:)`, so it
+/// decodes at most 65 rounds.
 final class Replayer {
     let source: RecordedSession
     /// Recorded nanoseconds owed to playback since the last round was shown.
@@ -26,7 +27,16 @@ final class Replayer {
             fold(entry: try source.entry(at: target), into: &state)
         } else {
             state.session = SessionView(info: source.info)
-            for i in max(0, target - historyRounds)...target { fold(entry: try source.entry(at: i), into: &state) }
+            let first = max(0, target - historyRounds)
+            // Settings changed before the window still hold; a CLEAR's running sums need every
+            // round since it, and notes and verifications are transient, so those stay out.
+            for timed in source.events(before: first) {
+                switch timed.event {
+                case .blocksCleared, .note, .verified: continue
+                default: state.fold(.event(timed))
+                }
+            }
+            for i in first...target { fold(entry: try source.entry(at: i), into: &state) }
             state.session.totals = source.totals(through: target)
         }
         state.replay?.position = target

@@ -16,6 +16,9 @@ import Testing
             round.mode = i < 5 ? .legacy : .manual
             var events: [TimedEvent] = []
             if i == 5 { events.append(TimedEvent(nanos: 0, event: .modeChanged(.manual, .pages(64)))) }
+            if i == 10 { events.append(TimedEvent(nanos: 0, event: .workloadChanged(WorkloadSettings(workload: .wave, rate: 900)))) }
+            if i == 11 { events.append(TimedEvent(nanos: 0, event: .intervalChanged(nanos: 250_000_000))) }
+            if i == 12 { events.append(TimedEvent(nanos: 0, event: .bandwidthChanged(bytesPerSecond: 8 << 20))) }
             if i == 100 {
                 events.append(TimedEvent(nanos: 0, event: .blocksCleared(BlockClear(
                     slot: 0, blocks: [3, 4, 5, 6], calls: 1, pagesCleared: 20, pagesCopied: 20, clearNanos: 4000))))

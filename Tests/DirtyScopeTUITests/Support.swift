@@ -31,6 +31,10 @@ final class FakeRecording: RecordedSession {
         return entries[i]
     }
 
+    func events(before i: Int) -> [TimedEvent] {
+        entries[0..<min(i, entries.count)].flatMap(\.events)
+    }
+
     func totals(through i: Int) -> RoundTotals {
         var totals = RoundTotals()
         for entry in entries[0...i] { totals.add(entry.round) }
