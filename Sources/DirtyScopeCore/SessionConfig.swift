@@ -47,6 +47,7 @@ public struct SessionConfig: Sendable {
         }
         if let roundLimit, roundLimit < 1 { throw .invalidArgument("--rounds \(roundLimit): at least 1 round is needed") }
         guard verifyEvery >= 0 else { throw .invalidArgument("verify interval \(verifyEvery) rounds must not be negative") }
+        _ = try guest.load()   // an empty, oversized or unreadable guest file is bad input too
     }
 
     /// The machine this config asks for.
