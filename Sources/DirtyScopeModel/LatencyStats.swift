@@ -24,15 +24,15 @@ public struct LatencyStats: Equatable, Codable, Sendable {
         histogram[bucket] += 1
     }
 
-    /// Adds every call of `other`.
+    /// Adds every call of `other` (sums wrap rather than trap: they may come from a file).
     public mutating func merge(_ other: LatencyStats) {
         guard other.count > 0 else { return }
-        count += other.count
+        count &+= other.count
         totalNanos &+= other.totalNanos
         maxNanos = max(maxNanos, other.maxNanos)
         lastNanos = other.lastNanos
         if histogram.isEmpty { histogram = [UInt64](repeating: 0, count: Self.bucketCount) }
-        for (i, n) in other.histogram.enumerated() where i < histogram.count { histogram[i] += n }
+        for (i, n) in other.histogram.enumerated() where i < histogram.count { histogram[i] &+= n }
     }
 
     /// Mean call duration in nanoseconds (0 with no calls).

@@ -21,28 +21,33 @@ public struct RoundTotals: Equatable, Codable, Sendable {
 
     /// Adds one round.
     public mutating func add(_ round: Round) {
-        rounds += 1
-        reported += UInt64(round.reported)
-        falsePositives += UInt64(round.falsePositives)
-        initial += UInt64(round.initial)
-        copiedPages += UInt64(round.copiedPages)
-        bytesCopied += round.bytesCopied
-        guestWrites += round.guestWrites
-        writeProtectFaults += round.writeProtectFaults
-        ringFullExits += round.ringFullExits
-        if let missed = round.missed {
-            self.missed += UInt64(missed)
-            verifications += 1
+        add(RoundMetrics(round))
+    }
+
+    /// Adds one round from its metrics. Sums wrap rather than trap: they may come from a file.
+    public mutating func add(_ m: RoundMetrics) {
+        rounds &+= 1
+        reported &+= UInt64(m.reported)
+        falsePositives &+= UInt64(m.falsePositives)
+        initial &+= UInt64(m.initial)
+        copiedPages &+= UInt64(m.copiedPages)
+        bytesCopied &+= m.bytesCopied
+        guestWrites &+= m.guestWrites
+        writeProtectFaults &+= m.writeProtectFaults
+        ringFullExits &+= m.ringFullExits
+        if let missed = m.missed {
+            self.missed &+= UInt64(missed)
+            verifications &+= 1
         }
-        get.merge(round.getLatency)
-        clear.merge(round.clearLatency)
-        durationNanos += round.durationNanos
+        get.merge(m.getLatency)
+        clear.merge(m.clearLatency)
+        durationNanos &+= m.durationNanos
     }
 
     /// False positives over reported pages that were not first copies (0...1).
     public var falsePositiveRate: Double {
-        let base = reported - initial
-        return base > 0 ? Double(falsePositives) / Double(base) : 0
+        let base = reported &- initial
+        return base > 0 && base <= reported ? Double(falsePositives) / Double(base) : 0
     }
 }
 

@@ -10,7 +10,7 @@ enum HeatmapView: Equatable {
 }
 
 /// Numbers of the last round, as the metrics panel shows them.
-struct RoundMetrics: Equatable {
+struct RoundReadout: Equatable {
     var index: UInt64
     var reported: Int
     var falsePositives: Int
@@ -121,7 +121,7 @@ struct SessionView: Equatable {
     var recordingPath: String?
     var fault: String?
     var slots: [SlotView]
-    var lastRound: RoundMetrics?
+    var lastRound: RoundReadout?
     var totals = RoundTotals()
     var previousRoundStart: UInt64?
     var falsePositiveHistory: [Double] = []

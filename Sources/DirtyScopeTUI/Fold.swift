@@ -33,7 +33,7 @@ extension AppState {
         let reported = Int(session.totals.reported - before.reported)
         let falsePositives = Int(session.totals.falsePositives - before.falsePositives)
         let base = reported - Int(session.totals.initial - before.initial)
-        let metrics = RoundMetrics(
+        let metrics = RoundReadout(
             index: round.index, reported: reported, falsePositives: falsePositives, missed: round.missed,
             falsePositiveRate: base > 0 ? Double(falsePositives) / Double(base) : 0,
             getLastNanos: round.getLatency.lastNanos, clearLastNanos: round.clearLatency.lastNanos,

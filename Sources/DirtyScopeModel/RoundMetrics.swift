@@ -1,4 +1,3 @@
-import DirtyScopeModel
 import KVM
 
 /// A round without its bitmaps: every count, latency and time it recorded. The reader gets
@@ -50,7 +49,7 @@ public struct RoundMetrics: Equatable, Sendable {
     }
 
     /// The metrics of `round`, whose slots' bitmaps have these counts.
-    init(_ round: Round, counts: [(reported: Int, falsePositives: Int)]) {
+    public init(_ round: Round, counts: [(reported: Int, falsePositives: Int)]) {
         index = round.index
         startNanos = round.startNanos
         durationNanos = round.durationNanos
@@ -73,8 +72,8 @@ public struct RoundMetrics: Equatable, Sendable {
         verification = round.verification
     }
 
-    /// An all-zero round in `mode`, to be filled by the decoder.
-    init(mode: HarvestMode, clearChunk: ClearChunk) {
+    /// An all-zero round in `mode`, to be filled by a decoder.
+    public init(mode: HarvestMode, clearChunk: ClearChunk) {
         index = 0
         startNanos = 0
         durationNanos = 0
@@ -95,7 +94,7 @@ public struct RoundMetrics: Equatable, Sendable {
     }
 
     /// The round with these metrics and the given slot bitmaps (one `SlotRound` per `slots` entry).
-    func round(reported: [DirtyBitmap], falsePositives: [DirtyBitmap]) -> Round {
+    public func round(reported: [DirtyBitmap], falsePositives: [DirtyBitmap]) -> Round {
         let slotRounds = slots.indices.map { i in
             SlotRound(slot: slots[i].slot, reported: reported[i], falsePositives: falsePositives[i],
                       initialCount: slots[i].initialCount, copiedPages: slots[i].copiedPages,
@@ -119,41 +118,5 @@ public struct RoundMetrics: Equatable, Sendable {
     public var falsePositiveRate: Double {
         let base = reported - initial
         return base > 0 ? Double(falsePositives) / Double(base) : 0
-    }
-}
-
-extension RoundTotals {
-    /// Adds one round from its metrics: the sums of `add(_: Round)`, but wrapping instead of
-    /// trapping on overflow, since the numbers come from a file.
-    public mutating func add(_ m: RoundMetrics) {
-        rounds &+= 1
-        reported &+= UInt64(m.reported)
-        falsePositives &+= UInt64(m.falsePositives)
-        initial &+= UInt64(m.initial)
-        copiedPages &+= UInt64(m.copiedPages)
-        bytesCopied &+= m.bytesCopied
-        guestWrites &+= m.guestWrites
-        writeProtectFaults &+= m.writeProtectFaults
-        ringFullExits &+= m.ringFullExits
-        if let missed = m.missed {
-            self.missed &+= UInt64(missed)
-            verifications &+= 1
-        }
-        get.mergeWrapping(m.getLatency)
-        clear.mergeWrapping(m.clearLatency)
-        durationNanos &+= m.durationNanos
-    }
-}
-
-extension LatencyStats {
-    /// `merge(_:)` with wrapping sums.
-    fileprivate mutating func mergeWrapping(_ other: LatencyStats) {
-        guard other.count > 0 else { return }
-        count &+= other.count
-        totalNanos &+= other.totalNanos
-        maxNanos = max(maxNanos, other.maxNanos)
-        lastNanos = other.lastNanos
-        if histogram.isEmpty { histogram = [UInt64](repeating: 0, count: Self.bucketCount) }
-        for (i, n) in other.histogram.enumerated() where i < histogram.count { histogram[i] &+= n }
     }
 }
