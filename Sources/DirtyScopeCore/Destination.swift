@@ -54,6 +54,7 @@ final class Destination {
     /// Copies page `page` of `slot` from the source.
     @inline(__always)
     func copy(slot: Int, page: Int, source: GuestMemory) {
+        // Safe: both pointers come from GuestMemory.page (bounds-checked), whole pages apart.
         memcpy(memory[slot].page(page), source.page(page), pageSize)
         copied[slot][page] = true
     }

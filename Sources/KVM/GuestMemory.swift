@@ -25,10 +25,12 @@ public final class GuestMemory: @unchecked Sendable {
     /// Size in pages.
     public var pageCount: Int { mapping.length / PageSize.system }
 
-    /// Address of page `page`.
+    /// Address of page `page` (checked: every raw page access goes through here, so no
+    /// caller can reach outside the mapping).
     @inline(__always)
     public func page(_ page: Int) -> UnsafeMutableRawPointer {
-        mapping.base + page * PageSize.system
+        precondition(page >= 0 && page < pageCount, "page \(page) outside 0..<\(pageCount)")
+        return mapping.base + page * PageSize.system
     }
 
     /// Pages resident in host memory (mincore), for memory accounting and sparse scans.
