@@ -25,10 +25,7 @@ struct ReplayCommand: ParsableCommand {
 
     @Argument(help: "The replay file.")
     var file: String
-    @Flag(help: "Draw with ASCII only.")
-    var ascii = false
-    @Flag(help: "Draw without colors (as with NO_COLOR).")
-    var mono = false
+    @OptionGroup var display: DisplayOptions
 
     func run() throws {
         guard isatty(STDOUT_FILENO) == 1 else {
@@ -36,12 +33,9 @@ struct ReplayCommand: ParsableCommand {
             throw ExitCode(2)
         }
         let reader = try openRecording(file)
-        var options = TUIOptions()
-        if ascii { options.glyphs = .ascii }
-        if mono { options.colors = .monochrome }
         let exit: TUIExit
         do {
-            exit = try TerminalUI.runReplay(reader, options: options)
+            exit = try TerminalUI.runReplay(reader, options: display.tuiOptions)
         } catch {
             printError("\(error)")
             throw ExitCode(1)

@@ -14,10 +14,7 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var session: SessionOptions
     @Option(help: "Record the session to this replay file from the start.")
     var record: String?
-    @Flag(help: "Draw with ASCII only.")
-    var ascii = false
-    @Flag(help: "Draw without colors (as with NO_COLOR).")
-    var mono = false
+    @OptionGroup var display: DisplayOptions
 
     func run() throws {
         guard isatty(STDOUT_FILENO) == 1 else {
@@ -44,10 +41,7 @@ struct RunCommand: ParsableCommand {
         session.start()
         let exit: TUIExit
         do {
-            var options = TUIOptions()
-            if ascii { options.glyphs = .ascii }
-            if mono { options.colors = .monochrome }
-            exit = try TerminalUI.runLive(info: session.info, controller: session, records: queue, options: options)
+            exit = try TerminalUI.runLive(info: session.info, controller: session, records: queue, options: display.tuiOptions)
         } catch {
             session.stop()
             printError("\(error)")
