@@ -10,7 +10,7 @@ struct ControlBlock: @unchecked Sendable {
     /// Offsets within `struct ds_vcpu`, from the imported C layout.
     enum Field {
         case workload, generation, seed, param0, param1, rate, batch, firstPage, numPages, passWrites
-        case commandPage, commandSeq, writes, passes, heartbeat, commandAck, lastPage
+        case commandPage, commandSeq, writes, passes, heartbeat, commandAck
 
         var offset: Int {
             let l = MemoryLayout<ds_vcpu>.self
@@ -31,7 +31,6 @@ struct ControlBlock: @unchecked Sendable {
             case .passes: return l.offset(of: \.passes)!
             case .heartbeat: return l.offset(of: \.heartbeat)!
             case .commandAck: return l.offset(of: \.command_ack)!
-            case .lastPage: return l.offset(of: \.last_page)!
             }
         }
     }
@@ -85,10 +84,5 @@ struct ControlBlock: @unchecked Sendable {
     func setRate(_ vcpu: Int, _ rate: UInt64) {
         store(vcpu, .rate, rate)
         store(vcpu, .batch, rate == 0 ? 256 : max(1, rate / 500))
-    }
-
-    /// The last stamp handed out (guests increment it atomically).
-    var stamp: UInt64 {
-        ckvm_load_acquire_u64(base.advanced(by: MemoryLayout<ds_control>.offset(of: \.stamp)!).assumingMemoryBound(to: UInt64.self))
     }
 }

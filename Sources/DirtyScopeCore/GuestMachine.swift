@@ -113,6 +113,11 @@ public final class GuestMachine: @unchecked Sendable {
         get { threads.onRingFull }
         set { threads.onRingFull = newValue }
     }
+    /// Called (from a vCPU thread) with each line the guest writes to DS_PORT_PUTC.
+    public var onConsoleLine: (@Sendable (String) -> Void)? {
+        get { threads.onConsoleLine }
+        set { threads.onConsoleLine = newValue }
+    }
 
     /// Builds the VM, loads the guest and creates the vCPUs; does not start them.
     /// Everything made is released again if a later step fails.
@@ -227,14 +232,9 @@ public final class GuestMachine: @unchecked Sendable {
     /// Lets the vCPUs run again.
     public func resume() { threads.resume() }
 
-    /// True while paused.
-    public var isPaused: Bool { threads.isPaused }
-
     /// The fault that stopped the guest, if any.
     public var currentFault: GuestFault? { threads.fault }
 
-    /// Bytes the guest wrote to DS_PORT_PUTC.
-    public var consoleText: String { threads.consoleText }
 
     // MARK: Workload
 
@@ -255,8 +255,6 @@ public final class GuestMachine: @unchecked Sendable {
     /// Page writes the guest has done in total (from its own counters).
     public var guestWrites: UInt64 { (0..<vcpus.count).reduce(0) { $0 &+ control.load($1, .writes) } }
 
-    /// The last stamp handed out by the guest.
-    public var lastStamp: UInt64 { control.stamp }
 
     /// Makes vCPU `vcpu` (running the command workload) write linear page `linearPage`
     /// once, and waits until it has. Returns false on timeout or fault.

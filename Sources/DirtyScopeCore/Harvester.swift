@@ -33,6 +33,8 @@ public final class Harvester {
     private var lastRingFull: UInt64 = 0
     /// Ring entries the kernel reset that differ from the entries harvested (should stay 0).
     public private(set) var ringResetMismatches: UInt64 = 0
+    /// The last mismatch: entries the kernel reset, entries harvested.
+    public private(set) var lastRingResetMismatch: (reset: Int, harvested: UInt64)?
     private let pageSize = PageSize.system
 
     /// The vCPU statistics read as write-protect faults, and as exits.
@@ -251,7 +253,10 @@ public final class Harvester {
         let b = monotonicNanos()
         let reset = try machine.vm.resetDirtyRings()
         pendingRingReset.record(monotonicNanos() - b)
-        if UInt64(reset) != entries { ringResetMismatches += 1 }
+        if UInt64(reset) != entries {
+            ringResetMismatches += 1
+            lastRingResetMismatch = (reset, entries)
+        }
         machine.ringsWereReset()
         pendingRingEntries += entries
     }

@@ -196,6 +196,10 @@ final class SessionLoop: @unchecked Sendable {
         if verify && !paused { machine.pause() }
         do {
             var round = try harvester.harvestRound(verify: verify)
+            if harvester.ringResetMismatches != ringMismatchesShown, let m = harvester.lastRingResetMismatch {
+                ringMismatchesShown = harvester.ringResetMismatches
+                note("KVM_RESET_DIRTY_RINGS reset \(m.reset) entries but \(m.harvested) were harvested")
+            }
             round.index = index
             harvesterRounds += 1
             if verify && !paused { machine.resume() }
@@ -210,6 +214,8 @@ final class SessionLoop: @unchecked Sendable {
     }
 
     private var harvesterRounds: UInt64 = 0
+    /// Ring reset mismatches already reported as notes (for the current harvester).
+    private var ringMismatchesShown: UInt64 = 0
 
     private func apply(_ command: SessionCommand) {
         switch command {
@@ -303,6 +309,7 @@ final class SessionLoop: @unchecked Sendable {
             harvester = h
             roundBase += harvesterRounds
             harvesterRounds = 0
+            ringMismatchesShown = 0
             wireMachine()
             m.start()
             if wasPaused { m.pause() }
@@ -315,6 +322,7 @@ final class SessionLoop: @unchecked Sendable {
     private func wireMachine() {
         machine.onFault = { [weak self] fault in self?.post(.guestFault(fault.description)) }
         machine.onRingFull = { [weak self] vcpu in self?.post(.ringFull(vcpu: vcpu)) }
+        machine.onConsoleLine = { [weak self] line in self?.post(.note("guest: \(line)")) }
     }
 
     /// Queues an event from another thread (a vCPU's).

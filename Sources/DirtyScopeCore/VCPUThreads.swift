@@ -22,10 +22,12 @@ final class VCPUThreads: @unchecked Sendable {
     private var ringResets: UInt64 = 0
     private var ringFullCount: UInt64 = 0
     private var firstFault: GuestFault?
-    private var console: [UInt8] = []
+    /// The console line being written (DS_PORT_PUTC), until a newline or 200 bytes.
+    private var consoleLine: [UInt8] = []
     /// Called from a vCPU thread; set before `start`.
     var onFault: (@Sendable (GuestFault) -> Void)?
     var onRingFull: (@Sendable (Int) -> Void)?
+    var onConsoleLine: (@Sendable (String) -> Void)?
 
     init(vcpus: [VCPU], control: ControlBlock, lockstep: Bool) {
         self.vcpus = vcpus
@@ -85,9 +87,7 @@ final class VCPUThreads: @unchecked Sendable {
         lock.unlock()
     }
 
-    var isPaused: Bool { lock.lock(); defer { lock.unlock() }; return pauseRequested }
     var fault: GuestFault? { lock.lock(); defer { lock.unlock() }; return firstFault }
-    var consoleText: String { lock.lock(); defer { lock.unlock() }; return String(decoding: console, as: UTF8.self) }
     var ringFullExits: UInt64 { lock.lock(); defer { lock.unlock() }; return ringFullCount }
 
     /// Wakes vCPUs sleeping in DS_PORT_IDLE (the control block changed).
@@ -216,9 +216,13 @@ final class VCPUThreads: @unchecked Sendable {
             lock.unlock()
             deadline = monotonicNanos()
         case UInt16(DS_PORT_PUTC):
+            let byte = UInt8(truncatingIfNeeded: value)
             lock.lock()
-            if console.count < 65536 { console.append(UInt8(truncatingIfNeeded: value)) }
+            if byte != 10 { consoleLine.append(byte) }
+            let line = byte == 10 || consoleLine.count >= 200 ? consoleLine : nil
+            if line != nil { consoleLine.removeAll() }
             lock.unlock()
+            if let line { onConsoleLine?(String(decoding: line, as: UTF8.self)) }
         default:
             break
         }

@@ -43,9 +43,4 @@ public final class GuestMemory: @unchecked Sendable {
         return DirtyBitmap(pageCount: pages, words: words)
     }
 
-    /// Gives the pages in `range` back to the host (MADV_DONTNEED: they read as zero again).
-    public func discard(pages range: Range<Int>) {
-        guard !range.isEmpty else { return }
-        _ = madvise(page(range.lowerBound), range.count * PageSize.system, MADV_DONTNEED)
-    }
 }
