@@ -61,14 +61,14 @@ final class Destination {
 
     /// Compares every page of the source slot with its copy (skipping pages resident in
     /// neither, which are zero on both sides), re-copies the ones that differ and returns
-    /// how many differed, and how many pages were compared.
-    func verify(slot: Int, source: GuestMemory) -> (differing: Int, compared: Int) {
+    /// them, and how many pages were compared.
+    func verify(slot: Int, source: GuestMemory) -> (differing: DirtyBitmap, compared: Int) {
         var candidates = source.residentPages()
         candidates.formUnion(memory[slot].residentPages())
-        var differing = 0
+        var differing = DirtyBitmap(pageCount: candidates.pageCount)
         candidates.forEachSetPage { page in
             if memcmp(source.page(page), memory[slot].page(page), pageSize) != 0 {
-                differing += 1
+                differing[page] = true
                 copy(slot: slot, page: page, source: source)
             }
         }

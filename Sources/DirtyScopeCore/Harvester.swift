@@ -10,21 +10,32 @@ import Glibc
 ///
 /// Modes, as the kernel selftests keep them, one entry each:
 /// - legacy: KVM_GET_DIRTY_LOG per slot (bitmap and write protection in one step), copy.
-/// - manual: KVM_GET_DIRTY_LOG per slot, then per chunk KVM_CLEAR_DIRTY_LOG just
-///   before that chunk is copied.
+/// - manual: KVM_GET_DIRTY_LOG per slot, then KVM_CLEAR_DIRTY_LOG as the clear policy
+///   says: per chunk just before its copy (auto), only on the user's blocks (hand), per
+///   chunk after its copy (after-copy, which loses writes), or the whole slot right after
+///   GET (at-get).
 /// - ring: collect every vCPU's dirty ring, KVM_RESET_DIRTY_RINGS, copy.
+///
+/// Each copy of a 64-page block notes how long the block had been re-protected (by GET,
+/// CLEAR or a ring reset) when it was copied, so a later false positive in it is
+/// attributed to that race window, or to a dirty bit nobody cleared (`Round.origins`).
 ///
 /// Not thread-safe: one harvesting thread owns it.
 public final class Harvester {
     public let machine: GuestMachine
     public private(set) var mode: HarvestMode
     public var clearChunk: ClearChunk
+    /// Who clears in manual mode, and when.
+    public var clearPolicy: ClearPolicy
     public var method: FalsePositiveMethod
     /// Consumer bandwidth in bytes per second; 0 copies as fast as memcpy goes.
     public var bandwidth: UInt64
     let destination: Destination
-    /// The blocks the user last cleared, per slot, as a page mask (for `SlotRound.watched`).
+    /// The blocks the user last cleared, per slot, as a page mask: watched every round
+    /// (`SlotRound.watched`), and under the hand policy the only blocks re-protected.
     private var watched: [(mask: DirtyBitmap, blocks: Int)?]
+    /// Per slot and 64-page block, how its last copy went (`CopyNote`).
+    private var lastCopy: [[UInt8]]
     private var roundIndex: UInt64 = 0
     private let startNanos: UInt64
     private var lastWrites: UInt64 = 0
@@ -41,11 +52,12 @@ public final class Harvester {
     static let faultStats = ["pf_taken"]
     static let exitStats = ["exits"]
 
-    public init(machine: GuestMachine, mode: HarvestMode, clearChunk: ClearChunk, method: FalsePositiveMethod,
-                bandwidth: UInt64, startNanos: UInt64 = monotonicNanos()) throws(SessionError) {
+    public init(machine: GuestMachine, mode: HarvestMode, clearChunk: ClearChunk, clearPolicy: ClearPolicy = .auto,
+                method: FalsePositiveMethod, bandwidth: UInt64, startNanos: UInt64 = monotonicNanos()) throws(SessionError) {
         self.machine = machine
         self.mode = mode
         self.clearChunk = clearChunk
+        self.clearPolicy = clearPolicy
         self.method = method
         self.bandwidth = bandwidth
         self.startNanos = startNanos
@@ -55,6 +67,7 @@ public final class Harvester {
             throw .kvm(error)
         }
         watched = Array(repeating: nil, count: machine.dataSlots.count)
+        lastCopy = machine.dataSlots.map { [UInt8](repeating: CopyNote.never, count: ($0.pageCount + 63) / 64) }
         if mode == .ring && machine.rings.isEmpty {
             throw .invalidArgument("ring mode needs a VM built with dirty rings (ringEntries > 0)")
         }
@@ -97,7 +110,13 @@ public final class Harvester {
         public var clear = LatencyStats()
         public var ringEntries: UInt64 = 0
         let started: UInt64
+        /// Per slot, when GET (legacy), the at-get CLEAR or the ring reset re-protected the
+        /// reported pages; 0 where each chunk's own CLEAR does (or nothing does).
+        var protectedAt: [UInt64]
     }
+
+    /// The clear policy in force: manual mode's, `.auto` in the others (where it does not apply).
+    public var effectivePolicy: ClearPolicy { mode == .manual ? clearPolicy : .auto }
 
     /// Harvests every slot, copies and classifies what was reported, and returns the round.
     /// With `verify`, the caller has paused the vCPUs: every page is compared afterwards.
@@ -108,14 +127,22 @@ public final class Harvester {
     /// Step 1 of a round: KVM_GET_DIRTY_LOG on every slot, or the rings collected and reset.
     public func collect() throws(SessionError) -> Collected {
         let slots = machine.dataSlots
-        var c = Collected(reported: slots.map { DirtyBitmap(pageCount: $0.pageCount) }, started: monotonicNanos())
+        var c = Collected(reported: slots.map { DirtyBitmap(pageCount: $0.pageCount) }, started: monotonicNanos(),
+                          protectedAt: [UInt64](repeating: 0, count: slots.count))
         do {
             switch mode {
             case .legacy, .manual:
                 for (i, s) in slots.enumerated() {
                     let a = monotonicNanos()
                     try machine.vm.getDirtyLog(slot: s.id, into: &c.reported[i])
-                    c.get.record(monotonicNanos() - a)
+                    let b = monotonicNanos()
+                    c.get.record(b - a)
+                    if mode == .legacy { c.protectedAt[i] = b }
+                    if effectivePolicy == .atGet && !c.reported[i].isEmpty {
+                        try machine.vm.clearDirtyLog(slot: s.id, firstPage: 0, numPages: s.pageCount, from: c.reported[i])
+                        c.protectedAt[i] = monotonicNanos()
+                        c.clear.record(c.protectedAt[i] - b)
+                    }
                 }
             case .ring:
                 try drainRings()
@@ -123,6 +150,7 @@ public final class Harvester {
                 c.get = pendingRingHarvest
                 c.clear = pendingRingReset
                 c.reported = pendingRing
+                c.protectedAt = [UInt64](repeating: c.started, count: slots.count)
                 pendingRing = slots.map { DirtyBitmap(pageCount: $0.pageCount) }
                 pendingRingEntries = 0
                 pendingRingHarvest = LatencyStats()
@@ -134,8 +162,8 @@ public final class Harvester {
         return c
     }
 
-    /// Step 2 of a round: per chunk, KVM_CLEAR_DIRTY_LOG (manual mode) just before the
-    /// chunk's pages are classified and copied; then, with `verify` (vCPUs paused by the
+    /// Step 2 of a round: KVM_CLEAR_DIRTY_LOG as the clear policy says (manual mode),
+    /// each chunk's pages classified and copied; then, with `verify` (vCPUs paused by the
     /// caller), every page of source and destination is compared.
     public func consume(_ collected: Collected, verify: Bool = false) throws(SessionError) -> Round {
         roundIndex += 1
@@ -145,13 +173,13 @@ public final class Harvester {
         let get = collected.get
         let reported = collected.reported
         let ringEntries = collected.ringEntries
+        let policy = effectivePolicy
         let consumeStart = monotonicNanos()
         var verifyNanos: UInt64 = 0
 
-        // 2. Consume: per chunk, CLEAR (manual) just before the chunk's pages are classified
-        //    and copied. Timestamps are shared between phases: three clock reads per dirty
-        //    chunk. Bookkeeping is everything but the CLEARs and the copy loop (which walks
-        //    the chunk's bits and compares each page as it copies it).
+        // 2. Consume, chunk by chunk. Timestamps are shared between phases: a few clock
+        //    reads per dirty chunk. Bookkeeping is everything but the CLEARs and the copy
+        //    loop (which walks the chunk's bits and compares each page as it copies it).
         var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize)
         var slotRounds: [SlotRound] = []
         var copyNanos: UInt64 = 0
@@ -161,33 +189,79 @@ public final class Harvester {
             var falsePositives = DirtyBitmap(pageCount: s.pageCount)
             var initial = 0, copied = 0
             let chunkWords = (mode == .manual ? clearChunk.pages(forSlotOf: s.pageCount) : 4096) / 64
+            // Under the hand policy only the user's blocks are cleared: the chunk's mask
+            // is the reported bits inside them.
+            let handMask = policy == .hand ? watched[i]?.mask : nil
+            var maskWords = [UInt64](repeating: 0, count: policy == .hand ? chunkWords : 0)
             var failure: KVMError?
             reported[i].withUnsafeWords { words in
+            lastCopy[i].withUnsafeMutableBufferPointer { notes in
+            maskWords.withUnsafeMutableBufferPointer { maskBuffer in
                 var w = 0
                 while w < words.count {
                     guard words[w] != 0 else { w += 1; continue }
                     let chunkStart = w / chunkWords * chunkWords, chunkEnd = min(words.count, chunkStart + chunkWords)
+                    // 64-page aligned by construction: the first page a multiple of 64,
+                    // the count a multiple of 64 or ending at the slot's end.
+                    let first = chunkStart * 64, count = min(s.pageCount, chunkEnd * 64) - first
+                    func clearChunk(_ mask: UnsafePointer<UInt64>) -> UInt64 {
+                        let a = monotonicNanos()
+                        failure = machine.vm.clearDirtyLogUnchecked(slot: s.id, firstPage: first, numPages: count, mask: mask)
+                        let b = monotonicNanos()
+                        clear.record(b - a)
+                        return b
+                    }
                     var copyStart = monotonicNanos()
                     bookkeeping += copyStart - mark
-                    if mode == .manual {
-                        // 64-page aligned by construction: the first page a multiple of 64,
-                        // the count a multiple of 64 or ending at the slot's end.
-                        let first = chunkStart * 64, count = min(s.pageCount, chunkEnd * 64) - first
-                        failure = machine.vm.clearDirtyLogUnchecked(slot: s.id, firstPage: first, numPages: count,
-                                                                    mask: words.baseAddress! + chunkStart)
-                        let cleared = monotonicNanos()
-                        clear.record(cleared - copyStart)
-                        copyStart = cleared
+                    switch policy {
+                    case .auto where mode == .manual:
+                        copyStart = clearChunk(words.baseAddress! + chunkStart)
                         if failure != nil { return }
+                        let r = consumer.copy(words: words, w..<chunkEnd, slot: i, source: s.memory, destination: destination,
+                                              method: method, falsePositives: &falsePositives, notes: notes, protectedAt: copyStart)
+                        initial += r.initial
+                        copied += r.copied
+                    case .auto, .atGet:
+                        let r = consumer.copy(words: words, w..<chunkEnd, slot: i, source: s.memory, destination: destination,
+                                              method: method, falsePositives: &falsePositives, notes: notes,
+                                              protectedAt: collected.protectedAt[i])
+                        initial += r.initial
+                        copied += r.copied
+                    case .afterCopy:
+                        let r = consumer.copy(words: words, w..<chunkEnd, slot: i, source: s.memory, destination: destination,
+                                              method: method, falsePositives: &falsePositives, notes: notes, protectedAt: 0)
+                        initial += r.initial
+                        copied += r.copied
+                        copyNanos += monotonicNanos() - copyStart
+                        copyStart = clearChunk(words.baseAddress! + chunkStart)  // the CLEAR is not copy time
+                        if failure != nil { return }
+                    case .hand:
+                        var any: UInt64 = 0
+                        for k in chunkStart..<chunkEnd {
+                            let m = (handMask?.word(k) ?? 0) & words[k]
+                            maskBuffer[k - chunkStart] = m
+                            any |= m
+                        }
+                        var clearedAt: UInt64 = 0
+                        if any != 0 {
+                            clearedAt = clearChunk(maskBuffer.baseAddress!)
+                            if failure != nil { return }
+                            copyStart = clearedAt
+                        }
+                        for k in w..<chunkEnd where words[k] != 0 {
+                            let r = consumer.copy(words: words, k..<(k + 1), slot: i, source: s.memory, destination: destination,
+                                                  method: method, falsePositives: &falsePositives, notes: notes,
+                                                  protectedAt: maskBuffer[k - chunkStart] != 0 ? clearedAt : 0)
+                            initial += r.initial
+                            copied += r.copied
+                        }
                     }
-                    let r = consumer.copy(words: words, w..<chunkEnd, slot: i, source: s.memory, destination: destination,
-                                          method: method, falsePositives: &falsePositives)
-                    initial += r.initial
-                    copied += r.copied
                     mark = monotonicNanos()
                     copyNanos += mark - copyStart
                     w = chunkEnd
                 }
+            }
+            }
             }
             if let failure { throw .kvm(failure) }
             var slotRound = SlotRound(slot: i, reported: reported[i], falsePositives: falsePositives,
@@ -207,14 +281,22 @@ public final class Harvester {
         let verifyStart = monotonicNanos()
         if verify {
             var missed: [Int] = []
+            var missedBlocks: [[Int]] = []
             var compared = 0
             for (i, s) in slots.enumerated() {
                 let r = destination.verify(slot: i, source: s.memory)
-                missed.append(r.differing)
+                missed.append(r.differing.count)
                 compared += r.compared
-                slotRounds[i].missed = r.differing
+                slotRounds[i].missed = r.differing.count
+                var blocks: [Int] = []
+                r.differing.withUnsafeWords { words in
+                    for (b, word) in words.enumerated() where word != 0 && blocks.count < Verification.maxListedBlocks {
+                        blocks.append(b)
+                    }
+                }
+                missedBlocks.append(blocks)
             }
-            verification = Verification(missedPerSlot: missed, comparedPages: compared)
+            verification = Verification(missedPerSlot: missed, comparedPages: compared, missedBlocks: missedBlocks)
             verifyNanos = monotonicNanos() - verifyStart
         }
 
@@ -224,10 +306,11 @@ public final class Harvester {
         let exits = machine.vcpuStatSum(Self.exitStats), ringFull = machine.ringFullExits
         defer { lastWrites = writes; lastFaults = faults; lastExits = exits; lastRingFull = ringFull }
         return Round(index: roundIndex, startNanos: t0 - startNanos, durationNanos: t1 - t0, mode: mode, clearChunk: clearChunk,
-                     slots: slotRounds, getLatency: get, clearLatency: clear, bytesCopied: consumer.bytes,
+                     clearPolicy: policy, slots: slotRounds, getLatency: get, clearLatency: clear, bytesCopied: consumer.bytes,
                      copyNanos: copyNanos, bookkeepingNanos: bookkeeping,
                      guestWrites: writes &- lastWrites, writeProtectFaults: faults &- lastFaults, exits: exits &- lastExits,
-                     ringEntries: ringEntries, ringFullExits: ringFull &- lastRingFull, verification: verification)
+                     ringEntries: ringEntries, ringFullExits: ringFull &- lastRingFull, verification: verification,
+                     origins: consumer.origins)
     }
 
     /// Ring entries collected by `drainRings` since the last round, per slot.
@@ -305,15 +388,26 @@ public final class Harvester {
             calls += 1
             runStart = runEnd + 1
         }
+        let clearedAt = monotonicNanos()
         var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize)
         var ignored = DirtyBitmap(pageCount: s.pageCount)
         let r = dirty.withUnsafeWords { words in
-            consumer.copy(words: words, 0..<words.count, slot: slot, source: s.memory, destination: destination,
-                          method: method, falsePositives: &ignored)
+            lastCopy[slot].withUnsafeMutableBufferPointer { notes in
+                consumer.copy(words: words, 0..<words.count, slot: slot, source: s.memory, destination: destination,
+                              method: method, falsePositives: &ignored, notes: notes, protectedAt: clearedAt)
+            }
         }
         watched[slot] = (mask, sorted.count)
-        return BlockClear(slot: slot, blocks: sorted, calls: calls, pagesCleared: mode == .manual ? dirty.count : mask.count,
-                          pagesCopied: r.copied, clearNanos: nanos)
+        return BlockClear(slot: slot, blocks: sorted, calls: calls, pagesCleared: mode == .manual ? dirty.count : nil,
+                          maskPages: mode == .manual ? dirty.count : mask.count, pagesCopied: r.copied, clearNanos: nanos,
+                          mode: mode, policy: effectivePolicy)
+    }
+
+    /// Forgets the blocks the user cleared in `slot`: they are no longer watched, and the
+    /// hand policy stops re-protecting them.
+    public func dropClearedBlocks(slot: Int) {
+        guard slot >= 0, slot < watched.count else { return }
+        watched[slot] = nil
     }
 
     /// Host memory held by the destination, in pages.
@@ -327,6 +421,8 @@ struct Consumer {
     let bandwidth: UInt64
     let pageSize: Int
     private(set) var bytes: UInt64 = 0
+    /// Where the false positives found so far came from.
+    private(set) var origins = FalsePositiveOrigins()
     private var started: UInt64 = 0
     private var sincePace = 0
 
@@ -336,14 +432,20 @@ struct Consumer {
     }
 
     /// Classifies then copies the pages set in `words[range]` (a bitmap's words, bit 0 of
-    /// word 0 being page 0); returns initial and copied counts.
+    /// word 0 being page 0); returns initial and copied counts. `notes` holds the slot's
+    /// `CopyNote` per block: a false positive is attributed by the note of its block's
+    /// last copy, then the note becomes this copy's, `protectedAt` (0: not re-protected)
+    /// to now.
     mutating func copy(words: UnsafeBufferPointer<UInt64>, _ range: Range<Int>, slot: Int, source: GuestMemory,
-                       destination: Destination, method: FalsePositiveMethod,
-                       falsePositives: inout DirtyBitmap) -> (initial: Int, copied: Int) {
+                       destination: Destination, method: FalsePositiveMethod, falsePositives: inout DirtyBitmap,
+                       notes: UnsafeMutableBufferPointer<UInt8>, protectedAt: UInt64) -> (initial: Int, copied: Int) {
         if started == 0 { started = monotonicNanos() }
         var initial = 0, copied = 0
         for w in range {
             var bits = words[w]
+            guard bits != 0 else { continue }
+            let previous = notes[w]
+            notes[w] = CopyNote.make(protectedAt: protectedAt, copiedAt: monotonicNanos())
             var fpBits: UInt64 = 0
             while bits != 0 {
                 let bit = bits.trailingZeroBitCount
@@ -363,7 +465,10 @@ struct Consumer {
                     pace()
                 }
             }
-            if fpBits != 0 { falsePositives.setWord(w, falsePositives.word(w) | fpBits) }
+            if fpBits != 0 {
+                falsePositives.setWord(w, falsePositives.word(w) | fpBits)
+                CopyNote.attribute(previous, count: fpBits.nonzeroBitCount, to: &origins)
+            }
         }
         bytes += UInt64(sincePace * pageSize)
         sincePace = 0
@@ -379,6 +484,29 @@ struct Consumer {
         if due > now + 200_000 {
             var ts = timespec(tv_sec: Int((due - now) / 1_000_000_000), tv_nsec: Int((due - now) % 1_000_000_000))
             nanosleep(&ts, nil)
+        }
+    }
+}
+
+/// How a 64-page block's last copy went, in one byte per block: never copied; copied while
+/// its dirty bits were still set (not re-protected); or re-protected and then copied after
+/// a window in `FalsePositiveOrigins` bucket k (stored as 2 + k).
+enum CopyNote {
+    static let never: UInt8 = 0
+    static let notReprotected: UInt8 = 1
+
+    @inline(__always)
+    static func make(protectedAt: UInt64, copiedAt: UInt64) -> UInt8 {
+        guard protectedAt != 0 else { return notReprotected }
+        return 2 + UInt8(FalsePositiveOrigins.bucket(nanos: copiedAt &- protectedAt))
+    }
+
+    /// Counts `count` false positives of a block whose last copy had note `note`.
+    static func attribute(_ note: UInt8, count: Int, to origins: inout FalsePositiveOrigins) {
+        switch note {
+        case never: break
+        case notReprotected: origins.neverCleared += count
+        default: origins.byWindow[Int(note - 2)] += count
         }
     }
 }

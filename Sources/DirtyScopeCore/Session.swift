@@ -80,15 +80,16 @@ final class SessionLoop: @unchecked Sendable {
         machine = try GuestMachine(system: system, config: config.machineConfig())
         let method = config.falsePositiveMethod ?? (machine.guestStamps ? .stamp : .content)
         self.config.falsePositiveMethod = method
-        harvester = try Harvester(machine: machine, mode: config.mode, clearChunk: config.clearChunk, method: method,
-                                  bandwidth: config.bandwidth, startNanos: startNanos)
+        harvester = try Harvester(machine: machine, mode: config.mode, clearChunk: config.clearChunk,
+                                  clearPolicy: config.clearPolicy, method: method, bandwidth: config.bandwidth,
+                                  startNanos: startNanos)
         info = SessionInfo(
             toolVersion: dirtyScopeVersion, hostKernel: hostKernelRelease(), pageSize: PageSize.system,
             slots: machine.dataSlots.enumerated().map {
                 SlotInfo(index: $0, kvmSlot: $1.id, guestPhysicalAddress: $1.guestPhysicalAddress, pages: $1.pageCount)
             },
             vcpus: config.vcpus, guestName: machine.guestName, capabilities: dirtyTrackingCapabilities(system),
-            mode: config.mode, clearChunk: config.clearChunk, workload: config.workload, intervalNanos: config.intervalNanos,
+            mode: config.mode, clearChunk: config.clearChunk, clearPolicy: config.clearPolicy, workload: config.workload, intervalNanos: config.intervalNanos,
             bandwidth: config.bandwidth, ringEntries: config.mode == .ring ? config.ringEntries : 0,
             falsePositiveMethod: method, startTime: Date().timeIntervalSince1970)
         wireMachine()
@@ -203,8 +204,12 @@ final class SessionLoop: @unchecked Sendable {
             round.index = index
             harvesterRounds += 1
             if verify && !paused { machine.resume() }
+            // The missed blocks go out with the `verified` event only; the round keeps the counts.
+            let missedBlocks = round.verification?.missedBlocks
+            round.verification?.missedBlocks = nil
             emit(.round(round))
-            if let v = round.verification {
+            if var v = round.verification {
+                v.missedBlocks = missedBlocks
                 emit(.event(TimedEvent(nanos: now, event: .verified(v))))
             }
         } catch {
@@ -229,11 +234,20 @@ final class SessionLoop: @unchecked Sendable {
             }
             do {
                 try harvester.setMode(mode)
-                config.mode = mode
-                emit(.event(TimedEvent(nanos: now, event: .modeChanged(mode, harvester.clearChunk))))
             } catch {
                 note("cannot switch to \(mode.rawValue): \(error)")
+                return
             }
+            config.mode = mode
+            emit(.event(TimedEvent(nanos: now, event: .modeChanged(mode, harvester.clearChunk))))
+        case .setClearPolicy(let policy):
+            guard policy != harvester.clearPolicy else { return }
+            harvester.clearPolicy = policy
+            config.clearPolicy = policy
+            emit(.event(TimedEvent(nanos: now, event: .clearPolicyChanged(policy))))
+        case .dropClearedBlocks(let slot):
+            harvester.dropClearedBlocks(slot: slot)
+            emit(.event(TimedEvent(nanos: now, event: .clearedBlocksDropped(slot: slot))))
         case .setClearChunk(let chunk):
             harvester.clearChunk = chunk
             config.clearChunk = chunk
@@ -286,6 +300,7 @@ final class SessionLoop: @unchecked Sendable {
                 var header = info
                 header.mode = harvester.mode
                 header.clearChunk = harvester.clearChunk
+                header.clearPolicy = harvester.clearPolicy
                 header.workload = config.workload
                 header.intervalNanos = config.intervalNanos
                 header.bandwidth = config.bandwidth
@@ -304,7 +319,7 @@ final class SessionLoop: @unchecked Sendable {
         do {
             let m = try GuestMachine(system: system, config: config.machineConfig())
             let h = try Harvester(machine: m, mode: config.mode, clearChunk: config.clearChunk,
-                                  method: config.falsePositiveMethod ?? .stamp, bandwidth: config.bandwidth, startNanos: startNanos)
+                                  clearPolicy: config.clearPolicy, method: config.falsePositiveMethod ?? .stamp, bandwidth: config.bandwidth, startNanos: startNanos)
             machine = m
             harvester = h
             roundBase += harvesterRounds

@@ -10,6 +10,8 @@ public struct SessionConfig: Sendable {
     public var guest: GuestProgram = .builtin("workload")
     public var mode: HarvestMode = .legacy
     public var clearChunk: ClearChunk = .pages(64)
+    /// Who clears in manual mode, and when.
+    public var clearPolicy: ClearPolicy = .auto
     public var workload = WorkloadSettings(workload: .hotset)
     /// Harvest interval, start to start; 0 harvests back to back.
     public var intervalNanos: UInt64 = 100_000_000

@@ -7,30 +7,46 @@ public struct BlockClear: Equatable, Codable, Sendable {
     public var blocks: [Int]
     /// `KVM_CLEAR_DIRTY_LOG` calls made (adjacent blocks are merged into one call).
     public var calls: Int
-    /// Pages whose dirty bit was set when cleared (and so were copied).
-    public var pagesCleared: Int
+    /// Dirty bits KVM cleared: the pages a GET just before showed dirty inside the blocks,
+    /// which is the mask passed. Nil in legacy mode, where userspace cannot see the bits
+    /// set since the last GET (a GET would re-arm the whole slot), so the mask is every
+    /// page of the blocks and KVM clears whichever of them are set.
+    public var pagesCleared: Int?
+    /// Pages set in the mask passed to the ioctl.
+    public var maskPages: Int?
     public var pagesCopied: Int
     public var clearNanos: UInt64
+    /// The mode and policy in force (nil in recordings made before they were kept).
+    public var mode: HarvestMode?
+    public var policy: ClearPolicy?
 
-    public init(slot: Int, blocks: [Int], calls: Int, pagesCleared: Int, pagesCopied: Int, clearNanos: UInt64) {
+    public init(slot: Int, blocks: [Int], calls: Int, pagesCleared: Int?, maskPages: Int? = nil, pagesCopied: Int,
+                clearNanos: UInt64, mode: HarvestMode? = nil, policy: ClearPolicy? = nil) {
         self.slot = slot
         self.blocks = blocks
         self.calls = calls
         self.pagesCleared = pagesCleared
+        self.maskPages = maskPages
         self.pagesCopied = pagesCopied
         self.clearNanos = clearNanos
+        self.mode = mode
+        self.policy = policy
     }
 }
 
 /// Something that happened in a session besides a round.
 public enum SessionEvent: Equatable, Codable, Sendable {
     case modeChanged(HarvestMode, ClearChunk)
+    /// Manual mode's clear policy changed (it applies only in manual mode).
+    case clearPolicyChanged(ClearPolicy)
     case workloadChanged(WorkloadSettings)
     case intervalChanged(nanos: UInt64)
     case bandwidthChanged(bytesPerSecond: UInt64)
     case paused
     case resumed
     case blocksCleared(BlockClear)
+    /// The user dropped a slot's cleared blocks (`x`).
+    case clearedBlocksDropped(slot: Int)
     case verified(Verification)
     /// The guest stopped with a fault (shutdown, internal error, failed entry, panic port).
     case guestFault(String)
@@ -64,6 +80,9 @@ public enum SessionRecord: Equatable, Sendable {
 public enum SessionCommand: Equatable, Sendable {
     case setMode(HarvestMode)
     case setClearChunk(ClearChunk)
+    case setClearPolicy(ClearPolicy)
+    /// Forget the blocks last cleared in a slot: no longer watched, nor cleared under the hand policy.
+    case dropClearedBlocks(slot: Int)
     /// Clear these blocks of a slot with `KVM_CLEAR_DIRTY_LOG` and copy them.
     case clearBlocks(slot: Int, blocks: [Int])
     case pause

@@ -54,17 +54,65 @@ public struct WatchedBlocks: Equatable, Codable, Sendable {
 /// Result of a verification point: vCPUs paused, log harvested, every page of
 /// source and destination compared.
 public struct Verification: Equatable, Codable, Sendable {
+    /// Most blocks listed per slot in `missedBlocks`; the counts stay exact past it.
+    public static let maxListedBlocks = 4096
+
     /// Pages that differed between source and destination, per slot.
     public var missedPerSlot: [Int]
     /// Pages compared.
     public var comparedPages: Int
+    /// Per slot, the 64-page blocks that held missed pages (sorted, at most
+    /// `maxListedBlocks`); nil where the file or the caller did not say.
+    public var missedBlocks: [[Int]]?
 
-    public init(missedPerSlot: [Int], comparedPages: Int) {
+    public init(missedPerSlot: [Int], comparedPages: Int, missedBlocks: [[Int]]? = nil) {
         self.missedPerSlot = missedPerSlot
         self.comparedPages = comparedPages
+        self.missedBlocks = missedBlocks
     }
 
     public var missed: Int { missedPerSlot.reduce(0, +) }
+}
+
+/// Where a round's false positives came from, from the harvester's own clock: a false
+/// positive is a page reported again although it had not changed since its last copy.
+/// Either a guest write landed after the page was re-protected (by GET in legacy mode, by
+/// its CLEAR in manual mode) and before that copy (the race of the seed patch, with the
+/// window between re-protection and copy measured per 64-page block), or the page's
+/// dirty bit was never cleared after the copy (the `hand` policy), so GET kept it.
+public struct FalsePositiveOrigins: Equatable, Codable, Sendable {
+    /// Buckets of `byWindow`: bucket i holds windows of [2^(i+10), 2^(i+11)) ns, about
+    /// 1 µs to 16 s, with shorter windows in bucket 0 and longer ones in the last.
+    public static let bucketCount = 24
+
+    /// Raced false positives by the window of their last copy.
+    public var byWindow: [Int]
+    /// False positives whose dirty bit was not cleared after their last copy.
+    public var neverCleared: Int
+
+    public init(byWindow: [Int] = [Int](repeating: 0, count: FalsePositiveOrigins.bucketCount), neverCleared: Int = 0) {
+        self.byWindow = byWindow
+        self.neverCleared = neverCleared
+    }
+
+    /// False positives from the race, over all windows.
+    public var raced: Int { byWindow.reduce(0, +) }
+    public var isEmpty: Bool { neverCleared == 0 && byWindow.allSatisfy { $0 == 0 } }
+
+    /// The bucket of a window of `nanos` nanoseconds.
+    public static func bucket(nanos: UInt64) -> Int {
+        let log2 = 63 - max(1, nanos).leadingZeroBitCount
+        return min(bucketCount - 1, max(0, log2 - 10))
+    }
+
+    /// The shortest window bucket `i` holds, in nanoseconds (0 for bucket 0).
+    public static func lowerBoundNanos(bucket i: Int) -> UInt64 { i <= 0 ? 0 : 1 << UInt64(i + 10) }
+
+    /// Adds `other` bucket by bucket.
+    public mutating func add(_ other: FalsePositiveOrigins) {
+        for i in byWindow.indices where i < other.byWindow.count { byWindow[i] &+= other.byWindow[i] }
+        neverCleared &+= other.neverCleared
+    }
 }
 
 /// One harvest round: every memslot harvested, reported pages copied and classified.
@@ -77,6 +125,8 @@ public struct Round: Equatable, Sendable {
     public var durationNanos: UInt64
     public var mode: HarvestMode
     public var clearChunk: ClearChunk
+    /// Who cleared, and when (manual mode; `.auto` otherwise).
+    public var clearPolicy: ClearPolicy
     public var slots: [SlotRound]
     /// `KVM_GET_DIRTY_LOG` calls (ring mode: ring harvests) this round.
     public var getLatency: LatencyStats
@@ -98,17 +148,20 @@ public struct Round: Equatable, Sendable {
     public var ringFullExits: UInt64
     /// Set when this round ended at a verification point.
     public var verification: Verification?
+    /// Where this round's false positives came from.
+    public var origins: FalsePositiveOrigins
 
     public init(index: UInt64, startNanos: UInt64, durationNanos: UInt64, mode: HarvestMode, clearChunk: ClearChunk,
-                slots: [SlotRound], getLatency: LatencyStats = LatencyStats(), clearLatency: LatencyStats = LatencyStats(),
+                clearPolicy: ClearPolicy = .auto, slots: [SlotRound], getLatency: LatencyStats = LatencyStats(), clearLatency: LatencyStats = LatencyStats(),
                 bytesCopied: UInt64 = 0, copyNanos: UInt64 = 0, bookkeepingNanos: UInt64 = 0, guestWrites: UInt64 = 0,
                 writeProtectFaults: UInt64 = 0, exits: UInt64 = 0, ringEntries: UInt64 = 0, ringFullExits: UInt64 = 0,
-                verification: Verification? = nil) {
+                verification: Verification? = nil, origins: FalsePositiveOrigins = FalsePositiveOrigins()) {
         self.index = index
         self.startNanos = startNanos
         self.durationNanos = durationNanos
         self.mode = mode
         self.clearChunk = clearChunk
+        self.clearPolicy = mode == .manual ? clearPolicy : .auto
         self.slots = slots
         self.getLatency = getLatency
         self.clearLatency = clearLatency
@@ -121,7 +174,11 @@ public struct Round: Equatable, Sendable {
         self.ringEntries = ringEntries
         self.ringFullExits = ringFullExits
         self.verification = verification
+        self.origins = origins
     }
+
+    /// Mode and policy as one label.
+    public var setting: HarvestSetting { HarvestSetting(mode: mode, policy: clearPolicy) }
 
     public var reported: Int { slots.reduce(0) { $0 + $1.reportedCount } }
     public var falsePositives: Int { slots.reduce(0) { $0 + $1.falsePositiveCount } }

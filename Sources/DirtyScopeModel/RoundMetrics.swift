@@ -30,6 +30,7 @@ public struct RoundMetrics: Equatable, Sendable {
     public var durationNanos: UInt64
     public var mode: HarvestMode
     public var clearChunk: ClearChunk
+    public var clearPolicy: ClearPolicy
     public var slots: [Slot]
     public var getLatency: LatencyStats
     public var clearLatency: LatencyStats
@@ -42,6 +43,7 @@ public struct RoundMetrics: Equatable, Sendable {
     public var ringEntries: UInt64
     public var ringFullExits: UInt64
     public var verification: Verification?
+    public var origins: FalsePositiveOrigins
 
     /// The metrics of `round` (counts its bitmaps).
     public init(_ round: Round) {
@@ -55,6 +57,7 @@ public struct RoundMetrics: Equatable, Sendable {
         durationNanos = round.durationNanos
         mode = round.mode
         clearChunk = round.clearChunk
+        clearPolicy = round.clearPolicy
         slots = zip(round.slots, counts).map { s, c in
             Slot(slot: s.slot, reportedCount: c.reported, falsePositiveCount: c.falsePositives,
                  initialCount: s.initialCount, copiedPages: s.copiedPages, missed: s.missed, watched: s.watched)
@@ -70,15 +73,17 @@ public struct RoundMetrics: Equatable, Sendable {
         ringEntries = round.ringEntries
         ringFullExits = round.ringFullExits
         verification = round.verification
+        origins = round.origins
     }
 
     /// An all-zero round in `mode`, to be filled by a decoder.
-    public init(mode: HarvestMode, clearChunk: ClearChunk) {
+    public init(mode: HarvestMode, clearChunk: ClearChunk, clearPolicy: ClearPolicy = .auto) {
         index = 0
         startNanos = 0
         durationNanos = 0
         self.mode = mode
         self.clearChunk = clearChunk
+        self.clearPolicy = mode == .manual ? clearPolicy : .auto
         slots = []
         getLatency = LatencyStats()
         clearLatency = LatencyStats()
@@ -91,6 +96,7 @@ public struct RoundMetrics: Equatable, Sendable {
         ringEntries = 0
         ringFullExits = 0
         verification = nil
+        origins = FalsePositiveOrigins()
     }
 
     /// The round with these metrics and the given slot bitmaps (one `SlotRound` per `slots` entry).
@@ -101,10 +107,10 @@ public struct RoundMetrics: Equatable, Sendable {
                       missed: slots[i].missed, watched: slots[i].watched)
         }
         return Round(index: index, startNanos: startNanos, durationNanos: durationNanos, mode: mode,
-                     clearChunk: clearChunk, slots: slotRounds, getLatency: getLatency, clearLatency: clearLatency,
+                     clearChunk: clearChunk, clearPolicy: clearPolicy, slots: slotRounds, getLatency: getLatency, clearLatency: clearLatency,
                      bytesCopied: bytesCopied, copyNanos: copyNanos, bookkeepingNanos: bookkeepingNanos,
                      guestWrites: guestWrites, writeProtectFaults: writeProtectFaults, exits: exits,
-                     ringEntries: ringEntries, ringFullExits: ringFullExits, verification: verification)
+                     ringEntries: ringEntries, ringFullExits: ringFullExits, verification: verification, origins: origins)
     }
 
     public var reported: Int { slots.reduce(0) { $0 + $1.reportedCount } }
@@ -113,6 +119,8 @@ public struct RoundMetrics: Equatable, Sendable {
     public var copiedPages: Int { slots.reduce(0) { $0 + $1.copiedPages } }
     /// Missed pages found at this round's verification point, or nil if it did not verify.
     public var missed: Int? { verification?.missed }
+    /// Mode and policy as one label.
+    public var setting: HarvestSetting { HarvestSetting(mode: mode, policy: clearPolicy) }
 
     /// False positives over the reported pages that were not first copies (0...1), as `Round`.
     public var falsePositiveRate: Double {

@@ -35,6 +35,8 @@ public struct SessionInfo: Equatable, Codable, Sendable {
     /// Settings in force when the session started.
     public var mode: HarvestMode
     public var clearChunk: ClearChunk
+    /// Manual mode's clear policy at the start (`.auto` in files made before it was kept).
+    public var clearPolicy: ClearPolicy
     public var workload: WorkloadSettings
     /// Harvest interval in nanoseconds; 0 means back to back.
     public var intervalNanos: UInt64
@@ -48,7 +50,7 @@ public struct SessionInfo: Equatable, Codable, Sendable {
 
     public init(toolVersion: String, hostKernel: String, pageSize: Int, slots: [SlotInfo], vcpus: Int,
                 guestName: String, capabilities: [String: Int], mode: HarvestMode, clearChunk: ClearChunk,
-                workload: WorkloadSettings, intervalNanos: UInt64, bandwidth: UInt64, ringEntries: Int,
+                clearPolicy: ClearPolicy = .auto, workload: WorkloadSettings, intervalNanos: UInt64, bandwidth: UInt64, ringEntries: Int,
                 falsePositiveMethod: FalsePositiveMethod, startTime: Double) {
         self.toolVersion = toolVersion
         self.hostKernel = hostKernel
@@ -59,12 +61,38 @@ public struct SessionInfo: Equatable, Codable, Sendable {
         self.capabilities = capabilities
         self.mode = mode
         self.clearChunk = clearChunk
+        self.clearPolicy = clearPolicy
         self.workload = workload
         self.intervalNanos = intervalNanos
         self.bandwidth = bandwidth
         self.ringEntries = ringEntries
         self.falsePositiveMethod = falsePositiveMethod
         self.startTime = startTime
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case toolVersion, hostKernel, pageSize, slots, vcpus, guestName, capabilities, mode, clearChunk, clearPolicy
+        case workload, intervalNanos, bandwidth, ringEntries, falsePositiveMethod, startTime
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        toolVersion = try c.decode(String.self, forKey: .toolVersion)
+        hostKernel = try c.decode(String.self, forKey: .hostKernel)
+        pageSize = try c.decode(Int.self, forKey: .pageSize)
+        slots = try c.decode([SlotInfo].self, forKey: .slots)
+        vcpus = try c.decode(Int.self, forKey: .vcpus)
+        guestName = try c.decode(String.self, forKey: .guestName)
+        capabilities = try c.decode([String: Int].self, forKey: .capabilities)
+        mode = try c.decode(HarvestMode.self, forKey: .mode)
+        clearChunk = try c.decode(ClearChunk.self, forKey: .clearChunk)
+        clearPolicy = try c.decodeIfPresent(ClearPolicy.self, forKey: .clearPolicy) ?? .auto
+        workload = try c.decode(WorkloadSettings.self, forKey: .workload)
+        intervalNanos = try c.decode(UInt64.self, forKey: .intervalNanos)
+        bandwidth = try c.decode(UInt64.self, forKey: .bandwidth)
+        ringEntries = try c.decode(Int.self, forKey: .ringEntries)
+        falsePositiveMethod = try c.decode(FalsePositiveMethod.self, forKey: .falsePositiveMethod)
+        startTime = try c.decode(Double.self, forKey: .startTime)
     }
 
     /// Total guest memory in the watched slots, in bytes.

@@ -9,6 +9,68 @@ public enum HarvestMode: String, CaseIterable, Codable, Sendable {
     case ring
 }
 
+/// Who runs `KVM_CLEAR_DIRTY_LOG` in manual mode, and when: the order the seed patch
+/// prescribes, and the orders it exists to prevent. Legacy and ring mode ignore it.
+public enum ClearPolicy: String, CaseIterable, Codable, Sendable {
+    /// CLEAR each chunk just before it is copied (the seed's order).
+    case auto
+    /// The harvester never clears on its own: only blocks the user cleared (`c`) are
+    /// re-protected, each round just before their copy. Every other page GET has ever
+    /// reported stays set and writable, so GET reports it again and again.
+    case hand
+    /// The wrong order: copy a chunk, then CLEAR it. A guest write between the copy and
+    /// the CLEAR is lost; the verifier counts it as missed.
+    case afterCopy = "after-copy"
+    /// CLEAR the whole slot right after GET, before any copy: legacy's window with
+    /// manual's ioctls.
+    case atGet = "at-get"
+
+    /// Parses "auto", "hand", "after-copy" or "at-get"; throws a message naming the value and what is allowed.
+    public init(parsing text: String) throws(ModelError) {
+        guard let p = ClearPolicy(rawValue: text) else {
+            throw ModelError("clear policy '\(text)' is not one of \(Self.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        self = p
+    }
+
+    /// The next policy in the cycle the UI's key steps through.
+    public var next: ClearPolicy {
+        let all = Self.allCases
+        return all[(all.firstIndex(of: self)! + 1) % all.count]
+    }
+
+    /// One line for help and panels: who clears, and when.
+    public var explanation: String {
+        switch self {
+        case .auto: return "CLEAR each chunk just before its copy"
+        case .hand: return "only blocks you clear (c) are re-protected"
+        case .afterCopy: return "copy, then CLEAR: writes in between are lost"
+        case .atGet: return "CLEAR all right after GET: legacy's window"
+        }
+    }
+}
+
+/// A harvest mode with its clear policy, as one label ("legacy", "manual/hand"): the key
+/// the UI and `inspect` total false positives by.
+public struct HarvestSetting: Hashable, Codable, Sendable, Comparable, CustomStringConvertible {
+    public var mode: HarvestMode
+    /// The policy; `.auto` outside manual mode, where it does not apply.
+    public var policy: ClearPolicy
+
+    public init(mode: HarvestMode, policy: ClearPolicy) {
+        self.mode = mode
+        self.policy = mode == .manual ? policy : .auto
+    }
+
+    public var description: String { mode == .manual ? "manual/\(policy.rawValue)" : mode.rawValue }
+
+    public static func < (a: Self, b: Self) -> Bool {
+        let modes = HarvestMode.allCases, policies = ClearPolicy.allCases
+        return (modes.firstIndex(of: a.mode)!, policies.firstIndex(of: a.policy)!)
+            < (modes.firstIndex(of: b.mode)!, policies.firstIndex(of: b.policy)!)
+    }
+}
+
 /// The granularity of `KVM_CLEAR_DIRTY_LOG` calls in manual mode.
 public enum ClearChunk: Equatable, Hashable, Codable, Sendable, CustomStringConvertible {
     /// Chunks of this many pages (a positive multiple of 64).

@@ -16,6 +16,8 @@ public struct RoundTotals: Equatable, Codable, Sendable {
     public var clear = LatencyStats()
     /// Nanoseconds covered by the rounds (sum of durations).
     public var durationNanos: UInt64 = 0
+    /// Where the false positives came from.
+    public var origins = FalsePositiveOrigins()
 
     public init() {}
 
@@ -42,6 +44,7 @@ public struct RoundTotals: Equatable, Codable, Sendable {
         get.merge(m.getLatency)
         clear.merge(m.clearLatency)
         durationNanos &+= m.durationNanos
+        origins.add(m.origins)
     }
 
     /// False positives over reported pages that were not first copies (0...1).

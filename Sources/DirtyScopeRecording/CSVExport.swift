@@ -8,10 +8,10 @@ import Glibc
 public enum CSVExport {
     /// The column names, in order.
     public static let columns = [
-        "round", "time_s", "duration_ns", "mode", "chunk", "reported", "false_positives", "fp_rate", "initial",
+        "round", "time_s", "duration_ns", "mode", "chunk", "clear_policy", "reported", "false_positives", "fp_rate", "initial",
         "copied_pages", "bytes_copied", "missed", "get_calls", "get_total_ns", "get_max_ns", "clear_calls",
         "clear_total_ns", "clear_max_ns", "copy_ns", "bookkeeping_ns", "guest_writes", "wp_faults", "exits",
-        "ring_entries", "ring_full_exits", "events",
+        "ring_entries", "ring_full_exits", "fp_raced", "fp_never_cleared", "events",
     ]
 
     /// Writes the CSV to `stream` (for example `stdout`).
@@ -37,12 +37,12 @@ public enum CSVExport {
     /// One round's line (without the newline); `events` counts the events recorded before it.
     static func row(_ m: RoundMetrics, events: Int) -> String {
         let fields: [String] = [
-            "\(m.index)", seconds(m.startNanos), "\(m.durationNanos)", m.mode.rawValue, "\(m.clearChunk)",
+            "\(m.index)", seconds(m.startNanos), "\(m.durationNanos)", m.mode.rawValue, "\(m.clearChunk)", m.clearPolicy.rawValue,
             "\(m.reported)", "\(m.falsePositives)", rate(m.falsePositiveRate), "\(m.initial)", "\(m.copiedPages)",
             "\(m.bytesCopied)", m.missed.map { "\($0)" } ?? "", "\(m.getLatency.count)", "\(m.getLatency.totalNanos)",
             "\(m.getLatency.maxNanos)", "\(m.clearLatency.count)", "\(m.clearLatency.totalNanos)",
             "\(m.clearLatency.maxNanos)", "\(m.copyNanos)", "\(m.bookkeepingNanos)", "\(m.guestWrites)",
-            "\(m.writeProtectFaults)", "\(m.exits)", "\(m.ringEntries)", "\(m.ringFullExits)", "\(events)",
+            "\(m.writeProtectFaults)", "\(m.exits)", "\(m.ringEntries)", "\(m.ringFullExits)", "\(m.origins.raced)", "\(m.origins.neverCleared)", "\(events)",
         ]
         return fields.joined(separator: ",")
     }

@@ -67,6 +67,8 @@ enum RoundCodec {
         if m.getLatency != LatencyStats() { mask |= RoundField.getLatency }
         if m.clearLatency != LatencyStats() { mask |= RoundField.clearLatency }
         if m.verification != nil { mask |= RoundField.verification }
+        if m.clearPolicy != .auto { mask |= RoundField.clearPolicy }
+        if !m.origins.isEmpty { mask |= RoundField.origins }
         o.varint(mask)
         // Mode in the low 2 bits; above them 0 for a whole slot, 1 for a chunk size that
         // follows, or k >= 2 for a chunk of 64 * (k - 1) pages.
@@ -87,6 +89,18 @@ enum RoundCodec {
             o.zigzag(v.comparedPages)
         }
         if mask & RoundField.clearLatency != 0 { encode(m.clearLatency, into: &o) }
+        if mask & RoundField.clearPolicy != 0 { o.varint(policyCode(m.clearPolicy)) }
+        if mask & RoundField.origins != 0 {
+            o.varint(UInt64(m.origins.neverCleared))
+            let nonzero = m.origins.byWindow.indices.filter { m.origins.byWindow[$0] != 0 }
+            o.varint(UInt64(nonzero.count))
+            var next = 0
+            for i in nonzero {
+                o.varint(UInt64(i - next))
+                o.varint(UInt64(m.origins.byWindow[i]))
+                next = i + 1
+            }
+        }
         o.varint(UInt64(m.slots.count))
         for s in m.slots {
             var flags: UInt8 = 0
@@ -150,6 +164,25 @@ enum RoundCodec {
             m.verification = Verification(missedPerSlot: missed, comparedPages: try r.zigzag())
         }
         if mask & RoundField.clearLatency != 0 { m.clearLatency = try latency(&r) }
+        if mask & RoundField.clearPolicy != 0 {
+            let policy = try policy(try r.varint())
+            guard mode == .manual else { throw FormatViolation("clear policy \(policy.rawValue) in \(mode.rawValue) mode") }
+            m.clearPolicy = policy
+        }
+        if mask & RoundField.origins != 0 {
+            // A round's false positives are at most the pages of its slots.
+            let limit = layout.pages.reduce(0) { min(Format.maxSlotPages * 64, $0 + $1) }
+            m.origins.neverCleared = try r.count(upTo: limit, "never-cleared false positives")
+            let buckets = FalsePositiveOrigins.bucketCount
+            let nonzero = try r.count(upTo: buckets, "false-positive window buckets")
+            var next = 0
+            for _ in 0..<nonzero {
+                guard next < buckets else { throw FormatViolation("window buckets run past \(buckets)") }
+                let i = next + (try r.count(upTo: buckets - 1 - next, "window bucket"))
+                m.origins.byWindow[i] = try r.count(upTo: limit, "false positives in window bucket \(i)")
+                next = i + 1
+            }
+        }
         let slotCount = try r.count(upTo: layout.count, "slot count")
         m.slots.reserveCapacity(slotCount)
         for _ in 0..<slotCount {
@@ -225,6 +258,25 @@ enum RoundCodec {
         case .legacy: return 0
         case .manual: return 1
         case .ring: return 2
+        }
+    }
+
+    private static func policyCode(_ policy: ClearPolicy) -> UInt64 {
+        switch policy {
+        case .auto: return 0
+        case .hand: return 1
+        case .afterCopy: return 2
+        case .atGet: return 3
+        }
+    }
+
+    private static func policy(_ code: UInt64) throws(FormatViolation) -> ClearPolicy {
+        switch code {
+        case 0: return .auto
+        case 1: return .hand
+        case 2: return .afterCopy
+        case 3: return .atGet
+        default: throw FormatViolation("unknown clear policy \(code)")
         }
     }
 

@@ -29,6 +29,9 @@ public struct RecordingSummary {
         public var clearMaxNanos: UInt64
         public var clearP99Nanos: UInt64
         public var busyNanos: UInt64
+        /// False positives from the GET/CLEAR race, and from dirty bits never cleared.
+        public var racedFalsePositives: UInt64
+        public var neverClearedFalsePositives: UInt64
 
         init(mode: String, _ t: RoundTotals) {
             self.mode = mode
@@ -53,6 +56,8 @@ public struct RecordingSummary {
             clearMaxNanos = t.clear.maxNanos
             clearP99Nanos = t.clear.percentileUpperBound(0.99)
             busyNanos = t.durationNanos
+            racedFalsePositives = UInt64(t.origins.raced)
+            neverClearedFalsePositives = UInt64(t.origins.neverCleared)
         }
     }
 
@@ -78,7 +83,7 @@ public struct RecordingSummary {
 
     /// Summarises `reader` (reads every round's metrics once).
     public init(_ reader: RecordingReader) {
-        var perMode: [HarvestMode: RoundTotals] = [:]
+        var perMode: [HarvestSetting: RoundTotals] = [:]
         var total = RoundTotals()
         var first: RoundMetrics?
         var last: RoundMetrics?
@@ -86,7 +91,7 @@ public struct RecordingSummary {
         for i in 0..<reader.roundCount {
             do {
                 let m = try reader.metrics(at: i)
-                perMode[m.mode, default: RoundTotals()].add(m)
+                perMode[m.setting, default: RoundTotals()].add(m)
                 total.add(m)
                 if first == nil { first = m }
                 last = m
@@ -101,7 +106,7 @@ public struct RecordingSummary {
             file: reader.path, fileBytes: reader.fileSize, formatVersion: reader.formatVersion,
             finished: reader.isFinished, session: reader.info, rounds: reader.roundCount,
             firstRound: first?.index, lastRound: last?.index, spanSeconds: span, events: events,
-            modes: HarvestMode.allCases.compactMap { mode in perMode[mode].map { ModeTotals(mode: mode.rawValue, $0) } },
+            modes: perMode.keys.sorted().map { ModeTotals(mode: $0.description, perMode[$0]!) },
             total: ModeTotals(mode: "total", total), warnings: warnings)
     }
 
@@ -127,7 +132,8 @@ public struct RecordingSummary {
         }
         let interval = s.intervalNanos == 0 ? "back to back" : "every \(Self.duration(s.intervalNanos))"
         let ring = s.mode == .ring ? ", ring \(s.ringEntries) entries" : ""
-        field("settings", "\(s.mode.rawValue), clear chunk \(s.clearChunk), \(interval), bandwidth \(Self.bytes(s.bandwidth))/s\(ring), false positives by \(s.falsePositiveMethod.rawValue)")
+        let policy = s.mode == .manual ? " (clear policy \(s.clearPolicy.rawValue))" : ""
+        field("settings", "\(s.mode.rawValue)\(policy), clear chunk \(s.clearChunk), \(interval), bandwidth \(Self.bytes(s.bandwidth))/s\(ring), false positives by \(s.falsePositiveMethod.rawValue)")
         field("caps", s.capabilities.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         let range = d.firstRound.map { f in " (#\(f)...#\(d.lastRound ?? f))" } ?? ""
         field("rounds", "\(d.rounds)\(range) over \(String(format: "%.3f", d.spanSeconds)) s, busy \(Self.duration(d.total.busyNanos))")
@@ -162,12 +168,14 @@ public struct RecordingSummary {
     static func kind(of event: SessionEvent) -> String {
         switch event {
         case .modeChanged: return "modeChanged"
+        case .clearPolicyChanged: return "clearPolicyChanged"
         case .workloadChanged: return "workloadChanged"
         case .intervalChanged: return "intervalChanged"
         case .bandwidthChanged: return "bandwidthChanged"
         case .paused: return "paused"
         case .resumed: return "resumed"
         case .blocksCleared: return "blocksCleared"
+        case .clearedBlocksDropped: return "clearedBlocksDropped"
         case .verified: return "verified"
         case .guestFault: return "guestFault"
         case .restarted: return "restarted"

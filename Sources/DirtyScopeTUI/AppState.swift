@@ -114,6 +114,7 @@ struct AppState: Equatable {
 struct SessionView: Equatable {
     var mode: HarvestMode
     var clearChunk: ClearChunk
+    var clearPolicy: ClearPolicy
     var workload: WorkloadSettings
     var intervalNanos: UInt64
     var bandwidth: UInt64
@@ -130,6 +131,7 @@ struct SessionView: Equatable {
     init(info: SessionInfo) {
         mode = info.mode
         clearChunk = info.clearChunk
+        clearPolicy = info.clearPolicy
         workload = info.workload
         intervalNanos = info.intervalNanos
         bandwidth = info.bandwidth

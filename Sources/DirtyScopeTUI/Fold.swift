@@ -15,6 +15,7 @@ extension AppState {
     private mutating func fold(_ round: Round) {
         session.mode = round.mode
         session.clearChunk = round.clearChunk
+        if round.mode == .manual { session.clearPolicy = round.clearPolicy }
         var bySlot = [SlotRound?](repeating: nil, count: session.slots.count)
         for slotRound in round.slots where slotRound.slot >= 0 && slotRound.slot < session.slots.count {
             bySlot[slotRound.slot] = slotRound
@@ -58,6 +59,12 @@ extension AppState {
             session.mode = newMode
             session.clearChunk = chunk
             say("harvest mode now \(newMode.rawValue), clear chunk \(chunk)", .good)
+        case .clearPolicyChanged(let policy):
+            session.clearPolicy = policy
+            say("clear policy now \(policy.rawValue): \(policy.explanation)", .good)
+        case .clearedBlocksDropped(let slot):
+            guard slot >= 0, slot < session.slots.count else { return }
+            session.slots[slot].dropClear()
         case .workloadChanged(let settings):
             session.workload = settings
             say("workload now \(settings.summary)")
@@ -74,8 +81,9 @@ extension AppState {
         case .blocksCleared(let clear):
             guard clear.slot >= 0, clear.slot < session.slots.count else { return }
             session.slots[clear.slot].noteClear(clear, afterRound: roundIndex)
-            say("CLEAR slot \(clear.slot): \(clear.blocks.count) blocks, \(clear.pagesCleared) pages cleared, "
-                + "\(clear.calls) calls", .good)
+            say("CLEAR slot \(clear.slot): \(clear.blocks.count) blocks, "
+                + (clear.pagesCleared.map { "\($0) pages cleared" } ?? "\(clear.maskPages ?? 0) pages in the mask")
+                + ", \(clear.calls) calls", .good)
         case .verified(let verification):
             say("verified \(verification.comparedPages) pages: \(verification.missed) missed",
                 verification.missed == 0 ? .good : .alert)

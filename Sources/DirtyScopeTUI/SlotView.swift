@@ -78,6 +78,13 @@ struct SlotView: Equatable {
         for block in clear.blocks where block >= 0 && block < info.blocks { cleared[block] = true }
     }
 
+    /// Forgets the last CLEAR (`x`).
+    mutating func dropClear() {
+        lastClear = nil
+        watch = []
+        cleared.clearAll()
+    }
+
     /// True while the last CLEAR's blocks are still marked, at round `round`.
     func clearedMarked(at round: UInt64) -> Bool {
         lastClear != nil && round < clearedAtRound + UInt64(heatRounds) && !cleared.isEmpty
