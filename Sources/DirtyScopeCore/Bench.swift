@@ -17,6 +17,8 @@ public struct BenchConfig: Sendable {
     public var modes: [HarvestMode] = [.legacy, .manual]
     /// Clear chunks to try in manual mode (legacy and ring run once).
     public var clearChunks: [ClearChunk] = [.pages(64)]
+    /// Clear policies to try in manual mode, each with every chunk.
+    public var clearPolicies: [ClearPolicy] = [.auto]
     /// Consumer bandwidth, bytes per second; 0 copies as fast as memcpy goes.
     public var bandwidth: UInt64 = 0
     public var ringEntries = 65536
@@ -38,6 +40,7 @@ public struct BenchConfig: Sendable {
         guard iterations >= 1 else { throw .invalidArgument("\(iterations) iterations: at least 1 is needed") }
         guard (1...100).contains(dirtyPercent) else { throw .invalidArgument("dirty percent \(dirtyPercent) is not between 1 and 100") }
         guard !modes.isEmpty else { throw .invalidArgument("no mode given (allowed: legacy, manual, ring)") }
+        guard !clearPolicies.isEmpty else { throw .invalidArgument("no clear policy given (allowed: auto, hand, after-copy, at-get)") }
         guard workload.workload != .idle else { throw .invalidArgument("the idle workload writes nothing to measure") }
     }
 
@@ -53,6 +56,8 @@ public struct BenchConfig: Sendable {
 public struct BenchResult: Codable, Sendable {
     public var mode: String
     public var clear_chunk_pages: String
+    /// Manual mode's clear policy ("-" in the other modes).
+    public var clear_policy: String
     public var iterations: Int
     public var memory_bytes: UInt64
     public var vcpus: Int
@@ -73,6 +78,9 @@ public struct BenchResult: Codable, Sendable {
     public var reported_pages: UInt64
     public var false_positive_pages: UInt64
     public var false_positive_rate: Double
+    /// False positives from the GET/CLEAR race, and from dirty bits never cleared (hand).
+    public var false_positives_raced: UInt64
+    public var false_positives_never_cleared: UInt64
     public var initial_pages: UInt64
     public var copied_pages: UInt64
     public var copied_bytes: UInt64
@@ -100,14 +108,18 @@ public enum Bench {
         var results: [BenchResult] = []
         for mode in config.modes {
             let chunks: [ClearChunk] = mode == .manual ? config.clearChunks : [config.clearChunks.first ?? .pages(64)]
-            for chunk in chunks {
-                results.append(try runOne(config, mode: mode, chunk: chunk, system: system, progress: progress))
+            let policies: [ClearPolicy] = mode == .manual ? config.clearPolicies : [.auto]
+            for policy in policies {
+                for chunk in chunks {
+                    results.append(try runOne(config, mode: mode, chunk: chunk, policy: policy, system: system,
+                                              progress: progress))
+                }
             }
         }
         return results
     }
 
-    static func runOne(_ config: BenchConfig, mode: HarvestMode, chunk: ClearChunk, system: KVMSystem,
+    static func runOne(_ config: BenchConfig, mode: HarvestMode, chunk: ClearChunk, policy: ClearPolicy, system: KVMSystem,
                        progress: (String) -> Void) throws(SessionError) -> BenchResult {
         let share = UInt64(config.memoryPerVCPU / PageSize.system)
         let passWrites = config.dirtyPercent == 100 && config.workload.workload == .sweep ? 0 : max(1, share * UInt64(config.dirtyPercent) / 100)
@@ -116,10 +128,10 @@ public enum Bench {
             initialManualProtect: mode == .manual ? [.enable] : [], workload: config.workload, lockstep: true,
             passWrites: passWrites))
         defer { machine.stop() }
-        let harvester = try Harvester(machine: machine, mode: mode, clearChunk: chunk, method: config.falsePositiveMethod,
-                                      bandwidth: config.bandwidth)
+        let harvester = try Harvester(machine: machine, mode: mode, clearChunk: chunk, clearPolicy: policy,
+                                      method: config.falsePositiveMethod, bandwidth: config.bandwidth)
         let drain: (() -> Void)? = mode == .ring ? { try? harvester.drainRings() } : nil
-        let label = mode == .manual ? "manual/\(chunk)" : mode.rawValue
+        let label = mode == .manual ? "manual/\(policy.rawValue)/\(chunk)" : mode.rawValue
         func checkFault() throws(SessionError) {
             if let f = machine.currentFault { throw .guestFault(f) }
         }
@@ -170,7 +182,8 @@ public enum Bench {
         let page = UInt64(PageSize.system)
         let sourceResident = machine.dataSlots.reduce(0) { $0 + UInt64($1.memory.residentPages().count) } * page
         return BenchResult(
-            mode: mode.rawValue, clear_chunk_pages: mode == .manual ? chunk.description : "-", iterations: config.iterations,
+            mode: mode.rawValue, clear_chunk_pages: mode == .manual ? chunk.description : "-",
+            clear_policy: mode == .manual ? policy.rawValue : "-", iterations: config.iterations,
             memory_bytes: UInt64(config.memoryPerVCPU * config.vcpus), vcpus: config.vcpus, slots: config.slots,
             workload: config.workload.summary, populate_memory_ns: populate,
             dirty_memory_total_ns: dirtyTotal, dirty_memory_avg_ns: dirtyTotal / n,
@@ -179,7 +192,8 @@ public enum Bench {
             clear_dirty_log_total_ns: totals.clear.totalNanos, clear_dirty_log_avg_ns: totals.clear.totalNanos / n,
             clear_dirty_log_calls: totals.clear.count, clear_dirty_log_max_ns: totals.clear.maxNanos,
             longest_ioctl_ns: longest, reported_pages: totals.reported, false_positive_pages: totals.falsePositives,
-            false_positive_rate: totals.falsePositiveRate, initial_pages: totals.initial, copied_pages: totals.copiedPages,
+            false_positive_rate: totals.falsePositiveRate, false_positives_raced: UInt64(totals.origins.raced),
+            false_positives_never_cleared: UInt64(totals.origins.neverCleared), initial_pages: totals.initial, copied_pages: totals.copiedPages,
             copied_bytes: totals.bytesCopied, guest_writes: totals.guestWrites, write_protect_faults: totals.writeProtectFaults,
             vcpu_exits: machine.vcpuStatSum(Harvester.exitStats), ring_entries: ringEntries,
             ring_full_exits: machine.ringFullExits, missed_pages: totals.missed, userspace_total_ns: bookkeeping,

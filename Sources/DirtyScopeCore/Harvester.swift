@@ -47,6 +47,10 @@ public final class Harvester {
     /// The last mismatch: entries the kernel reset, entries harvested.
     public private(set) var lastRingResetMismatch: (reset: Int, harvested: UInt64)?
     private let pageSize = PageSize.system
+    /// Tests only: runs inside each chunk's race window, between its CLEAR and its copy
+    /// (auto, hand), or between a slot's copy and its CLEARs (after-copy), so a guest
+    /// write can be put exactly there.
+    var windowHook: (() -> Void)?
 
     /// The vCPU statistics read as write-protect faults, and as exits.
     static let faultStats = ["pf_taken"]
@@ -193,6 +197,7 @@ public final class Harvester {
             // is the reported bits inside them.
             let handMask = policy == .hand ? watched[i]?.mask : nil
             var maskWords = [UInt64](repeating: 0, count: policy == .hand ? chunkWords : 0)
+            var copiedChunks: [Int] = []  // after-copy: the chunks to CLEAR once the slot is copied
             var failure: KVMError?
             reported[i].withUnsafeWords { words in
             lastCopy[i].withUnsafeMutableBufferPointer { notes in
@@ -217,6 +222,7 @@ public final class Harvester {
                     case .auto where mode == .manual:
                         copyStart = clearChunk(words.baseAddress! + chunkStart)
                         if failure != nil { return }
+                        windowHook?()
                         let r = consumer.copy(words: words, w..<chunkEnd, slot: i, source: s.memory, destination: destination,
                                               method: method, falsePositives: &falsePositives, notes: notes, protectedAt: copyStart)
                         initial += r.initial
@@ -228,13 +234,13 @@ public final class Harvester {
                         initial += r.initial
                         copied += r.copied
                     case .afterCopy:
+                        // The CLEARs wait until the whole slot is copied (below), as a VMM that
+                        // clears "what it copied" would: every page's copy-to-CLEAR window is open.
                         let r = consumer.copy(words: words, w..<chunkEnd, slot: i, source: s.memory, destination: destination,
                                               method: method, falsePositives: &falsePositives, notes: notes, protectedAt: 0)
                         initial += r.initial
                         copied += r.copied
-                        copyNanos += monotonicNanos() - copyStart
-                        copyStart = clearChunk(words.baseAddress! + chunkStart)  // the CLEAR is not copy time
-                        if failure != nil { return }
+                        copiedChunks.append(chunkStart)
                     case .hand:
                         var any: UInt64 = 0
                         for k in chunkStart..<chunkEnd {
@@ -247,6 +253,7 @@ public final class Harvester {
                             clearedAt = clearChunk(maskBuffer.baseAddress!)
                             if failure != nil { return }
                             copyStart = clearedAt
+                            windowHook?()
                         }
                         for k in w..<chunkEnd where words[k] != 0 {
                             let r = consumer.copy(words: words, k..<(k + 1), slot: i, source: s.memory, destination: destination,
@@ -259,6 +266,18 @@ public final class Harvester {
                     mark = monotonicNanos()
                     copyNanos += mark - copyStart
                     w = chunkEnd
+                }
+                if !copiedChunks.isEmpty { windowHook?() }
+                for chunkStart in copiedChunks {
+                    let chunkEnd = min(words.count, chunkStart + chunkWords)
+                    let first = chunkStart * 64, count = min(s.pageCount, chunkEnd * 64) - first
+                    let a = monotonicNanos()
+                    bookkeeping += a - mark
+                    failure = machine.vm.clearDirtyLogUnchecked(slot: s.id, firstPage: first, numPages: count,
+                                                                mask: words.baseAddress! + chunkStart)
+                    mark = monotonicNanos()
+                    clear.record(mark - a)
+                    if failure != nil { return }
                 }
             }
             }

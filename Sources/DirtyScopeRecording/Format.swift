@@ -66,11 +66,9 @@ enum RoundField {
     static let writeProtectFaults: UInt64 = 1 << 11
     static let ringEntries: UInt64 = 1 << 12
     static let ringFullExits: UInt64 = 1 << 13
-    /// Manual mode's clear policy, when not auto.
-    static let clearPolicy: UInt64 = 1 << 14
     /// Where the round's false positives came from, when it had any.
-    static let origins: UInt64 = 1 << 15
-    static let all: UInt64 = (1 << 16) - 1
+    static let origins: UInt64 = 1 << 14
+    static let all: UInt64 = (1 << 15) - 1
 }
 
 /// Per-slot presence bits in a round record, below the slot index in one varint.

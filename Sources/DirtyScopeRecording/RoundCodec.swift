@@ -67,20 +67,25 @@ enum RoundCodec {
         if m.getLatency != LatencyStats() { mask |= RoundField.getLatency }
         if m.clearLatency != LatencyStats() { mask |= RoundField.clearLatency }
         if m.verification != nil { mask |= RoundField.verification }
-        if m.clearPolicy != .auto { mask |= RoundField.clearPolicy }
         if !m.origins.isEmpty { mask |= RoundField.origins }
         o.varint(mask)
         // Mode in the low 2 bits; above them 0 for a whole slot, 1 for a chunk size that
-        // follows, or k >= 2 for a chunk of 64 * (k - 1) pages.
+        // follows, or k >= 2 for a chunk of 64 * (k - 1) pages. Manual mode with a clear
+        // policy other than auto takes mode code 3, the policy in the next 2 bits and the
+        // chunk code above them: no byte more for the common chunk sizes.
+        let chunkCode: UInt64
         switch m.clearChunk {
-        case .wholeSlot:
-            o.varint(modeCode(m.mode))
-        case .pages(let n) where n > 0 && n % 64 == 0:
-            o.varint(UInt64(n / 64 + 1) << 2 | modeCode(m.mode))
-        case .pages(let n):
-            o.varint(1 << 2 | modeCode(m.mode))
-            o.zigzag(n)
+        case .wholeSlot: chunkCode = 0
+        case .pages(let n) where n > 0 && n % 64 == 0: chunkCode = UInt64(n / 64 + 1)
+        case .pages: chunkCode = 1
         }
+        let policy = m.setting.policy
+        if policy == .auto {
+            o.varint(chunkCode << 2 | modeCode(m.mode))
+        } else {
+            o.varint((chunkCode << 2 | policyCode(policy)) << 2 | manualWithPolicy)
+        }
+        if chunkCode == 1, case .pages(let n) = m.clearChunk { o.zigzag(n) }
         for (bit, value) in scalars where mask & bit != 0 { o.varint(value) }
         if mask & RoundField.getLatency != 0 { encode(m.getLatency, into: &o) }
         if let v = m.verification {
@@ -89,7 +94,6 @@ enum RoundCodec {
             o.zigzag(v.comparedPages)
         }
         if mask & RoundField.clearLatency != 0 { encode(m.clearLatency, into: &o) }
-        if mask & RoundField.clearPolicy != 0 { o.varint(policyCode(m.clearPolicy)) }
         if mask & RoundField.origins != 0 {
             o.varint(UInt64(m.origins.neverCleared))
             let nonzero = m.origins.byWindow.indices.filter { m.origins.byWindow[$0] != 0 }
@@ -129,7 +133,13 @@ enum RoundCodec {
         let sequence = try r.varint()
         let mask = try r.varint()
         guard mask & ~RoundField.all == 0 else { throw FormatViolation("unknown round fields 0x\(String(mask, radix: 16))") }
-        let modeAndChunk = try r.varint()
+        var modeAndChunk = try r.varint()
+        var policy = ClearPolicy.auto
+        if modeAndChunk & 3 == manualWithPolicy {
+            policy = try self.policy(modeAndChunk >> 2 & 3)
+            guard policy != .auto else { throw FormatViolation("clear policy auto stored as an exception") }
+            modeAndChunk = (modeAndChunk >> 4) << 2 | modeCode(.manual)
+        }
         let mode = try mode(modeAndChunk & 3)
         let chunk: ClearChunk
         switch modeAndChunk >> 2 {
@@ -139,7 +149,7 @@ enum RoundCodec {
             guard k <= UInt64(Int.max / 64) else { throw FormatViolation("clear chunk code \(k) is too large") }
             chunk = .pages(64 * Int(k - 1))
         }
-        var m = RoundMetrics(mode: mode, clearChunk: chunk)
+        var m = RoundMetrics(mode: mode, clearChunk: chunk, clearPolicy: policy)
         func field(_ bit: UInt64, _ r: inout ByteReader) throws(FormatViolation) -> UInt64 {
             mask & bit != 0 ? try r.varint() : 0
         }
@@ -164,11 +174,6 @@ enum RoundCodec {
             m.verification = Verification(missedPerSlot: missed, comparedPages: try r.zigzag())
         }
         if mask & RoundField.clearLatency != 0 { m.clearLatency = try latency(&r) }
-        if mask & RoundField.clearPolicy != 0 {
-            let policy = try policy(try r.varint())
-            guard mode == .manual else { throw FormatViolation("clear policy \(policy.rawValue) in \(mode.rawValue) mode") }
-            m.clearPolicy = policy
-        }
         if mask & RoundField.origins != 0 {
             // A round's false positives are at most the pages of its slots.
             let limit = layout.pages.reduce(0) { min(Format.maxSlotPages * 64, $0 + $1) }
@@ -260,6 +265,9 @@ enum RoundCodec {
         case .ring: return 2
         }
     }
+
+    /// The mode code of manual mode with a clear policy other than auto.
+    private static let manualWithPolicy: UInt64 = 3
 
     private static func policyCode(_ policy: ClearPolicy) -> UInt64 {
         switch policy {

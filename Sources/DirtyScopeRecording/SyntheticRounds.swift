@@ -64,14 +64,27 @@ public struct SyntheticRounds {
                                    watched: index % 5 == 0 ? WatchedBlocks(blocks: min(4, slot.blocks), reported: min(count, 100), falsePositives: 3) : nil))
         }
         let copied = slots.reduce(0) { $0 + $1.copiedPages }
+        // Manual rounds step through the clear policies; false positives split between
+        // two race windows and, under hand, bits never cleared.
+        let policy = ClearPolicy.allCases[Int(index / 7) % ClearPolicy.allCases.count]
+        let fps = slots.reduce(0) { $0 + $1.falsePositiveCount }
+        var origins = FalsePositiveOrigins()
+        if info.mode == .manual && policy == .hand {
+            origins.neverCleared = fps
+        } else if fps > 0 {
+            let short = Int(random.next() % UInt64(fps + 1))
+            origins.byWindow[2] = short
+            origins.byWindow[12] = fps - short
+        }
         return Round(index: index, startNanos: index * 10_000_000 + random.next() % 1000,
                      durationNanos: 1_000_000 + random.next() % 2_000_000, mode: info.mode, clearChunk: info.clearChunk,
-                     slots: slots, getLatency: get, clearLatency: clear,
+                     clearPolicy: policy, slots: slots, getLatency: get, clearLatency: clear,
                      bytesCopied: UInt64(copied * info.pageSize), copyNanos: UInt64(copied) * 300,
                      bookkeepingNanos: 20_000 + random.next() % 10_000, guestWrites: UInt64(copied) * 3,
                      writeProtectFaults: UInt64(copied), exits: 10 + random.next() % 5,
                      verification: index % 16 == 0 ? Verification(missedPerSlot: info.slots.map { _ in 0 },
-                                                                 comparedPages: info.slots.reduce(0) { $0 + $1.pages }) : nil)
+                                                                 comparedPages: info.slots.reduce(0) { $0 + $1.pages }) : nil,
+                     origins: origins)
     }
 
     private mutating func fill(_ bitmap: inout DirtyBitmap, round: Int) {

@@ -33,6 +33,8 @@ struct BenchCommand: ParsableCommand {
     var modes = "legacy,manual"
     @Option(name: .customLong("clear-chunk"), help: "Manual-mode KVM_CLEAR_DIRTY_LOG chunks to try, comma-separated: 64, 4096, slot.")
     var clearChunk = "64"
+    @Option(name: .customLong("clear-policy"), help: "Manual-mode clear policies to try, comma-separated: auto, hand, after-copy, at-get.")
+    var clearPolicy = "auto"
     @Option(help: "Consumer copy bandwidth (e.g. 1G/s); unlimited when not given.")
     var bandwidth: String?
     @Option(name: .customLong("ring-entries"), help: "Dirty ring entries per vCPU (ring mode; a power of two).")
@@ -71,6 +73,7 @@ struct BenchCommand: ParsableCommand {
             var chunks: [ClearChunk] = []
             for part in clearChunk.split(separator: ",") { chunks.append(try parseChunk(String(part))) }
             c.clearChunks = chunks
+            c.clearPolicies = try parseClearPolicies(clearPolicy)
             if let bandwidth { c.bandwidth = try parseBandwidth(bandwidth) }
             c.ringEntries = ringEntries
             try c.validate()
@@ -98,7 +101,7 @@ func benchTables(_ results: [BenchResult]) -> String {
     guard let first = results.first else { return "" }
     var out = "dirtyscope bench: \(formatBytes(first.memory_bytes)) in \(first.slots) memslot(s), \(first.vcpus) vCPUs, \(first.workload), \(first.iterations) iterations\n\n"
     for r in results {
-        let name = r.mode == "manual" ? "manual (clear chunk \(r.clear_chunk_pages))" : r.mode
+        let name = r.mode == "manual" ? "manual (clear policy \(r.clear_policy), chunk \(r.clear_chunk_pages))" : r.mode
         out += "[\(name)]\n"
         out += "  Populate memory time:   \(formatNanos(r.populate_memory_ns))\n"
         out += "  Dirty memory time:      total \(formatNanos(r.dirty_memory_total_ns)), avg \(formatNanos(r.dirty_memory_avg_ns))/iteration\n"
@@ -106,10 +109,10 @@ func benchTables(_ results: [BenchResult]) -> String {
         out += "  Clear dirty log time:   total \(formatNanos(r.clear_dirty_log_total_ns)), avg \(formatNanos(r.clear_dirty_log_avg_ns))/iteration (\(r.clear_dirty_log_calls) calls)\n"
     }
     out += "\n"
-    let header = ["mode", "chunk", "reported", "false pos", "FP rate", "copied", "wp faults", "exits", "longest ioctl", "userspace", "% of ioctl", "missed"]
+    let header = ["mode", "policy", "chunk", "reported", "false pos", "FP rate", "copied", "wp faults", "exits", "longest ioctl", "userspace", "% of ioctl", "missed"]
     var rows: [[String]] = [header]
     for r in results {
-        rows.append([r.mode, r.clear_chunk_pages, "\(r.reported_pages)", "\(r.false_positive_pages)",
+        rows.append([r.mode, r.clear_policy, r.clear_chunk_pages, "\(r.reported_pages)", "\(r.false_positive_pages)",
                      String(format: "%.2f%%", r.false_positive_rate * 100), "\(r.copied_pages)", "\(r.write_protect_faults)",
                      "\(r.vcpu_exits)", formatNanos(r.longest_ioctl_ns), formatNanos(r.userspace_total_ns),
                      String(format: "%.1f%%", r.userspace_percent_of_ioctl), "\(r.missed_pages)"])
@@ -117,14 +120,18 @@ func benchTables(_ results: [BenchResult]) -> String {
     let widths = header.indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
     for (n, row) in rows.enumerated() {
         out += row.enumerated().map { i, cell in
-            i < 2 ? cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+            i < 3 ? cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
                   : String(repeating: " ", count: widths[i] - cell.count) + cell
         }.joined(separator: "  ") + "\n"
         if n == 0 { out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n" }
     }
     let memory = results.map { "\($0.mode): source \(formatBytes($0.source_resident_bytes)), destination \(formatBytes($0.destination_resident_bytes))" }
     out += "\nresident: " + memory.joined(separator: "; ") + "; peak RSS \(formatBytes(results.map(\.peak_rss_bytes).max() ?? 0))\n"
-    if results.contains(where: { $0.missed_pages > 0 }) {
+    let lost = results.filter { $0.missed_pages > 0 }
+    for r in lost where r.clear_policy == ClearPolicy.afterCopy.rawValue {
+        out += "after-copy lost \(r.missed_pages) pages, as that order must: a write between a chunk's copy and its CLEAR is never reported\n"
+    }
+    if lost.contains(where: { $0.clear_policy != ClearPolicy.afterCopy.rawValue }) {
         out += "WARNING: pages changed but were never reported (missed > 0): the dirty log lost writes\n"
     }
     return out

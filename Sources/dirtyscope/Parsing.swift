@@ -74,6 +74,17 @@ func parseChunk(_ text: String) throws(SessionError) -> ClearChunk {
     do { return try ClearChunk(parsing: text) } catch { throw .invalidArgument(error.description) }
 }
 
+/// Parses a comma-separated list of clear policies ("auto,hand"); duplicates are dropped.
+func parseClearPolicies(_ text: String) throws(SessionError) -> [ClearPolicy] {
+    var policies: [ClearPolicy] = []
+    for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+        let policy: ClearPolicy
+        do { policy = try ClearPolicy(parsing: String(part)) } catch { throw .invalidArgument(error.description) }
+        if !policies.contains(policy) { policies.append(policy) }
+    }
+    return policies
+}
+
 /// Checks a requested mode against the host; errors name what the host lacks.
 func checkHostSupports(_ modes: [HarvestMode], ringEntries: Int, system: KVMSystemInfo) throws(SessionError) {
     for m in modes {

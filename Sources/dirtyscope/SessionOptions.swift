@@ -22,6 +22,8 @@ struct SessionOptions: ParsableArguments {
     var mode = "legacy"
     @Option(name: .customLong("clear-chunk"), help: "KVM_CLEAR_DIRTY_LOG chunk in pages (a multiple of 64) or 'slot'.")
     var clearChunk = "64"
+    @Option(name: .customLong("clear-policy"), help: "Who clears in manual mode, and when: auto, hand, after-copy, at-get.")
+    var clearPolicy = "auto"
     @Option(help: "Consumer copy bandwidth (e.g. 64M, 1G/s).")
     var bandwidth = "64M"
     @Option(help: "Harvest interval, start to start (e.g. 100ms, 1s; 0 = back to back).")
@@ -52,6 +54,11 @@ struct SessionOptions: ParsableArguments {
         c.workload = WorkloadSettings(workload: w, rate: rate, param0: param0, param1: param1, seed: seed)
         c.mode = try parseModes(mode).first!
         c.clearChunk = try parseChunk(clearChunk)
+        let policies = try parseClearPolicies(clearPolicy)
+        guard policies.count == 1 else {
+            throw .invalidArgument("--clear-policy '\(clearPolicy)' names \(policies.count) policies; a session runs one at a time")
+        }
+        c.clearPolicy = policies[0]
         c.bandwidth = try parseBandwidth(bandwidth)
         c.intervalNanos = try parseInterval(interval)
         c.ringEntries = ringEntries

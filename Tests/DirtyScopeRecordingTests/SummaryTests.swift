@@ -7,7 +7,7 @@ import Testing
     func recording() throws -> (RecordingReader, [Round]) {
         let info = SyntheticRounds.sessionInfo(slots: 2, pagesPerSlot: 4000)
         var rounds = mixedRounds(info, count: 20)
-        for i in 10..<20 { rounds[i].mode = .legacy }
+        for i in 10..<20 { rounds[i].mode = .legacy; rounds[i].clearPolicy = .auto }
         let path = try writeRecording(info, sessionRecords(rounds))
         defer { unlink(path) }
         return (try RecordingReader(path: path), rounds)
@@ -26,8 +26,16 @@ import Testing
         rounds.forEach { total.add($0) }
         let d = summary.document
         #expect(d.rounds == 20)
-        #expect(d.modes.map(\.mode) == ["legacy", "manual"])
-        #expect(d.modes.map(\.rounds) == [10, 10])
+        // Totals per mode and clear policy: legacy's rounds, then manual's by policy
+        // (the synthetic rounds step through the policies every 7 rounds).
+        var perSetting: [HarvestSetting: UInt64] = [:]
+        rounds.forEach { perSetting[$0.setting, default: 0] += 1 }
+        #expect(d.modes.map(\.mode) == perSetting.keys.sorted().map(\.description))
+        #expect(d.modes.map(\.rounds) == perSetting.keys.sorted().map { perSetting[$0]! })
+        #expect(d.modes.first?.mode == "legacy")
+        #expect(d.modes.contains { $0.mode.hasPrefix("manual/") })
+        #expect(d.total.racedFalsePositives == UInt64(total.origins.raced))
+        #expect(d.total.neverClearedFalsePositives == UInt64(total.origins.neverCleared))
         #expect(d.total.reported == total.reported)
         #expect(d.total.falsePositives == total.falsePositives)
         #expect(d.total.verifications == total.verifications)
@@ -50,14 +58,15 @@ import Testing
         try CSVExport.write(reader, toPath: path)
         let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
         #expect(lines.count == rounds.count + 1)
-        #expect(lines[0].hasPrefix("round,time_s,duration_ns,mode,chunk,reported,false_positives,fp_rate,initial,copied_pages,bytes_copied,missed,get_calls"))
+        #expect(lines[0].hasPrefix("round,time_s,duration_ns,mode,chunk,clear_policy,reported,false_positives,fp_rate,initial,copied_pages,bytes_copied,missed,get_calls"))
         let columns = lines[0].split(separator: ",").count
         for (i, line) in lines.dropFirst().enumerated() {
             let fields = line.split(separator: ",", omittingEmptySubsequences: false)
             #expect(fields.count == columns)
             #expect(fields[0] == "\(rounds[i].index)")
-            #expect(fields[5] == "\(rounds[i].reported)")
-            #expect(fields[11] == (rounds[i].missed.map { "\($0)" } ?? ""))
+            #expect(fields[5] == rounds[i].clearPolicy.rawValue)
+            #expect(fields[6] == "\(rounds[i].reported)")
+            #expect(fields[12] == (rounds[i].missed.map { "\($0)" } ?? ""))
         }
         #expect(lines[1].split(separator: ",")[1] == "0.010000\(String(format: "%03d", rounds[0].startNanos % 1000))")
     }

@@ -1,0 +1,182 @@
+@testable import DirtyScopeCore
+import DirtyScopeModel
+import KVM
+import XCTest
+
+/// Who clears, and when, step by step with the guest under host control: the write that
+/// decides each case is put exactly into the window between a CLEAR and a copy.
+final class ClearPolicyTests: XCTestCase {
+    let page = 100
+    let other = 700
+
+    private func manual(_ policy: ClearPolicy) throws -> (GuestMachine, Harvester) {
+        let system = try kvmOrSkip()
+        let machine = try commandMachine(system, mode: .manual)
+        let harvester = try Harvester(machine: machine, mode: .manual, clearChunk: .pages(64), clearPolicy: policy,
+                                      method: .stamp, bandwidth: 0)
+        return (machine, harvester)
+    }
+
+    /// auto: a write after the chunk's CLEAR and before its copy is in the copy and is
+    /// reported again: one false positive, attributed to a short race window.
+    func testAutoWriteBetweenClearAndCopyIsOneRacedFalsePositive() throws {
+        let (machine, harvester) = try manual(.auto)
+        defer { machine.stop() }
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        _ = try harvester.harvestRound()
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        harvester.windowHook = { XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: self.page)) }
+        let raced = try harvester.harvestRound()
+        harvester.windowHook = nil
+        XCTAssertEqual(raced.falsePositives, 0, "the page changed before this copy")
+        XCTAssertEqual(raced.clearPolicy, .auto)
+        let next = try harvester.harvestRound(verify: true)
+        XCTAssertEqual(next.reported, 1)
+        XCTAssertEqual(next.falsePositives, 1)
+        XCTAssertEqual(next.origins.raced, 1)
+        XCTAssertEqual(next.origins.neverCleared, 0)
+        XCTAssertEqual(next.missed, 0)
+    }
+
+    /// after-copy: a write after the copy and before the CLEAR is cleared unseen: the next
+    /// GET does not report it, and the verifier finds the page (and its block) missed.
+    func testAfterCopyLosesTheWriteBetweenCopyAndClear() throws {
+        let (machine, harvester) = try manual(.afterCopy)
+        defer { machine.stop() }
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        _ = try harvester.harvestRound()
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        harvester.windowHook = { XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: self.page)) }
+        let lossy = try harvester.harvestRound()
+        harvester.windowHook = nil
+        XCTAssertEqual(lossy.reported, 1)
+        XCTAssertGreaterThan(lossy.clearLatency.count, 0, "after-copy still calls KVM_CLEAR_DIRTY_LOG")
+        let next = try harvester.harvestRound(verify: true)
+        XCTAssertEqual(next.reported, 0, "the write was cleared before any GET saw it")
+        XCTAssertEqual(next.missed, 1)
+        XCTAssertEqual(next.verification?.missedBlocks, [[page / 64]])
+        let healed = try harvester.harvestRound(verify: true)
+        XCTAssertEqual(healed.missed, 0, "the verifier re-copies what it found")
+    }
+
+    /// The same write in auto is not lost: the order of the seed patch.
+    func testAutoDoesNotLoseTheSameWrite() throws {
+        let (machine, harvester) = try manual(.auto)
+        defer { machine.stop() }
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        _ = try harvester.harvestRound()
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        var wrote = false
+        harvester.windowHook = { if !wrote { wrote = machine.commandWrite(vcpu: 0, linearPage: self.page) } }
+        _ = try harvester.harvestRound()
+        XCTAssertTrue(wrote)
+        XCTAssertEqual(try harvester.harvestRound(verify: true).missed, 0)
+    }
+
+    /// hand: nothing is cleared, so GET reports every page it ever reported, round after
+    /// round, each a false positive whose bit was never cleared; CLEAR on a block stops it
+    /// there, and the harvester keeps re-protecting that block, but no other.
+    func testHandReReportsUntilTheBlockIsCleared() throws {
+        let (machine, harvester) = try manual(.hand)
+        defer { machine.stop() }
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: other))
+        let first = try harvester.harvestRound()
+        XCTAssertEqual(first.reported, 2)
+        XCTAssertEqual(first.clearLatency.count, 0, "hand never clears on its own")
+        for _ in 0..<2 {
+            let again = try harvester.harvestRound()
+            XCTAssertEqual(again.reported, 2)
+            XCTAssertEqual(again.falsePositives, 2)
+            XCTAssertEqual(again.origins.neverCleared, 2)
+        }
+
+        let clear = try harvester.clearBlocks(slot: 0, blocks: [page / 64])
+        XCTAssertEqual(clear.pagesCleared, 1, "GET's view of the block: the one dirty page")
+        XCTAssertEqual(clear.policy, .hand)
+        let after = try harvester.harvestRound()
+        XCTAssertEqual(after.reported, 1, "only the other block is still reported")
+        XCTAssertTrue(after.slots[0].reported[other])
+        XCTAssertEqual(after.slots[0].watched?.falsePositives, 0)
+
+        // A new write in the cleared block: reported once, then re-protected by the harvester.
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        let written = try harvester.harvestRound()
+        XCTAssertTrue(written.slots[0].reported[page])
+        XCTAssertFalse(written.slots[0].falsePositives[page])
+        let quiet = try harvester.harvestRound(verify: true)
+        XCTAssertFalse(quiet.slots[0].reported[page], "the hand-cleared block is re-protected every round")
+        XCTAssertTrue(quiet.slots[0].falsePositives[other])
+        XCTAssertEqual(quiet.missed, 0)
+
+        // Dropping the block ends it: the page's next write is reported round after round.
+        harvester.dropClearedBlocks(slot: 0)
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        _ = try harvester.harvestRound()
+        XCTAssertTrue(try harvester.harvestRound().slots[0].falsePositives[page])
+    }
+
+    /// at-get: the CLEAR comes right after GET, so a write before the copy is reported
+    /// again, as in legacy mode, though every call is manual protect's.
+    func testAtGetHasLegacysWindow() throws {
+        let (machine, harvester) = try manual(.atGet)
+        defer { machine.stop() }
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        _ = try harvester.harvestRound()
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        let collected = try harvester.collect()
+        XCTAssertEqual(collected.clear.count, 1, "one CLEAR of the slot inside collect, right after GET")
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        _ = try harvester.consume(collected)
+        let next = try harvester.harvestRound(verify: true)
+        XCTAssertEqual(next.falsePositives, 1)
+        XCTAssertEqual(next.origins.raced, 1)
+        XCTAssertEqual(next.missed, 0)
+    }
+
+    /// Legacy's false positive from the seed's race is attributed to its window too.
+    func testLegacyRaceIsAttributedToAWindow() throws {
+        let system = try kvmOrSkip()
+        let machine = try commandMachine(system, mode: .legacy)
+        defer { machine.stop() }
+        let harvester = try Harvester(machine: machine, mode: .legacy, clearChunk: .pages(64), method: .stamp, bandwidth: 0)
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        _ = try harvester.harvestRound()
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        let collected = try harvester.collect()
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        let first = try harvester.consume(collected)
+        XCTAssertEqual(first.clearPolicy, .auto, "the policy does not apply outside manual mode")
+        let second = try harvester.harvestRound()
+        XCTAssertEqual(second.falsePositives, 1)
+        XCTAssertEqual(second.origins.raced, 1)
+        // The window runs from the GET to the copy: at least the guest's write, so at least
+        // a microsecond, and well under a minute.
+        let bucket = try XCTUnwrap(second.origins.byWindow.firstIndex { $0 > 0 })
+        XCTAssertGreaterThanOrEqual(FalsePositiveOrigins.lowerBoundNanos(bucket: bucket + 1), 1_000)
+        XCTAssertLessThan(FalsePositiveOrigins.lowerBoundNanos(bucket: bucket), 60_000_000_000)
+    }
+
+    func testPolicyOnlyAppliesInManualMode() {
+        XCTAssertEqual(HarvestSetting(mode: .legacy, policy: .hand).policy, .auto)
+        XCTAssertEqual(HarvestSetting(mode: .manual, policy: .hand).description, "manual/hand")
+        XCTAssertEqual(HarvestSetting(mode: .ring, policy: .afterCopy).description, "ring")
+        XCTAssertThrowsError(try ClearPolicy(parsing: "later")) { error in
+            XCTAssertTrue("\(error)".contains("'later'"), "\(error)")
+            XCTAssertTrue("\(error)".contains("after-copy"), "\(error)")
+        }
+        XCTAssertEqual(ClearPolicy.atGet.next, .auto)
+    }
+
+    func testWindowBuckets() {
+        XCTAssertEqual(FalsePositiveOrigins.bucket(nanos: 0), 0)
+        XCTAssertEqual(FalsePositiveOrigins.bucket(nanos: 1_500), 0)
+        XCTAssertEqual(FalsePositiveOrigins.bucket(nanos: 2_048), 1)
+        XCTAssertEqual(FalsePositiveOrigins.bucket(nanos: 1_000_000), 9)
+        XCTAssertEqual(FalsePositiveOrigins.bucket(nanos: .max), FalsePositiveOrigins.bucketCount - 1)
+        for i in 1..<FalsePositiveOrigins.bucketCount - 1 {
+            XCTAssertEqual(FalsePositiveOrigins.bucket(nanos: FalsePositiveOrigins.lowerBoundNanos(bucket: i)), i)
+            XCTAssertEqual(FalsePositiveOrigins.bucket(nanos: FalsePositiveOrigins.lowerBoundNanos(bucket: i) - 1), i - 1)
+        }
+    }
+}
