@@ -90,6 +90,8 @@ public struct BenchResult: Codable, Sendable {
     public var ring_entries: UInt64
     public var ring_full_exits: UInt64
     public var missed_pages: UInt64
+    /// Pages lost between copy and CLEAR (after-copy), found as it happened.
+    public var lost_pages: UInt64
     public var userspace_total_ns: UInt64
     public var userspace_percent_of_ioctl: Double
     public var copy_total_ns: UInt64
@@ -196,7 +198,7 @@ public enum Bench {
             false_positives_never_cleared: UInt64(totals.origins.neverCleared), initial_pages: totals.initial, copied_pages: totals.copiedPages,
             copied_bytes: totals.bytesCopied, guest_writes: totals.guestWrites, write_protect_faults: totals.writeProtectFaults,
             vcpu_exits: machine.vcpuStatSum(Harvester.exitStats), ring_entries: ringEntries,
-            ring_full_exits: machine.ringFullExits, missed_pages: totals.missed, userspace_total_ns: bookkeeping,
+            ring_full_exits: machine.ringFullExits, missed_pages: totals.missed, lost_pages: totals.lostPages, userspace_total_ns: bookkeeping,
             userspace_percent_of_ioctl: ioctl > 0 ? Double(bookkeeping) * 100 / Double(ioctl) : 0, copy_total_ns: copy,
             source_resident_bytes: sourceResident, destination_resident_bytes: UInt64(harvester.destinationResidentPages) * page,
             peak_rss_bytes: peakResidentBytes())

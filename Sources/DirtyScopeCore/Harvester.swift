@@ -187,6 +187,7 @@ public final class Harvester {
         var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize)
         var slotRounds: [SlotRound] = []
         var copyNanos: UInt64 = 0
+        var lostPages = 0
         var mark = monotonicNanos()
         var bookkeeping = mark - consumeStart
         for (i, s) in slots.enumerated() {
@@ -283,6 +284,13 @@ public final class Harvester {
             }
             }
             if let failure { throw .kvm(failure) }
+            if policy == .afterCopy && !reported[i].isEmpty {
+                let a = monotonicNanos()
+                bookkeeping += a - mark
+                lostPages += try lostWrites(slot: i, copied: reported[i])
+                mark = monotonicNanos()
+                bookkeeping += mark - a
+            }
             var slotRound = SlotRound(slot: i, reported: reported[i], falsePositives: falsePositives,
                                       initialCount: initial, copiedPages: copied)
             if let w = watched[i] {
@@ -329,7 +337,24 @@ public final class Harvester {
                      copyNanos: copyNanos, bookkeepingNanos: bookkeeping,
                      guestWrites: writes &- lastWrites, writeProtectFaults: faults &- lastFaults, exits: exits &- lastExits,
                      ringEntries: ringEntries, ringFullExits: ringFull &- lastRingFull, verification: verification,
-                     origins: consumer.origins)
+                     origins: consumer.origins, lostPages: lostPages)
+    }
+
+    /// After-copy only: the pages copied this round that changed since their copy although
+    /// their dirty bit is clear. Stamps (or contents) are read first, then GET (with manual
+    /// protect it reads the log and changes nothing): a write after the CLEAR had set its
+    /// bit before that read saw the page change, so a changed page without its bit was
+    /// written between its copy and its CLEAR, and KVM will never report it.
+    private func lostWrites(slot i: Int, copied: DirtyBitmap) throws(SessionError) -> Int {
+        let s = machine.dataSlots[i]
+        var changed = DirtyBitmap(pageCount: s.pageCount)
+        copied.forEachSetPage { page in
+            if destination.classify(slot: i, page: page, source: s.memory, method: method) == .changed { changed[page] = true }
+        }
+        guard !changed.isEmpty else { return 0 }
+        var log = DirtyBitmap(pageCount: s.pageCount)
+        do { try machine.vm.getDirtyLog(slot: s.id, into: &log) } catch { throw .kvm(error) }
+        return changed.subtracting(log).count
     }
 
     /// Ring entries collected by `drainRings` since the last round, per slot.

@@ -150,12 +150,17 @@ public struct Round: Equatable, Sendable {
     public var verification: Verification?
     /// Where this round's false positives came from.
     public var origins: FalsePositiveOrigins
+    /// Pages whose write landed between their copy and their CLEAR (the after-copy
+    /// policy), found right after the CLEAR: KVM will never report them. A verification
+    /// point counts those still wrong as missed.
+    public var lostPages: Int
 
     public init(index: UInt64, startNanos: UInt64, durationNanos: UInt64, mode: HarvestMode, clearChunk: ClearChunk,
                 clearPolicy: ClearPolicy = .auto, slots: [SlotRound], getLatency: LatencyStats = LatencyStats(), clearLatency: LatencyStats = LatencyStats(),
                 bytesCopied: UInt64 = 0, copyNanos: UInt64 = 0, bookkeepingNanos: UInt64 = 0, guestWrites: UInt64 = 0,
                 writeProtectFaults: UInt64 = 0, exits: UInt64 = 0, ringEntries: UInt64 = 0, ringFullExits: UInt64 = 0,
-                verification: Verification? = nil, origins: FalsePositiveOrigins = FalsePositiveOrigins()) {
+                verification: Verification? = nil, origins: FalsePositiveOrigins = FalsePositiveOrigins(),
+                lostPages: Int = 0) {
         self.index = index
         self.startNanos = startNanos
         self.durationNanos = durationNanos
@@ -175,6 +180,7 @@ public struct Round: Equatable, Sendable {
         self.ringFullExits = ringFullExits
         self.verification = verification
         self.origins = origins
+        self.lostPages = lostPages
     }
 
     /// Mode and policy as one label.

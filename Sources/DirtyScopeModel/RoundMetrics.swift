@@ -44,6 +44,7 @@ public struct RoundMetrics: Equatable, Sendable {
     public var ringFullExits: UInt64
     public var verification: Verification?
     public var origins: FalsePositiveOrigins
+    public var lostPages: Int
 
     /// The metrics of `round` (counts its bitmaps).
     public init(_ round: Round) {
@@ -74,6 +75,7 @@ public struct RoundMetrics: Equatable, Sendable {
         ringFullExits = round.ringFullExits
         verification = round.verification
         origins = round.origins
+        lostPages = round.lostPages
     }
 
     /// An all-zero round in `mode`, to be filled by a decoder.
@@ -97,6 +99,7 @@ public struct RoundMetrics: Equatable, Sendable {
         ringFullExits = 0
         verification = nil
         origins = FalsePositiveOrigins()
+        lostPages = 0
     }
 
     /// The round with these metrics and the given slot bitmaps (one `SlotRound` per `slots` entry).
@@ -110,7 +113,8 @@ public struct RoundMetrics: Equatable, Sendable {
                      clearChunk: clearChunk, clearPolicy: clearPolicy, slots: slotRounds, getLatency: getLatency, clearLatency: clearLatency,
                      bytesCopied: bytesCopied, copyNanos: copyNanos, bookkeepingNanos: bookkeepingNanos,
                      guestWrites: guestWrites, writeProtectFaults: writeProtectFaults, exits: exits,
-                     ringEntries: ringEntries, ringFullExits: ringFullExits, verification: verification, origins: origins)
+                     ringEntries: ringEntries, ringFullExits: ringFullExits, verification: verification, origins: origins,
+                     lostPages: lostPages)
     }
 
     public var reported: Int { slots.reduce(0) { $0 + $1.reportedCount } }

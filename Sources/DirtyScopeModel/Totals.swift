@@ -18,6 +18,8 @@ public struct RoundTotals: Equatable, Codable, Sendable {
     public var durationNanos: UInt64 = 0
     /// Where the false positives came from.
     public var origins = FalsePositiveOrigins()
+    /// Pages lost between copy and CLEAR (after-copy), as found when it happened.
+    public var lostPages: UInt64 = 0
 
     public init() {}
 
@@ -45,6 +47,7 @@ public struct RoundTotals: Equatable, Codable, Sendable {
         clear.merge(m.clearLatency)
         durationNanos &+= m.durationNanos
         origins.add(m.origins)
+        lostPages &+= UInt64(m.lostPages)
     }
 
     /// False positives over reported pages that were not first copies (0...1).

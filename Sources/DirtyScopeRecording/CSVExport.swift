@@ -11,7 +11,7 @@ public enum CSVExport {
         "round", "time_s", "duration_ns", "mode", "chunk", "clear_policy", "reported", "false_positives", "fp_rate", "initial",
         "copied_pages", "bytes_copied", "missed", "get_calls", "get_total_ns", "get_max_ns", "clear_calls",
         "clear_total_ns", "clear_max_ns", "copy_ns", "bookkeeping_ns", "guest_writes", "wp_faults", "exits",
-        "ring_entries", "ring_full_exits", "fp_raced", "fp_never_cleared", "events",
+        "ring_entries", "ring_full_exits", "fp_raced", "fp_never_cleared", "lost_pages", "events",
     ]
 
     /// Writes the CSV to `stream` (for example `stdout`).
@@ -42,7 +42,7 @@ public enum CSVExport {
             "\(m.bytesCopied)", m.missed.map { "\($0)" } ?? "", "\(m.getLatency.count)", "\(m.getLatency.totalNanos)",
             "\(m.getLatency.maxNanos)", "\(m.clearLatency.count)", "\(m.clearLatency.totalNanos)",
             "\(m.clearLatency.maxNanos)", "\(m.copyNanos)", "\(m.bookkeepingNanos)", "\(m.guestWrites)",
-            "\(m.writeProtectFaults)", "\(m.exits)", "\(m.ringEntries)", "\(m.ringFullExits)", "\(m.origins.raced)", "\(m.origins.neverCleared)", "\(events)",
+            "\(m.writeProtectFaults)", "\(m.exits)", "\(m.ringEntries)", "\(m.ringFullExits)", "\(m.origins.raced)", "\(m.origins.neverCleared)", "\(m.lostPages)", "\(events)",
         ]
         return fields.joined(separator: ",")
     }

@@ -68,7 +68,9 @@ enum RoundField {
     static let ringFullExits: UInt64 = 1 << 13
     /// Where the round's false positives came from, when it had any.
     static let origins: UInt64 = 1 << 14
-    static let all: UInt64 = (1 << 15) - 1
+    /// Pages lost between copy and CLEAR (after-copy).
+    static let lostPages: UInt64 = 1 << 15
+    static let all: UInt64 = (1 << 16) - 1
 }
 
 /// Per-slot presence bits in a round record, below the slot index in one varint.

@@ -68,6 +68,7 @@ enum RoundCodec {
         if m.clearLatency != LatencyStats() { mask |= RoundField.clearLatency }
         if m.verification != nil { mask |= RoundField.verification }
         if !m.origins.isEmpty { mask |= RoundField.origins }
+        if m.lostPages != 0 { mask |= RoundField.lostPages }
         o.varint(mask)
         // Mode in the low 2 bits; above them 0 for a whole slot, 1 for a chunk size that
         // follows, or k >= 2 for a chunk of 64 * (k - 1) pages. Manual mode with a clear
@@ -105,6 +106,7 @@ enum RoundCodec {
                 next = i + 1
             }
         }
+        if m.lostPages != 0 { o.varint(UInt64(m.lostPages)) }
         o.varint(UInt64(m.slots.count))
         for s in m.slots {
             var flags: UInt8 = 0
@@ -187,6 +189,9 @@ enum RoundCodec {
                 m.origins.byWindow[i] = try r.count(upTo: limit, "false positives in window bucket \(i)")
                 next = i + 1
             }
+        }
+        if mask & RoundField.lostPages != 0 {
+            m.lostPages = try r.count(upTo: layout.pages.reduce(0) { min(Format.maxSlotPages * 64, $0 + $1) }, "lost pages")
         }
         let slotCount = try r.count(upTo: layout.count, "slot count")
         m.slots.reserveCapacity(slotCount)

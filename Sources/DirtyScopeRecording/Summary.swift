@@ -32,6 +32,8 @@ public struct RecordingSummary {
         /// False positives from the GET/CLEAR race, and from dirty bits never cleared.
         public var racedFalsePositives: UInt64
         public var neverClearedFalsePositives: UInt64
+        /// Pages lost between copy and CLEAR (after-copy), found as it happened.
+        public var lostPages: UInt64
 
         init(mode: String, _ t: RoundTotals) {
             self.mode = mode
@@ -58,6 +60,7 @@ public struct RecordingSummary {
             busyNanos = t.durationNanos
             racedFalsePositives = UInt64(t.origins.raced)
             neverClearedFalsePositives = UInt64(t.origins.neverCleared)
+            lostPages = t.lostPages
         }
     }
 
@@ -140,12 +143,12 @@ public struct RecordingSummary {
         let events = d.events.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
         field("events", d.events.isEmpty ? "none" : events)
         lines.append("")
-        let header = ["mode", "rounds", "reported", "false+", "fp%", "initial", "copied", "bytes", "missed", "GET mean/max", "CLEAR mean/max"]
+        let header = ["mode", "rounds", "reported", "false+", "fp%", "initial", "copied", "bytes", "missed", "lost", "GET mean/max", "CLEAR mean/max"]
         var rows = [header]
         for m in d.modes + [d.total] {
             rows.append([m.mode, "\(m.rounds)", "\(m.reported)", "\(m.falsePositives)",
                          String(format: "%.1f", m.falsePositiveRate * 100), "\(m.initial)", "\(m.copiedPages)",
-                         Self.bytes(m.bytesCopied), m.verifications == 0 ? "-" : "\(m.missed)/\(m.verifications)v",
+                         Self.bytes(m.bytesCopied), m.verifications == 0 ? "-" : "\(m.missed)/\(m.verifications)v", "\(m.lostPages)",
                          "\(Self.duration(m.getMeanNanos))/\(Self.duration(m.getMaxNanos))",
                          "\(Self.duration(m.clearMeanNanos))/\(Self.duration(m.clearMaxNanos))"])
         }

@@ -84,7 +84,7 @@ public struct SyntheticRounds {
                      writeProtectFaults: UInt64(copied), exits: 10 + random.next() % 5,
                      verification: index % 16 == 0 ? Verification(missedPerSlot: info.slots.map { _ in 0 },
                                                                  comparedPages: info.slots.reduce(0) { $0 + $1.pages }) : nil,
-                     origins: origins)
+                     origins: origins, lostPages: info.mode == .manual && policy == .afterCopy ? Int(index % 3) : 0)
     }
 
     private mutating func fill(_ bitmap: inout DirtyBitmap, round: Int) {

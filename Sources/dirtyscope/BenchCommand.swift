@@ -109,13 +109,13 @@ func benchTables(_ results: [BenchResult]) -> String {
         out += "  Clear dirty log time:   total \(formatNanos(r.clear_dirty_log_total_ns)), avg \(formatNanos(r.clear_dirty_log_avg_ns))/iteration (\(r.clear_dirty_log_calls) calls)\n"
     }
     out += "\n"
-    let header = ["mode", "policy", "chunk", "reported", "false pos", "FP rate", "copied", "wp faults", "exits", "longest ioctl", "userspace", "% of ioctl", "missed"]
+    let header = ["mode", "policy", "chunk", "reported", "false pos", "FP rate", "copied", "wp faults", "exits", "longest ioctl", "userspace", "% of ioctl", "missed", "lost"]
     var rows: [[String]] = [header]
     for r in results {
         rows.append([r.mode, r.clear_policy, r.clear_chunk_pages, "\(r.reported_pages)", "\(r.false_positive_pages)",
                      String(format: "%.2f%%", r.false_positive_rate * 100), "\(r.copied_pages)", "\(r.write_protect_faults)",
                      "\(r.vcpu_exits)", formatNanos(r.longest_ioctl_ns), formatNanos(r.userspace_total_ns),
-                     String(format: "%.1f%%", r.userspace_percent_of_ioctl), "\(r.missed_pages)"])
+                     String(format: "%.1f%%", r.userspace_percent_of_ioctl), "\(r.missed_pages)", "\(r.lost_pages)"])
     }
     let widths = header.indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
     for (n, row) in rows.enumerated() {
@@ -128,8 +128,9 @@ func benchTables(_ results: [BenchResult]) -> String {
     let memory = results.map { "\($0.mode): source \(formatBytes($0.source_resident_bytes)), destination \(formatBytes($0.destination_resident_bytes))" }
     out += "\nresident: " + memory.joined(separator: "; ") + "; peak RSS \(formatBytes(results.map(\.peak_rss_bytes).max() ?? 0))\n"
     let lost = results.filter { $0.missed_pages > 0 }
-    for r in lost where r.clear_policy == ClearPolicy.afterCopy.rawValue {
-        out += "after-copy lost \(r.missed_pages) pages, as that order must: a write between a chunk's copy and its CLEAR is never reported\n"
+    for r in results where r.clear_policy == ClearPolicy.afterCopy.rawValue {
+        out += "after-copy: \(r.lost_pages) writes landed between a page's copy and its CLEAR and were never reported; "
+            + "\(r.missed_pages) pages still differed at the final stop-and-copy\n"
     }
     if lost.contains(where: { $0.clear_policy != ClearPolicy.afterCopy.rawValue }) {
         out += "WARNING: pages changed but were never reported (missed > 0): the dirty log lost writes\n"

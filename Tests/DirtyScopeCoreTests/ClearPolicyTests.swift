@@ -51,6 +51,7 @@ final class ClearPolicyTests: XCTestCase {
         harvester.windowHook = nil
         XCTAssertEqual(lossy.reported, 1)
         XCTAssertGreaterThan(lossy.clearLatency.count, 0, "after-copy still calls KVM_CLEAR_DIRTY_LOG")
+        XCTAssertEqual(lossy.lostPages, 1, "found as it happened: changed since the copy, and no dirty bit")
         let next = try harvester.harvestRound(verify: true)
         XCTAssertEqual(next.reported, 0, "the write was cleared before any GET saw it")
         XCTAssertEqual(next.missed, 1)
@@ -68,7 +69,7 @@ final class ClearPolicyTests: XCTestCase {
         XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
         var wrote = false
         harvester.windowHook = { if !wrote { wrote = machine.commandWrite(vcpu: 0, linearPage: self.page) } }
-        _ = try harvester.harvestRound()
+        XCTAssertEqual(try harvester.harvestRound().lostPages, 0)
         XCTAssertTrue(wrote)
         XCTAssertEqual(try harvester.harvestRound(verify: true).missed, 0)
     }
@@ -178,5 +179,33 @@ final class ClearPolicyTests: XCTestCase {
             XCTAssertEqual(FalsePositiveOrigins.bucket(nanos: FalsePositiveOrigins.lowerBoundNanos(bucket: i)), i)
             XCTAssertEqual(FalsePositiveOrigins.bucket(nanos: FalsePositiveOrigins.lowerBoundNanos(bucket: i) - 1), i - 1)
         }
+    }
+}
+
+/// A writing workload under after-copy loses pages in bench, counted as they are lost and
+/// still found by the final stop-and-copy; auto and hand lose none, and hand's false
+/// positives outnumber auto's.
+final class ClearPolicyBenchTests: XCTestCase {
+    func testAfterCopyLosesPagesWhereAutoAndHandDoNot() throws {
+        let system = try kvmOrSkip()
+        var c = BenchConfig()
+        c.memoryPerVCPU = 8 << 20
+        c.vcpus = 1
+        c.iterations = 3
+        c.workload = WorkloadSettings(workload: .hotset, rate: 0)
+        c.modes = [.manual]
+        c.clearPolicies = [.auto, .afterCopy, .hand]
+        // A slow copy holds each copy-to-CLEAR window open long enough for hot-set writes.
+        c.bandwidth = 8 << 20
+        let results = try Bench.run(c, system: system)
+        XCTAssertEqual(results.map(\.clear_policy), ["auto", "after-copy", "hand"])
+        let auto = results[0], afterCopy = results[1], hand = results[2]
+        XCTAssertEqual(auto.missed_pages, 0)
+        XCTAssertEqual(auto.lost_pages, 0)
+        XCTAssertEqual(hand.missed_pages, 0)
+        XCTAssertGreaterThan(afterCopy.lost_pages, 0)
+        XCTAssertGreaterThan(afterCopy.missed_pages, 0)
+        XCTAssertGreaterThan(hand.false_positive_pages, auto.false_positive_pages)
+        XCTAssertGreaterThan(hand.false_positives_never_cleared, 0)
     }
 }
