@@ -129,7 +129,7 @@ func benchTables(_ results: [BenchResult]) -> String {
     out += "\nresident: " + memory.joined(separator: "; ") + "; peak RSS \(formatBytes(results.map(\.peak_rss_bytes).max() ?? 0))\n"
     let lost = results.filter { $0.missed_pages > 0 }
     for r in results where r.clear_policy == ClearPolicy.afterCopy.rawValue {
-        out += "after-copy: \(r.lost_pages) writes landed between a page's copy and its CLEAR and were never reported; "
+        out += "after-copy: \(r.lost_pages) pages were written between their copy and their CLEAR and never reported; "
             + "\(r.missed_pages) pages still differed at the final stop-and-copy\n"
     }
     if lost.contains(where: { $0.clear_policy != ClearPolicy.afterCopy.rawValue }) {

@@ -43,21 +43,29 @@ struct RecordCommand: ParsableCommand {
         let stop = SignalFlag.install()
         s.start()
         var seen = 0
-        var missed = 0
+        var missed = 0, lost = 0
         while seen < limitRounds && monotonicNanos() < deadline && !stop.isSet {
             // The session itself stops harvesting at the limit, so exactly that many are recorded.
             usleep(20_000)
             for case .round(let r) in queue.drain() {
                 seen += 1
                 missed += r.missed ?? 0
+                lost += r.lostPages
             }
         }
         s.stop()
         for case .round(let r) in queue.drain() {
             seen += 1
             missed += r.missed ?? 0
+            lost += r.lostPages
         }
-        print("recorded \(seen) rounds to \(file)\(missed > 0 ? " (WARNING: \(missed) pages changed but were never reported)" : "")")
+        print("recorded \(seen) rounds to \(file)")
+        if lost > 0 {
+            print("\(lost) pages were written between their copy and their CLEAR (after-copy): KVM never reported those writes")
+        }
+        if missed > 0 {
+            print("WARNING: verification found \(missed) pages that changed but were never reported")
+        }
         if let n = stop.caughtSignal { throw ExitCode(128 + n) }
     }
 }

@@ -48,6 +48,37 @@ final class RecordingTests: XCTestCase {
         XCTAssertEqual(json?["rounds"] as? Int, 15, "--rounds 15 wrote another number of rounds")
     }
 
+    /// after-copy, the wrong order, loses writes on a writing workload: record says how
+    /// many as they happened, the verifier finds pages missed, and inspect and the CSV
+    /// name the policy. Auto, recorded the same way, loses nothing.
+    func testAfterCopyRecordingShowsLostAndMissedPages() throws {
+        let lossy = scratch.appendingPathComponent("after-copy.dsrec").path
+        let common = ["--mode", "manual", "--rounds", "30", "--verify-every", "10", "--slots", "16M", "--vcpus", "1",
+                      "--interval", "50ms", "--bandwidth", "16M"]
+        let record = try dirtyscope(["record", lossy, "--clear-policy", "after-copy"] + common, in: scratch)
+        XCTAssertEqual(record.status, 0, record.stderr)
+        XCTAssertTrue(matches(record.stdout, #"\d+ pages were written between their copy and their CLEAR"#), record.stdout)
+        XCTAssertTrue(matches(record.stdout, #"verification found \d+ pages"#), record.stdout)
+        let (_, json) = try inspectJSON(lossy, in: scratch)
+        let total = try XCTUnwrap(json?["total"] as? [String: Any])
+        XCTAssertGreaterThan(total["missed"] as? Int ?? 0, 0)
+        XCTAssertGreaterThan(total["lostPages"] as? Int ?? 0, 0)
+        let modes = (json?["modes"] as? [[String: Any]] ?? []).compactMap { $0["mode"] as? String }
+        XCTAssertEqual(modes, ["manual/after-copy"])
+        let text = try dirtyscope(["inspect", lossy], in: scratch)
+        XCTAssertTrue(text.stdout.contains("manual (clear policy after-copy)"), text.stdout)
+        let csv = try dirtyscope(["export", lossy, "--csv"], in: scratch)
+        let header = csv.stdoutLines.first?.split(separator: ",").map(String.init) ?? []
+        let policy = try XCTUnwrap(header.firstIndex(of: "clear_policy"))
+        XCTAssertTrue(csv.stdoutLines.dropFirst().allSatisfy { $0.split(separator: ",")[policy] == "after-copy" })
+
+        let safe = scratch.appendingPathComponent("auto.dsrec").path
+        let auto = try dirtyscope(["record", safe, "--clear-policy", "auto"] + common, in: scratch)
+        XCTAssertEqual(auto.stdout, "recorded 30 rounds to \(safe)\n")
+        let (_, autoJSON) = try inspectJSON(safe, in: scratch)
+        XCTAssertEqual((autoJSON?["total"] as? [String: Any])?["missed"] as? Int, 0)
+    }
+
     /// inspect's text and JSON, and export's CSV, describe the same recording.
     func testInspectJSONAndCSVAgree() throws {
         _ = try recordFixture(file, in: scratch)
