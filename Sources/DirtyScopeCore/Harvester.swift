@@ -520,10 +520,21 @@ struct Consumer {
         return (initial, copied)
     }
 
+    /// When `bytes` copied from `started` on are due at `bandwidth` bytes per second, in
+    /// 128-bit arithmetic: a round may copy far more than the 18 GB at which
+    /// `bytes * 1e9` leaves 64 bits. Saturates at `UInt64.max`.
+    static func due(started: UInt64, bytes: UInt64, bandwidth: UInt64) -> UInt64 {
+        guard bandwidth > 0 else { return started }
+        let product = bytes.multipliedFullWidth(by: 1_000_000_000)
+        guard product.high < bandwidth else { return .max }
+        let (nanos, overflow) = started.addingReportingOverflow(bandwidth.dividingFullWidth(product).quotient)
+        return overflow ? .max : nanos
+    }
+
     /// Sleeps while the copy is ahead of the bandwidth.
     private func pace() {
         guard bandwidth > 0 else { return }
-        let due = started + bytes * 1_000_000_000 / bandwidth
+        let due = Self.due(started: started, bytes: bytes, bandwidth: bandwidth)
         let now = monotonicNanos()
         if due > now + 200_000 {
             var ts = timespec(tv_sec: Int((due - now) / 1_000_000_000), tv_nsec: Int((due - now) % 1_000_000_000))

@@ -162,7 +162,9 @@ final class SessionLoop: @unchecked Sendable {
             return false
         }
         for e in events {
-            if case .ringFull = e { try? harvester.drainRings() }
+            if case .ringFull = e {
+                do { try harvester.drainRings() } catch { note("draining the dirty rings failed: \(error)") }
+            }
             emit(.event(TimedEvent(nanos: now, event: e)))
         }
         flushRecorder()

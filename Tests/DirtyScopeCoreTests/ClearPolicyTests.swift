@@ -209,3 +209,17 @@ final class ClearPolicyBenchTests: XCTestCase {
         XCTAssertGreaterThan(hand.false_positives_never_cleared, 0)
     }
 }
+
+/// The consumer's pacing arithmetic, without KVM.
+final class ConsumerPacingTests: XCTestCase {
+    func testDueTimeHoldsPastSeventeenGiBPerRound() {
+        // 64 MiB/s: one MiB is due 1/64 s after the start.
+        XCTAssertEqual(Consumer.due(started: 5, bytes: 1 << 20, bandwidth: 64 << 20), 5 + 15_625_000)
+        // 20 GiB at 1 GiB/s: 20 s, where bytes * 1e9 alone would not fit in 64 bits.
+        XCTAssertEqual(Consumer.due(started: 0, bytes: 20 << 30, bandwidth: 1 << 30), 20_000_000_000)
+        XCTAssertEqual(Consumer.due(started: 7, bytes: .max, bandwidth: .max), 7 + 1_000_000_000)
+        XCTAssertEqual(Consumer.due(started: 0, bytes: .max, bandwidth: 1), .max, "saturates")
+        XCTAssertEqual(Consumer.due(started: .max - 1, bytes: 1 << 30, bandwidth: 1 << 30), .max, "saturates")
+        XCTAssertEqual(Consumer.due(started: 9, bytes: 1 << 40, bandwidth: 0), 9, "no bandwidth set: nothing to wait for")
+    }
+}
