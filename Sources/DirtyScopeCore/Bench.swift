@@ -109,8 +109,9 @@ public enum Bench {
         try config.validate()
         var results: [BenchResult] = []
         for mode in config.modes {
-            let chunks: [ClearChunk] = mode == .manual ? config.clearChunks : [config.clearChunks.first ?? .pages(64)]
-            let policies: [ClearPolicy] = mode == .manual ? config.clearPolicies : [.auto]
+            let clears = mode.entry.manualProtect
+            let chunks: [ClearChunk] = clears ? config.clearChunks : [config.clearChunks.first ?? .pages(64)]
+            let policies: [ClearPolicy] = clears ? config.clearPolicies : [.auto]
             for policy in policies {
                 for chunk in chunks {
                     results.append(try runOne(config, mode: mode, chunk: chunk, policy: policy, system: system,
@@ -125,17 +126,25 @@ public enum Bench {
                        progress: (String) -> Void) throws(SessionError) -> BenchResult {
         let share = UInt64(config.memoryPerVCPU / PageSize.system)
         let passWrites = config.dirtyPercent == 100 && config.workload.workload == .sweep ? 0 : max(1, share * UInt64(config.dirtyPercent) / 100)
+        let entry = mode.entry
         let machine = try GuestMachine(system: system, config: MachineConfig(
-            slotBytes: config.slotBytes, vcpus: config.vcpus, ringEntries: mode == .ring ? config.ringEntries : 0,
-            initialManualProtect: mode == .manual ? [.enable] : [], workload: config.workload, lockstep: true,
+            slotBytes: config.slotBytes, vcpus: config.vcpus, ringEntries: entry.source == .rings ? config.ringEntries : 0,
+            initialManualProtect: entry.manualProtect ? [.enable] : [], workload: config.workload, lockstep: true,
             passWrites: passWrites))
         defer { machine.stop() }
         let harvester = try Harvester(machine: machine, mode: mode, clearChunk: chunk, clearPolicy: policy,
                                       method: config.falsePositiveMethod, bandwidth: config.bandwidth)
-        let drain: (() -> Void)? = mode == .ring ? { try? harvester.drainRings() } : nil
-        let label = mode == .manual ? "manual/\(policy.rawValue)/\(chunk)" : mode.rawValue
+        // Ring mode drains the rings while a pass runs, so vCPUs stopped on a full ring go on.
+        var drainFailure: KVMError?
+        let drain: (() -> Void)? = entry.source != .rings ? nil : {
+            guard drainFailure == nil else { return }
+            do throws(KVMError) { try harvester.drainRings() } catch { drainFailure = error }
+        }
+        let setting = HarvestSetting(mode: mode, policy: policy)
+        let label = entry.manualProtect ? "\(setting)/\(chunk)" : "\(setting)"
         func checkFault() throws(SessionError) {
             if let f = machine.currentFault { throw .guestFault(f) }
+            if let drainFailure { throw .kvm(drainFailure) }
         }
 
         // Iteration 0 populates memory; its harvest (the bulk copy) is not counted.
@@ -184,8 +193,8 @@ public enum Bench {
         let page = UInt64(PageSize.system)
         let sourceResident = machine.dataSlots.reduce(0) { $0 + UInt64($1.memory.residentPages().count) } * page
         return BenchResult(
-            mode: mode.rawValue, clear_chunk_pages: mode == .manual ? chunk.description : "-",
-            clear_policy: mode == .manual ? policy.rawValue : "-", iterations: config.iterations,
+            mode: mode.rawValue, clear_chunk_pages: entry.manualProtect ? chunk.description : "-",
+            clear_policy: entry.manualProtect ? policy.rawValue : "-", iterations: config.iterations,
             memory_bytes: UInt64(config.memoryPerVCPU * config.vcpus), vcpus: config.vcpus, slots: config.slots,
             workload: config.workload.summary, populate_memory_ns: populate,
             dirty_memory_total_ns: dirtyTotal, dirty_memory_avg_ns: dirtyTotal / n,

@@ -72,14 +72,14 @@ public final class Harvester {
         }
         watched = Array(repeating: nil, count: machine.dataSlots.count)
         lastCopy = machine.dataSlots.map { [UInt8](repeating: CopyNote.never, count: ($0.pageCount + 63) / 64) }
-        if mode == .ring && machine.rings.isEmpty {
-            throw .invalidArgument("ring mode needs a VM built with dirty rings (ringEntries > 0)")
+        let entry = mode.entry
+        if (entry.source == .rings) != !machine.rings.isEmpty {
+            throw .invalidArgument(entry.source == .rings
+                ? "\(mode.rawValue) mode needs a VM built with dirty rings (ringEntries > 0)"
+                : "a VM with dirty rings cannot be harvested in \(mode.rawValue) mode")
         }
-        if mode != .ring && !machine.rings.isEmpty {
-            throw .invalidArgument("a VM with dirty rings can only be harvested in ring mode")
-        }
-        if mode == .manual && !machine.vm.manualProtect.contains(.enable) {
-            try setManualProtect(true)
+        if entry.manualProtect != machine.vm.manualProtect.contains(.enable) {
+            try setManualProtect(entry.manualProtect)
         }
         lastWrites = machine.guestWrites
         lastFaults = machine.vcpuStatSum(Self.faultStats)
@@ -88,14 +88,15 @@ public final class Harvester {
 
     // MARK: Mode
 
-    /// Switches between legacy and manual while the guest runs (KVM_ENABLE_CAP of
-    /// MANUAL_DIRTY_LOG_PROTECT2). Ring mode is fixed when the VM is made.
+    /// Switches between modes that share a VM while the guest runs (KVM_ENABLE_CAP of
+    /// MANUAL_DIRTY_LOG_PROTECT2 on or off). A mode fixed at creation needs a new VM.
     public func setMode(_ newMode: HarvestMode) throws(SessionError) {
         guard newMode != mode else { return }
-        guard newMode != .ring, mode != .ring else {
-            throw .invalidArgument("switching to or from ring mode needs a new VM: dirty rings are enabled before vCPUs exist")
+        guard !newMode.entry.fixedAtCreation, !mode.entry.fixedAtCreation else {
+            throw .invalidArgument("switching from \(mode.rawValue) to \(newMode.rawValue) mode needs a new VM: "
+                                   + "dirty rings are enabled before vCPUs exist")
         }
-        try setManualProtect(newMode == .manual)
+        try setManualProtect(newMode.entry.manualProtect)
         mode = newMode
     }
 
@@ -120,7 +121,9 @@ public final class Harvester {
     }
 
     /// The clear policy in force: manual mode's, `.auto` in the others (where it does not apply).
-    public var effectivePolicy: ClearPolicy { mode == .manual ? clearPolicy : .auto }
+    public var effectivePolicy: ClearPolicy { HarvestSetting(mode: mode, policy: clearPolicy).policy }
+    /// What the mode and policy in force do with KVM_CLEAR_DIRTY_LOG.
+    var policyEntry: ClearPolicyEntry { mode.entry.manualProtect ? clearPolicy.entry : .none }
 
     /// Harvests every slot, copies and classifies what was reported, and returns the round.
     /// With `verify`, the caller has paused the vCPUs: every page is compared afterwards.
@@ -133,22 +136,23 @@ public final class Harvester {
         let slots = machine.dataSlots
         var c = Collected(reported: slots.map { DirtyBitmap(pageCount: $0.pageCount) }, started: monotonicNanos(),
                           protectedAt: [UInt64](repeating: 0, count: slots.count))
+        let entry = mode.entry, policy = policyEntry
         do {
-            switch mode {
-            case .legacy, .manual:
+            switch entry.source {
+            case .dirtyLog:
                 for (i, s) in slots.enumerated() {
                     let a = monotonicNanos()
                     try machine.vm.getDirtyLog(slot: s.id, into: &c.reported[i])
                     let b = monotonicNanos()
                     c.get.record(b - a)
-                    if mode == .legacy { c.protectedAt[i] = b }
-                    if effectivePolicy == .atGet && !c.reported[i].isEmpty {
+                    if entry.getProtects { c.protectedAt[i] = b }
+                    if policy.clearsAtGet && !c.reported[i].isEmpty {
                         try machine.vm.clearDirtyLog(slot: s.id, firstPage: 0, numPages: s.pageCount, from: c.reported[i])
                         c.protectedAt[i] = monotonicNanos()
                         c.clear.record(c.protectedAt[i] - b)
                     }
                 }
-            case .ring:
+            case .rings:
                 try drainRings()
                 c.ringEntries = pendingRingEntries
                 c.get = pendingRingHarvest
@@ -177,7 +181,7 @@ public final class Harvester {
         let get = collected.get
         let reported = collected.reported
         let ringEntries = collected.ringEntries
-        let policy = effectivePolicy
+        let policy = policyEntry
         let consumeStart = monotonicNanos()
         var verifyNanos: UInt64 = 0
 
@@ -193,98 +197,70 @@ public final class Harvester {
         for (i, s) in slots.enumerated() {
             var falsePositives = DirtyBitmap(pageCount: s.pageCount)
             var initial = 0, copied = 0
-            let chunkWords = (mode == .manual ? clearChunk.pages(forSlotOf: s.pageCount) : 4096) / 64
-            // Under the hand policy only the user's blocks are cleared: the chunk's mask
-            // is the reported bits inside them.
-            let handMask = policy == .hand ? watched[i]?.mask : nil
-            var maskWords = [UInt64](repeating: 0, count: policy == .hand ? chunkWords : 0)
-            var copiedChunks: [Int] = []  // after-copy: the chunks to CLEAR once the slot is copied
+            let chunkWords = (policy == .none ? 4096 : clearChunk.pages(forSlotOf: s.pageCount)) / 64
+            // The chunk's CLEAR mask before its copy: the reported bits, all of them or
+            // only those inside the user's blocks.
+            let userBlocksOnly = policy.beforeCopy == .userBlocks
+            let userMask = userBlocksOnly ? watched[i]?.mask : nil
+            var maskWords = [UInt64](repeating: 0, count: policy.beforeCopy == .nothing ? 0 : chunkWords)
+            var copiedChunks: [Int] = []  // cleared once the whole slot is copied (after-copy)
             var failure: KVMError?
             reported[i].withUnsafeWords { words in
             lastCopy[i].withUnsafeMutableBufferPointer { notes in
-            maskWords.withUnsafeMutableBufferPointer { maskBuffer in
+            maskWords.withUnsafeMutableBufferPointer { mask in
+                func clearChunk(_ chunkStart: Int, mask: UnsafePointer<UInt64>) {
+                    // 64-page aligned by construction: the first page a multiple of 64,
+                    // the count a multiple of 64 or ending at the slot's end.
+                    let first = chunkStart * 64, count = min(s.pageCount, (chunkStart + chunkWords) * 64) - first
+                    let a = monotonicNanos()
+                    bookkeeping += a - mark
+                    failure = machine.vm.clearDirtyLogUnchecked(slot: s.id, firstPage: first, numPages: count, mask: mask)
+                    mark = monotonicNanos()
+                    clear.record(mark - a)
+                }
                 var w = 0
                 while w < words.count {
                     guard words[w] != 0 else { w += 1; continue }
                     let chunkStart = w / chunkWords * chunkWords, chunkEnd = min(words.count, chunkStart + chunkWords)
-                    // 64-page aligned by construction: the first page a multiple of 64,
-                    // the count a multiple of 64 or ending at the slot's end.
-                    let first = chunkStart * 64, count = min(s.pageCount, chunkEnd * 64) - first
-                    func clearChunk(_ mask: UnsafePointer<UInt64>) -> UInt64 {
-                        let a = monotonicNanos()
-                        failure = machine.vm.clearDirtyLogUnchecked(slot: s.id, firstPage: first, numPages: count, mask: mask)
-                        let b = monotonicNanos()
-                        clear.record(b - a)
-                        return b
-                    }
-                    var copyStart = monotonicNanos()
-                    bookkeeping += copyStart - mark
-                    switch policy {
-                    case .auto where mode == .manual:
-                        copyStart = clearChunk(words.baseAddress! + chunkStart)
-                        if failure != nil { return }
-                        windowHook?()
-                        let r = consumer.copy(words: words, w..<chunkEnd, slot: i, source: s.memory, destination: destination,
-                                              method: method, falsePositives: &falsePositives, notes: notes, protectedAt: copyStart)
-                        initial += r.initial
-                        copied += r.copied
-                    case .auto, .atGet:
-                        let r = consumer.copy(words: words, w..<chunkEnd, slot: i, source: s.memory, destination: destination,
-                                              method: method, falsePositives: &falsePositives, notes: notes,
-                                              protectedAt: collected.protectedAt[i])
-                        initial += r.initial
-                        copied += r.copied
-                    case .afterCopy:
-                        // The CLEARs wait until the whole slot is copied (below), as a VMM that
-                        // clears "what it copied" would: every page's copy-to-CLEAR window is open.
-                        let r = consumer.copy(words: words, w..<chunkEnd, slot: i, source: s.memory, destination: destination,
-                                              method: method, falsePositives: &falsePositives, notes: notes, protectedAt: 0)
-                        initial += r.initial
-                        copied += r.copied
-                        copiedChunks.append(chunkStart)
-                    case .hand:
-                        var any: UInt64 = 0
+                    var anyMasked: UInt64 = 0
+                    if policy.beforeCopy != .nothing {
                         for k in chunkStart..<chunkEnd {
-                            let m = (handMask?.word(k) ?? 0) & words[k]
-                            maskBuffer[k - chunkStart] = m
-                            any |= m
+                            mask[k - chunkStart] = words[k] & (userBlocksOnly ? userMask?.word(k) ?? 0 : ~0)
+                            anyMasked |= mask[k - chunkStart]
                         }
-                        var clearedAt: UInt64 = 0
-                        if any != 0 {
-                            clearedAt = clearChunk(maskBuffer.baseAddress!)
+                        if anyMasked != 0 {
+                            clearChunk(chunkStart, mask: mask.baseAddress!)
                             if failure != nil { return }
-                            copyStart = clearedAt
                             windowHook?()
                         }
-                        for k in w..<chunkEnd where words[k] != 0 {
-                            let r = consumer.copy(words: words, k..<(k + 1), slot: i, source: s.memory, destination: destination,
-                                                  method: method, falsePositives: &falsePositives, notes: notes,
-                                                  protectedAt: maskBuffer[k - chunkStart] != 0 ? clearedAt : 0)
-                            initial += r.initial
-                            copied += r.copied
-                        }
                     }
+                    let copyStart = monotonicNanos()
+                    bookkeeping += copyStart - mark
+                    // Each word's pages were re-protected by this chunk's CLEAR, or by what
+                    // collect did (GET, the at-get CLEAR, the ring reset), or not at all.
+                    for k in w..<chunkEnd where words[k] != 0 {
+                        let masked = anyMasked != 0 && mask[k - chunkStart] != 0
+                        let r = consumer.copy(words: words, k..<(k + 1), slot: i, source: s.memory, destination: destination,
+                                              method: method, falsePositives: &falsePositives, notes: notes,
+                                              protectedAt: masked ? copyStart : collected.protectedAt[i])
+                        initial += r.initial
+                        copied += r.copied
+                    }
+                    if policy.clearsAfterCopy { copiedChunks.append(chunkStart) }
                     mark = monotonicNanos()
                     copyNanos += mark - copyStart
                     w = chunkEnd
                 }
                 if !copiedChunks.isEmpty { windowHook?() }
                 for chunkStart in copiedChunks {
-                    let chunkEnd = min(words.count, chunkStart + chunkWords)
-                    let first = chunkStart * 64, count = min(s.pageCount, chunkEnd * 64) - first
-                    let a = monotonicNanos()
-                    bookkeeping += a - mark
-                    failure = machine.vm.clearDirtyLogUnchecked(slot: s.id, firstPage: first, numPages: count,
-                                                                mask: words.baseAddress! + chunkStart)
-                    mark = monotonicNanos()
-                    clear.record(mark - a)
+                    clearChunk(chunkStart, mask: words.baseAddress! + chunkStart)
                     if failure != nil { return }
                 }
             }
             }
             }
             if let failure { throw .kvm(failure) }
-            if policy == .afterCopy && !reported[i].isEmpty {
+            if policy.clearsAfterCopy && !reported[i].isEmpty {
                 let a = monotonicNanos()
                 bookkeeping += a - mark
                 lostPages += try lostWrites(slot: i, copied: reported[i])
@@ -333,7 +309,7 @@ public final class Harvester {
         let exits = machine.vcpuStatSum(Self.exitStats), ringFull = machine.ringFullExits
         defer { lastWrites = writes; lastFaults = faults; lastExits = exits; lastRingFull = ringFull }
         return Round(index: roundIndex, startNanos: t0 - startNanos, durationNanos: t1 - t0, mode: mode, clearChunk: clearChunk,
-                     clearPolicy: policy, slots: slotRounds, getLatency: get, clearLatency: clear, bytesCopied: consumer.bytes,
+                     clearPolicy: effectivePolicy, slots: slotRounds, getLatency: get, clearLatency: clear, bytesCopied: consumer.bytes,
                      copyNanos: copyNanos, bookkeepingNanos: bookkeeping,
                      guestWrites: writes &- lastWrites, writeProtectFaults: faults &- lastFaults, exits: exits &- lastExits,
                      ringEntries: ringEntries, ringFullExits: ringFull &- lastRingFull, verification: verification,
@@ -367,7 +343,7 @@ public final class Harvester {
     /// rings (KVM_RESET_DIRTY_RINGS), so vCPUs stopped on a full ring can go on. Safe to
     /// call often (for example while waiting for a pass); the next round reports it all.
     public func drainRings() throws(KVMError) {
-        guard mode == .ring else { return }
+        guard mode.entry.source == .rings else { return }
         let a = monotonicNanos()
         var entries: UInt64 = 0
         for ring in machine.rings {
@@ -396,8 +372,8 @@ public final class Harvester {
     /// are unknown, so every page of the blocks is copied. Later rounds report how many
     /// false positives these blocks produce (`SlotRound.watched`).
     public func clearBlocks(slot: Int, blocks: [Int]) throws(SessionError) -> BlockClear {
-        guard mode != .ring else {
-            throw .invalidArgument("KVM_CLEAR_DIRTY_LOG does not apply in ring mode: the ring's reset re-arms tracking")
+        guard mode.entry.canClear else {
+            throw .invalidArgument("KVM_CLEAR_DIRTY_LOG does not apply in \(mode.rawValue) mode: the ring's reset re-arms tracking")
         }
         guard slot >= 0, slot < machine.dataSlots.count else {
             throw .invalidArgument("slot \(slot) does not exist (have 0 to \(machine.dataSlots.count - 1))")
@@ -409,8 +385,11 @@ public final class Harvester {
         }
         var mask = DirtyBitmap(pageCount: s.pageCount)
         for b in sorted { mask.set(mask.pages(ofBlock: b)) }
+        // With manual protect a GET shows which bits are set (and changes nothing); without
+        // it a GET would re-arm the whole slot, so the mask is every page of the blocks.
+        let seesBits = mode.entry.manualProtect
         var dirty: DirtyBitmap
-        if mode == .manual {
+        if seesBits {
             dirty = DirtyBitmap(pageCount: s.pageCount)
             do { try machine.vm.getDirtyLog(slot: s.id, into: &dirty) } catch { throw .kvm(error) }
             dirty.formIntersection(mask)
@@ -425,7 +404,7 @@ public final class Harvester {
             while runEnd + 1 < sorted.count && sorted[runEnd + 1] == sorted[runEnd] + 1 { runEnd += 1 }
             let first = sorted[runStart] * 64
             let count = min(s.pageCount, (sorted[runEnd] + 1) * 64) - first
-            let source = mode == .manual ? dirty : mask
+            let source = seesBits ? dirty : mask
             let a = monotonicNanos()
             do { try machine.vm.clearDirtyLog(slot: s.id, firstPage: first, numPages: count, from: source) } catch { throw .kvm(error) }
             nanos += monotonicNanos() - a
@@ -442,8 +421,8 @@ public final class Harvester {
             }
         }
         watched[slot] = (mask, sorted.count)
-        return BlockClear(slot: slot, blocks: sorted, calls: calls, pagesCleared: mode == .manual ? dirty.count : nil,
-                          maskPages: mode == .manual ? dirty.count : mask.count, pagesCopied: r.copied, clearNanos: nanos,
+        return BlockClear(slot: slot, blocks: sorted, calls: calls, pagesCleared: seesBits ? dirty.count : nil,
+                          maskPages: seesBits ? dirty.count : mask.count, pagesCopied: r.copied, clearNanos: nanos,
                           mode: mode, policy: effectivePolicy)
     }
 

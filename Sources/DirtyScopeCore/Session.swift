@@ -90,7 +90,7 @@ final class SessionLoop: @unchecked Sendable {
             },
             vcpus: config.vcpus, guestName: machine.guestName, capabilities: dirtyTrackingCapabilities(system),
             mode: config.mode, clearChunk: config.clearChunk, clearPolicy: config.clearPolicy, workload: config.workload, intervalNanos: config.intervalNanos,
-            bandwidth: config.bandwidth, ringEntries: config.mode == .ring ? config.ringEntries : 0,
+            bandwidth: config.bandwidth, ringEntries: config.mode.entry.source == .rings ? config.ringEntries : 0,
             falsePositiveMethod: method, startTime: Date().timeIntervalSince1970)
         wireMachine()
     }
@@ -228,7 +228,7 @@ final class SessionLoop: @unchecked Sendable {
         switch command {
         case .setMode(let mode):
             guard mode != harvester.mode else { return }
-            if mode == .ring || harvester.mode == .ring {
+            if mode.entry.fixedAtCreation || harvester.mode.entry.fixedAtCreation {
                 config.mode = mode
                 restart(reason: "switching to \(mode.rawValue) mode needs a new VM: dirty rings are enabled before vCPUs exist")
                 emit(.event(TimedEvent(nanos: now, event: .modeChanged(mode, harvester.clearChunk))))

@@ -42,7 +42,7 @@ public struct SessionConfig: Sendable {
         if case .pages(let n) = clearChunk, n <= 0 || n % 64 != 0 {
             throw .invalidArgument("clear chunk \(n) is not a positive multiple of 64 pages")
         }
-        if mode == .ring {
+        if mode.entry.source == .rings {
             guard ringEntries >= 16, ringEntries & (ringEntries - 1) == 0 else {
                 throw .invalidArgument("ring size \(ringEntries) entries is not a power of two of at least 16")
             }
@@ -55,11 +55,12 @@ public struct SessionConfig: Sendable {
     /// The machine this config asks for.
     func machineConfig(lockstep: Bool = false, passWrites: UInt64 = 0) -> MachineConfig {
         var flags: ManualProtectFlags = []
-        if mode == .manual {
+        if mode.entry.manualProtect {
             flags.insert(.enable)
             if initiallySet { flags.insert(.initiallySet) }
         }
-        return MachineConfig(slotBytes: slotBytes, vcpus: vcpus, guest: guest, ringEntries: mode == .ring ? ringEntries : 0,
+        let rings = mode.entry.source == .rings ? ringEntries : 0
+        return MachineConfig(slotBytes: slotBytes, vcpus: vcpus, guest: guest, ringEntries: rings,
                              initialManualProtect: flags, workload: workload, lockstep: lockstep, passWrites: passWrites)
     }
 }

@@ -166,7 +166,7 @@ public struct Round: Equatable, Sendable {
         self.durationNanos = durationNanos
         self.mode = mode
         self.clearChunk = clearChunk
-        self.clearPolicy = mode == .manual ? clearPolicy : .auto
+        self.clearPolicy = HarvestSetting(mode: mode, policy: clearPolicy).policy
         self.slots = slots
         self.getLatency = getLatency
         self.clearLatency = clearLatency

@@ -85,7 +85,7 @@ public struct RoundMetrics: Equatable, Sendable {
         durationNanos = 0
         self.mode = mode
         self.clearChunk = clearChunk
-        self.clearPolicy = mode == .manual ? clearPolicy : .auto
+        self.clearPolicy = HarvestSetting(mode: mode, policy: clearPolicy).policy
         slots = []
         getLatency = LatencyStats()
         clearLatency = LatencyStats()

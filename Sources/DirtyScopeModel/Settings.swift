@@ -59,10 +59,10 @@ public struct HarvestSetting: Hashable, Codable, Sendable, Comparable, CustomStr
 
     public init(mode: HarvestMode, policy: ClearPolicy) {
         self.mode = mode
-        self.policy = mode == .manual ? policy : .auto
+        self.policy = mode.entry.manualProtect ? policy : .auto
     }
 
-    public var description: String { mode == .manual ? "manual/\(policy.rawValue)" : mode.rawValue }
+    public var description: String { mode.entry.manualProtect ? "\(mode.rawValue)/\(policy.rawValue)" : mode.rawValue }
 
     public static func < (a: Self, b: Self) -> Bool {
         let modes = HarvestMode.allCases, policies = ClearPolicy.allCases

@@ -134,8 +134,8 @@ public struct RecordingSummary {
             field(slot.index == 0 ? "slots" : "", "\(slot.index): KVM slot \(slot.kvmSlot) at 0x\(String(slot.guestPhysicalAddress, radix: 16)), \(slot.pages) pages (\(Self.bytes(UInt64(slot.pages) * UInt64(s.pageSize))))")
         }
         let interval = s.intervalNanos == 0 ? "back to back" : "every \(Self.duration(s.intervalNanos))"
-        let ring = s.mode == .ring ? ", ring \(s.ringEntries) entries" : ""
-        let policy = s.mode == .manual ? " (clear policy \(s.clearPolicy.rawValue))" : ""
+        let ring = s.mode.entry.source == .rings ? ", ring \(s.ringEntries) entries" : ""
+        let policy = s.mode.entry.manualProtect ? " (clear policy \(s.clearPolicy.rawValue))" : ""
         field("settings", "\(s.mode.rawValue)\(policy), clear chunk \(s.clearChunk), \(interval), bandwidth \(Self.bytes(s.bandwidth))/s\(ring), false positives by \(s.falsePositiveMethod.rawValue)")
         field("caps", s.capabilities.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         let range = d.firstRound.map { f in " (#\(f)...#\(d.lastRound ?? f))" } ?? ""

@@ -88,18 +88,15 @@ func parseClearPolicies(_ text: String) throws(SessionError) -> [ClearPolicy] {
 /// Checks a requested mode against the host; errors name what the host lacks.
 func checkHostSupports(_ modes: [HarvestMode], ringEntries: Int, system: KVMSystemInfo) throws(SessionError) {
     for m in modes {
-        switch m {
-        case .manual where !system.manualProtect:
-            throw .invalidArgument("mode manual: this host's KVM lacks KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2")
-        case .ring:
-            guard system.maxRingEntries > 0 else {
-                throw .invalidArgument("mode ring: this host's KVM lacks KVM_CAP_DIRTY_LOG_RING")
-            }
+        let entry = m.entry
+        let lacks = (entry.manualProtect && !system.manualProtect) || (entry.source == .rings && system.maxRingEntries == 0)
+        if lacks, let capability = entry.capability {
+            throw .invalidArgument("mode \(m.rawValue): this host's KVM lacks \(capability)")
+        }
+        if entry.source == .rings {
             guard ringEntries >= 16, ringEntries & (ringEntries - 1) == 0, ringEntries <= system.maxRingEntries else {
                 throw .invalidArgument("ring size \(ringEntries) entries must be a power of two between 16 and this host's maximum of \(system.maxRingEntries)")
             }
-        default:
-            break
         }
     }
 }
