@@ -2,10 +2,12 @@
 import PackageDescription
 
 // Layers, each a target; arrows point one way:
-//   CKVM (C shim over <linux/kvm.h>) -> KVM -> DirtyScopeModel (value types: rounds, events, settings)
-//   DirtyScopeModel -> DirtyScopeRecording (replay files; needs no /dev/kvm)
+//   Pages (dirty bitmaps, page size; no dependencies)
+//   Pages + CKVM (C shim over <linux/kvm.h>) -> KVM
+//   Pages -> DirtyScopeModel (value types: rounds, events, settings, the mode and policy tables)
+//   DirtyScopeModel -> DirtyScopeRecording (replay files; no /dev/kvm, no <linux/kvm.h>)
 //   DirtyScopeModel + KVM + DirtyScopeRecording -> DirtyScopeCore (VM, guest, harvest, accounting)
-//   DirtyScopeModel -> DirtyScopeTUI (renders snapshots, sends SessionCommands; no KVM calls)
+//   DirtyScopeModel -> DirtyScopeTUI (renders snapshots, sends SessionCommands; no KVM)
 //   everything -> dirtyscope (the CLI)
 // Guests/ is compiled by GuestBuildPlugin with the toolchain's clang and ld.lld and
 // embedded into GuestImages, which DirtyScopeCore loads into the VM.
@@ -23,7 +25,8 @@ let package = Package(
     targets: [
         // include/dirtyscope_abi.h is a symlink to Guests/include: one ABI header for both sides.
         .target(name: "CKVM"),
-        .target(name: "KVM", dependencies: ["CKVM"]),
+        .target(name: "Pages"),
+        .target(name: "KVM", dependencies: ["CKVM", "Pages"]),
         .executableTarget(name: "GuestEmbed"),
         .plugin(
             name: "GuestBuildPlugin",
@@ -32,11 +35,11 @@ let package = Package(
         ),
         .target(name: "GuestImages", plugins: ["GuestBuildPlugin"]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
-        .target(name: "DirtyScopeModel", dependencies: ["KVM"]),
-        .target(name: "DirtyScopeRecording", dependencies: ["DirtyScopeModel", "KVM", "CZlib"]),
+        .target(name: "DirtyScopeModel", dependencies: ["Pages"]),
+        .target(name: "DirtyScopeRecording", dependencies: ["DirtyScopeModel", "Pages", "CZlib"]),
         .target(name: "DirtyScopeCore", dependencies: ["KVM", "CKVM", "GuestImages", "DirtyScopeModel", "DirtyScopeRecording"]),
         .systemLibrary(name: "CNcurses", path: "Sources/CNcurses"),
-        .target(name: "DirtyScopeTUI", dependencies: ["DirtyScopeModel", "KVM", "CNcurses"]),
+        .target(name: "DirtyScopeTUI", dependencies: ["DirtyScopeModel", "Pages", "CNcurses"]),
         .executableTarget(
             name: "dirtyscope",
             dependencies: [
@@ -46,8 +49,8 @@ let package = Package(
         ),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "CKVM", "GuestImages", "DirtyScopeCore"]),
         .testTarget(name: "DirtyScopeCoreTests", dependencies: ["DirtyScopeCore", "DirtyScopeModel", "DirtyScopeRecording", "KVM"]),
-        .testTarget(name: "DirtyScopeRecordingTests", dependencies: ["DirtyScopeRecording", "DirtyScopeModel", "KVM"]),
-        .testTarget(name: "DirtyScopeTUITests", dependencies: ["DirtyScopeTUI", "DirtyScopeModel", "KVM"]),
+        .testTarget(name: "DirtyScopeRecordingTests", dependencies: ["DirtyScopeRecording", "DirtyScopeModel", "Pages"]),
+        .testTarget(name: "DirtyScopeTUITests", dependencies: ["DirtyScopeTUI", "DirtyScopeModel", "Pages"]),
         .testTarget(name: "EndToEndTests", dependencies: ["dirtyscope"]),
     ],
     swiftLanguageModes: [.v6]

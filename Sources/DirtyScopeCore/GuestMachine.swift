@@ -159,11 +159,12 @@ public final class GuestMachine: @unchecked Sendable {
                 try vm.setManualProtect(config.initialManualProtect)
             }
             systemMemory = try GuestMemory(bytes: Int(DS_SYSTEM_BYTES), what: "system memory")
-            try vm.addSlot(id: 0, guestPhysicalAddress: 0, memory: systemMemory, logDirtyPages: false)
+            try vm.addSlot(id: SlotID.system, guestPhysicalAddress: 0, memory: systemMemory, logDirtyPages: false)
             var slots: [MemorySlot] = []
             for (i, l) in layout.enumerated() {
                 let memory = try GuestMemory(bytes: l.bytes, what: "memslot \(i)")
-                slots.append(try vm.addSlot(id: UInt32(i + 1), guestPhysicalAddress: l.gpa, memory: memory, logDirtyPages: true))
+                slots.append(try vm.addSlot(id: SlotID.kvm(dataSlot: i), guestPhysicalAddress: l.gpa, memory: memory,
+                                            logDirtyPages: true))
             }
             dataSlots = slots
         } catch {
@@ -372,4 +373,20 @@ func spawnThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
     }, context)
     precondition(rc == 0, "pthread_create failed: \(rc)")
     return thread
+}
+
+/// KVM memslot ids, in one place: the system slot is 0 and data slot i (the index users
+/// and files see) is i + 1, all in address space 0.
+enum SlotID {
+    static let system: UInt32 = 0
+
+    static func kvm(dataSlot i: Int) -> UInt32 { UInt32(i + 1) }
+
+    /// The data slot that a dirty ring entry's `slot` field (`as_id << 16 | id`) names,
+    /// or nil for the system slot, another address space or an id past `count` slots.
+    static func dataSlot(ringSlot: UInt32, count: Int) -> Int? {
+        guard ringSlot >> 16 == 0, ringSlot & 0xffff >= 1 else { return nil }
+        let i = Int(ringSlot & 0xffff) - 1
+        return i < count ? i : nil
+    }
 }

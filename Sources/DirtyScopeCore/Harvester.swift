@@ -348,8 +348,9 @@ public final class Harvester {
         var entries: UInt64 = 0
         for ring in machine.rings {
             entries += UInt64(ring.harvest { slotID, offset in
-                let i = Int(slotID & 0xffff) - 1
-                if i >= 0, i < pendingRing.count, Int(offset) < pendingRing[i].pageCount { pendingRing[i][Int(offset)] = true }
+                if let i = SlotID.dataSlot(ringSlot: slotID, count: pendingRing.count), offset < UInt64(pendingRing[i].pageCount) {
+                    pendingRing[i][Int(offset)] = true
+                }
             })
         }
         pendingRingHarvest.record(monotonicNanos() - a)

@@ -1,4 +1,4 @@
-import KVM
+import Pages
 
 /// The user cleared blocks by hand (`c` in the UI, or `Session.clearBlocks`).
 public struct BlockClear: Equatable, Codable, Sendable {

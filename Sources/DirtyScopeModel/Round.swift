@@ -1,4 +1,4 @@
-import KVM
+import Pages
 
 /// One memslot's share of a harvest round. Counts are ground truth: the guest stamps
 /// every page it writes, so the host knows which reported pages really changed.

@@ -1,4 +1,4 @@
-import KVM
+import Pages
 
 /// A round without its bitmaps: every count, latency and time it recorded. The reader gets
 /// these without decoding bitmaps, so timelines, totals, `inspect` and CSV export are cheap.

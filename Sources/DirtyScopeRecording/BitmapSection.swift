@@ -1,5 +1,5 @@
 import DirtyScopeModel
-import KVM
+import Pages
 
 /// The bitmaps of a round record (FORMAT.md, "Bitmap section"): for each slot in the
 /// round's order, the reported then the false-positive bitmap, each present only when its

@@ -1,7 +1,7 @@
 import CZlib
 import DirtyScopeModel
 import Foundation
-import KVM
+import Pages
 #if canImport(Glibc)
 import Glibc
 #endif

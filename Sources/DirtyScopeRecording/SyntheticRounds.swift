@@ -1,5 +1,5 @@
 import DirtyScopeModel
-import KVM
+import Pages
 
 /// Bitmap shapes like the built-in guest's workloads, for tests and the benchmark.
 public enum SyntheticShape: String, CaseIterable, Sendable {

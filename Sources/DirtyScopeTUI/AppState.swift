@@ -1,5 +1,5 @@
 import DirtyScopeModel
-import KVM
+import Pages
 
 /// Which picture the slot panels show.
 enum HeatmapView: Equatable {

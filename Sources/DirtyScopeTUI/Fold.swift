@@ -1,5 +1,5 @@
 import DirtyScopeModel
-import KVM
+import Pages
 
 /// Folding the session's records into the state: the one path live rounds and replayed
 /// rounds take, so a replay shows exactly what was shown live.

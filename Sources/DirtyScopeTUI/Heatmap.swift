@@ -1,5 +1,5 @@
 import DirtyScopeModel
-import KVM
+import Pages
 
 /// One slot's panel: a title row and the heatmap (or the time view) below it.
 enum Heatmap {

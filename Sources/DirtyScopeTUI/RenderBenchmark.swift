@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import DirtyScopeModel
-import KVM
+import Pages
 
 /// Measures the UI's own cost on synthetic data: folding rounds and rendering frames
 /// (render plus the diff the backend draws from), no terminal involved.

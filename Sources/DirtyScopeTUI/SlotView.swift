@@ -1,5 +1,5 @@
 import DirtyScopeModel
-import KVM
+import Pages
 
 /// Rounds after which a block's heat is exactly zero again: a replay rebuilds the heat
 /// at round k from rounds k-16...k alone.

@@ -1,7 +1,7 @@
 import DirtyScopeModel
 @testable import DirtyScopeRecording
 import Foundation
-import KVM
+import Pages
 import Testing
 
 @Suite struct RoundTripTests {

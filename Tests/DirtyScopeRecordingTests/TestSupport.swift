@@ -1,7 +1,7 @@
 import DirtyScopeModel
 @testable import DirtyScopeRecording
 import Foundation
-import KVM
+import Pages
 
 /// One instance of every `SessionEvent` case (`everyEventCoversEveryCase` keeps it complete).
 let everyEvent: [SessionEvent] = [

@@ -1,6 +1,6 @@
 @testable import DirtyScopeTUI
 import DirtyScopeModel
-import KVM
+import Pages
 import Testing
 
 @Suite struct ReplayTests {

@@ -1,6 +1,6 @@
 @testable import DirtyScopeTUI
 import DirtyScopeModel
-import KVM
+import Pages
 import Synchronization
 
 /// A session controller that remembers what it was sent.
