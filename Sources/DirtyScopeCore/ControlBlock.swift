@@ -1,11 +1,21 @@
 import CKVM
 import DirtyScopeModel
+import KVM
 
 /// The guest's `struct ds_control` (Guests/include/dirtyscope_abi.h), read and written
 /// through the system slot's mapping. Fields the guest may touch concurrently go through
 /// atomic loads and stores, never plain Swift accesses.
 struct ControlBlock: @unchecked Sendable {
+    /// The system slot's memory, held so `base` stays mapped as long as the block is used.
+    let memory: GuestMemory
     let base: UnsafeMutableRawPointer
+
+    /// The block at `offset` bytes into `memory`.
+    init(memory: GuestMemory, offset: Int) {
+        precondition(offset >= 0 && offset + MemoryLayout<ds_control>.size <= memory.byteCount, "control block outside its memory")
+        self.memory = memory
+        base = memory.base + offset
+    }
 
     /// Offsets within `struct ds_vcpu`, from the imported C layout.
     enum Field {

@@ -180,7 +180,7 @@ public final class GuestMachine: @unchecked Sendable {
         let host = systemMemory.base
         let gdtLimit = LongMode.writeGDT(hostBase: host, gdtGPA: DS_GDT_GPA)
         let cr3 = LongMode.writeIdentityMap(hostBase: host, tableGPA: DS_PAGETABLE_GPA, mapping: gpa)
-        control = ControlBlock(base: host + Int(DS_CONTROL_GPA))
+        control = ControlBlock(memory: systemMemory, offset: Int(DS_CONTROL_GPA))
         control.initialize(pageSize: page, vcpus: config.vcpus,
                            regions: dataSlots.map { ($0.guestPhysicalAddress, $0.pageCount) })
         program.bytes.withUnsafeBytes { (host + Int(DS_LOAD_GPA)).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }

@@ -39,10 +39,14 @@ public enum VCPUExit: Equatable, Sendable {
 }
 
 /// A vCPU (made only by `VirtualMachine.makeVCPU`). Owns its fd, its `kvm_run`
-/// mapping and its dirty ring. `run` belongs to one thread; `kick` may come from any.
+/// mapping and its dirty ring, and keeps its VM alive: the VM owns the memslots' host
+/// mappings, which KVM_RUN reads and writes. `run` belongs to one thread; `kick` may
+/// come from any.
 public final class VCPU: @unchecked Sendable {
     public let id: Int
     let fd: FileDescriptor
+    /// The VM, and through it every memslot's mapping, for as long as this vCPU can run.
+    private let vm: VirtualMachine
     private let runMapping: Mapping
     /// The dirty ring, when the VM has rings on.
     public let dirtyRing: DirtyRing?
@@ -50,6 +54,7 @@ public final class VCPU: @unchecked Sendable {
     init(vm: VirtualMachine, id: Int, fd: FileDescriptor) throws(KVMError) {
         self.id = id
         self.fd = fd
+        self.vm = vm
         let size = vm.system.vcpuMmapSize
         runMapping = try fd.withRaw { (raw) throws(KVMError) in
             try Mapping(length: size, protection: PROT_READ | PROT_WRITE, flags: MAP_SHARED, fd: raw, what: "kvm_run of vCPU \(id)")

@@ -71,6 +71,22 @@ final class VCPUTests: XCTestCase {
         XCTAssertTrue(VCPUExit.shutdown.isFault)
     }
 
+    /// KVM_RUN writes through the memslots' host mappings, which the VM owns: a vCPU whose
+    /// VM the caller dropped must keep it, or the guest's store would hit unmapped memory.
+    func testVCPUKeepsItsVMAndMemoryAlive() throws {
+        let system = try openKVM()
+        let store: [UInt8] = [0xc6, 0x04, 0x25] + withUnsafeBytes(of: UInt32(DS_DATA_GPA + 8).littleEndian) { Array($0) } + [0x2a]
+        var r: Rig? = try rig(system, code: store + [0xf4])
+        let vcpu = r!.vcpu
+        weak var vm = r!.vm
+        weak var memory = r!.data.memory
+        r = nil
+        XCTAssertNotNil(vm, "the vCPU holds its VM")
+        XCTAssertNotNil(memory, "and so the memslot's mapping")
+        XCTAssertEqual(try next(vcpu), .halt)
+        XCTAssertEqual(memory?.page(0).load(fromByteOffset: 8, as: UInt8.self), 0x2a)
+    }
+
     func testGuestWritesShowUpInTheDirtyLog() throws {
         let system = try openKVM()
         let page = UInt32(PageSize.system)
