@@ -3,6 +3,7 @@ import DirtyScopeCore
 import DirtyScopeModel
 import DirtyScopeRecording
 import Foundation
+import Synchronization
 
 struct RecordCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -70,17 +71,22 @@ struct RecordCommand: ParsableCommand {
     }
 }
 
-/// SIGINT/SIGTERM/SIGHUP set a flag, so a headless run can finish its recording.
-final class SignalFlag: @unchecked Sendable {
-    nonisolated(unsafe) private static var caught: Int32 = 0
+/// SIGINT/SIGTERM/SIGHUP set a flag, so a headless run can finish its recording. The
+/// handler does one atomic store, nothing else.
+final class SignalFlag: Sendable {
+    private static let caught = Atomic<Int32>(0)
 
     static func install() -> SignalFlag {
+        _ = caught.load(ordering: .relaxed)  // initialise it here, not inside a handler
         for sig in [SIGINT, SIGTERM, SIGHUP] {
-            _ = Glibc.signal(sig) { n in SignalFlag.caught = n }
+            _ = Glibc.signal(sig) { n in SignalFlag.caught.store(n, ordering: .releasing) }
         }
         return SignalFlag()
     }
 
-    var isSet: Bool { SignalFlag.caught != 0 }
-    var caughtSignal: Int32? { SignalFlag.caught == 0 ? nil : SignalFlag.caught }
+    var isSet: Bool { caughtSignal != nil }
+    var caughtSignal: Int32? {
+        let n = SignalFlag.caught.load(ordering: .acquiring)
+        return n == 0 ? nil : n
+    }
 }

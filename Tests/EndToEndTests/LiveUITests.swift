@@ -18,11 +18,13 @@ final class LiveUITests: XCTestCase {
         if let scratch { try? FileManager.default.removeItem(at: scratch) }
     }
 
-    private func start(width: Int = 160, height: Int = 48, extra: [String] = []) throws -> TmuxSession {
+    /// Starts `dirtyscope run` in tmux; `environment` entries (NAME=value) go before it.
+    private func start(width: Int = 160, height: Int = 48, extra: [String] = [], environment: [String] = []) throws -> TmuxSession {
         let tmux = try requireTmux()
         try requireKVM()
+        let env = environment.isEmpty ? [] : ["/usr/bin/env"] + environment
         let s = try TmuxSession(tmux: tmux, scratch: scratch, name: "live-\(width)x\(height)", width: width, height: height,
-                                argv: [try Tool.binary(), "run", "--slots", "8M,16M", "--interval", "50ms"] + extra)
+                                argv: env + [try Tool.binary(), "run", "--slots", "8M,16M", "--interval", "50ms"] + extra)
         session = s
         return s
     }
@@ -134,6 +136,23 @@ final class LiveUITests: XCTestCase {
         XCTAssertEqual(inspect.stderr, "", "the recording was not finished")
         XCTAssertEqual(json?["finished"] as? Bool, true)
         XCTAssertGreaterThanOrEqual(json?["rounds"] as? Int ?? 0, shown)
+    }
+
+    /// A crash (here SIGSEGV from outside): the handler restores the saved terminal
+    /// settings and leaves the alternate screen without curses, says so in one line, and
+    /// the process dies of the same signal.
+    func testFatalSignalRestoresTheTerminalAndDies() throws {
+        // Without Swift's own crash backtracer, which would run next and wait for a key.
+        let s = try start(environment: ["SWIFT_BACKTRACE=enable=no"])
+        guard waitForRunning(s), let pid = s.programPID() else { return }
+        XCTAssertEqual(kill(pid, SIGSEGV), 0)
+        let (code, screen) = s.waitForExit()
+        XCTAssertEqual(code, 128 + SIGSEGV, "died of the signal it got")
+        XCTAssertEqual(s.format("#{alternate_on}"), "0", "the pane is still in the alternate screen")
+        let stty = " " + s.sttySettings().replacingOccurrences(of: "\n", with: " ") + " "
+        XCTAssertTrue(stty.contains(" icanon ") && stty.contains(" echo "), "terminal settings not restored: \(stty)")
+        XCTAssertTrue(screen.contains("dirtyscope: fatal signal \(SIGSEGV)"), screen)
+        XCTAssertFalse(screen.contains("? help  q quit"), "the UI is left on the screen:\n\(screen)")
     }
 
     func testSIGHUPRestoresTheTerminal() throws {
