@@ -59,7 +59,7 @@ final class SessionLoop: @unchecked Sendable {
     private let startNanos = monotonicNanos()
     private var roundBase: UInt64 = 0
 
-    private let lock = NSCondition()
+    private let lock = MonotonicCondition()
     private var commands: [SessionCommand] = []
     private var pendingEvents: [SessionEvent] = []
     private var stopRequested = false
@@ -186,8 +186,8 @@ final class SessionLoop: @unchecked Sendable {
         }
         lock.lock()
         if commands.isEmpty && pendingEvents.isEmpty && !stopRequested {
-            let wait = paused ? 0.5 : Double(next - min(next, monotonicNanos())) / 1e9
-            lock.wait(until: Date().addingTimeInterval(min(0.5, wait)))
+            let now = monotonicNanos()
+            lock.wait(untilNanos: paused ? now + 500_000_000 : min(now + 500_000_000, max(next, now)))
         }
         lock.unlock()
         return true
