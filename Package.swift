@@ -7,6 +7,7 @@ import PackageDescription
 //   Pages -> DirtyScopeModel (value types: rounds, events, settings, the mode and policy tables)
 //   DirtyScopeModel -> DirtyScopeRecording (replay files; no /dev/kvm, no <linux/kvm.h>)
 //   DirtyScopeModel + KVM + DirtyScopeRecording -> DirtyScopeCore (VM, guest, harvest, accounting)
+//   DirtyScopeRecording -> DirtyScopePlot (SVG pictures of a recording)
 //   DirtyScopeModel -> DirtyScopeTUI (renders snapshots, sends SessionCommands; no KVM)
 //   everything -> dirtyscope (the CLI)
 // Guests/ is compiled by GuestBuildPlugin with the toolchain's clang and ld.lld and
@@ -37,13 +38,14 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .target(name: "DirtyScopeModel", dependencies: ["Pages"]),
         .target(name: "DirtyScopeRecording", dependencies: ["DirtyScopeModel", "Pages", "CZlib"]),
+        .target(name: "DirtyScopePlot", dependencies: ["DirtyScopeRecording", "DirtyScopeModel", "Pages", "CZlib"]),
         .target(name: "DirtyScopeCore", dependencies: ["KVM", "CKVM", "GuestImages", "DirtyScopeModel", "DirtyScopeRecording"]),
         .systemLibrary(name: "CNcurses", path: "Sources/CNcurses"),
         .target(name: "DirtyScopeTUI", dependencies: ["DirtyScopeModel", "Pages", "CNcurses"]),
         .executableTarget(
             name: "dirtyscope",
             dependencies: [
-                "DirtyScopeCore", "DirtyScopeTUI", "DirtyScopeRecording", "DirtyScopeModel",
+                "DirtyScopeCore", "DirtyScopeTUI", "DirtyScopeRecording", "DirtyScopeModel", "DirtyScopePlot",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

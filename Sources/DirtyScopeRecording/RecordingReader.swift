@@ -81,6 +81,13 @@ public final class RecordingReader: RecordedSession {
         return (Array(index.events[index.rounds[i].events]), try round(at: i))
     }
 
+    /// The events recorded after round `i - 1` and before round `i` (0-based), without
+    /// decoding any round; empty past the end.
+    public func events(at i: Int) -> [TimedEvent] {
+        guard i >= 0, i < index.rounds.count else { return [] }
+        return Array(index.events[index.rounds[i].events])
+    }
+
     /// Round `i`'s metrics (counts, latencies, times) without decoding its bitmaps.
     public func metrics(at i: Int) throws -> RoundMetrics {
         guard i >= 0, i < index.rounds.count else {

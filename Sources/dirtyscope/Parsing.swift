@@ -100,3 +100,43 @@ func checkHostSupports(_ modes: [HarvestMode], ringEntries: Int, system: KVMSyst
         }
     }
 }
+
+/// A scripted step of `record --at`: once round `afterRound` is harvested, send `command`.
+struct ScriptedStep {
+    let afterRound: UInt64
+    let command: SessionCommand
+
+    /// Parses "N:ACTION": mode=legacy|manual|ring, policy=auto|hand|after-copy|at-get,
+    /// clear=SLOT:A-B (64-page blocks A to B, or one block A), drop=SLOT, workload=NAME,
+    /// pause, resume.
+    init(parsing text: String) throws(SessionError) {
+        let usage = "--at '\(text)' is not ROUND:ACTION (mode=M, policy=P, clear=SLOT:A-B, drop=SLOT, workload=W, pause, resume)"
+        guard let colon = text.firstIndex(of: ":"), let round = UInt64(text[..<colon]), round >= 1 else {
+            throw .invalidArgument(usage)
+        }
+        afterRound = round
+        let action = String(text[text.index(after: colon)...])
+        let parts = action.split(separator: "=", maxSplits: 1).map(String.init)
+        switch (parts.first ?? "", parts.count == 2 ? parts[1] : nil) {
+        case ("pause", nil): command = .pause
+        case ("resume", nil): command = .resume
+        case ("mode", let value?): command = .setMode(try parseModes(value).first!)
+        case ("policy", let value?):
+            do { command = .setClearPolicy(try ClearPolicy(parsing: value)) } catch { throw .invalidArgument(error.description) }
+        case ("workload", let value?): command = .setWorkload(try parseWorkload(value))
+        case ("drop", let value?):
+            guard let slot = Int(value), slot >= 0 else { throw .invalidArgument(usage) }
+            command = .dropClearedBlocks(slot: slot)
+        case ("clear", let value?):
+            let slotAndBlocks = value.split(separator: ":").map(String.init)
+            let range = slotAndBlocks.count == 2 ? slotAndBlocks[1].split(separator: "-").map { Int($0) } : []
+            guard slotAndBlocks.count == 2, let slot = Int(slotAndBlocks[0]), slot >= 0, (1...2).contains(range.count),
+                  let a = range.first ?? nil, let b = range.last ?? nil, a >= 0, a <= b, b - a < 1 << 20 else {
+                throw .invalidArgument(usage)
+            }
+            command = .clearBlocks(slot: slot, blocks: Array(a...b))
+        default:
+            throw .invalidArgument(usage)
+        }
+    }
+}

@@ -15,9 +15,16 @@ struct RecordCommand: ParsableCommand {
     @OptionGroup var session: SessionOptions
     @Option(help: "Stop after this long (e.g. 10s, 500ms); without it and --rounds, 100 rounds.")
     var duration: String?
+    @Option(name: .customLong("at"), help: ArgumentHelp(
+        "After round N, do ACTION, as the UI's keys would: N:mode=manual, N:policy=hand, N:clear=SLOT:A-B, N:drop=SLOT, N:workload=NAME, N:pause, N:resume (repeatable).",
+        valueName: "N:ACTION"))
+    var steps: [String] = []
 
     func run() throws {
+        var script: [ScriptedStep] = []
         let (s, queue, limitRounds, deadline) = try reportingErrors { () throws(SessionError) -> (Session, RecordQueue, Int, UInt64) in
+            for text in steps { script.append(try ScriptedStep(parsing: text)) }
+            script.sort { $0.afterRound < $1.afterRound }
             var deadline = UInt64.max
             if let duration {
                 let d = try parseInterval(duration)
@@ -52,6 +59,10 @@ struct RecordCommand: ParsableCommand {
                 seen += 1
                 missed += r.missed ?? 0
                 lost += r.lostPages
+            }
+            while let step = script.first, UInt64(seen) >= step.afterRound {
+                s.send(step.command)
+                script.removeFirst()
             }
         }
         s.stop()
