@@ -53,6 +53,7 @@ let package = Package(
         .testTarget(name: "DirtyScopeCoreTests", dependencies: ["DirtyScopeCore", "DirtyScopeModel", "DirtyScopeRecording", "KVM"]),
         .testTarget(name: "DirtyScopeRecordingTests", dependencies: ["DirtyScopeRecording", "DirtyScopeModel", "Pages"]),
         .testTarget(name: "DirtyScopeTUITests", dependencies: ["DirtyScopeTUI", "DirtyScopeModel", "Pages"]),
+        .testTarget(name: "DirtyScopePlotTests", dependencies: ["DirtyScopePlot", "DirtyScopeRecording", "DirtyScopeModel", "Pages", "CZlib"]),
         .testTarget(name: "EndToEndTests", dependencies: ["dirtyscope"]),
     ],
     swiftLanguageModes: [.v6]

@@ -88,9 +88,19 @@ struct Selection {
                 }
             }
         }
+        // One marker per round: what happened there, together.
+        var merged: [Marker] = []
+        for m in markers {
+            if let last = merged.last, last.at == m.at {
+                merged[merged.count - 1].label += ", " + m.label
+                merged[merged.count - 1].isClear = last.isClear || m.isClear
+            } else {
+                merged.append(m)
+            }
+        }
         self.positions = positions
         self.metrics = metrics
-        self.markers = markers
+        self.markers = merged
     }
 
     var firstRound: UInt64 { metrics.first!.index }
