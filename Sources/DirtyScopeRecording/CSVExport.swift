@@ -19,8 +19,9 @@ public enum CSVExport {
     ///   `.ioFailed` when the stream reports an error.
     public static func write(_ reader: RecordingReader, to stream: UnsafeMutablePointer<FILE>, name: String = "<stream>") throws {
         fputs(columns.joined(separator: ",") + "\n", stream)
+        let origin = RowExport.recordingStart(reader)
         for i in 0..<reader.roundCount {
-            fputs(row(try reader.metrics(at: i), events: reader.index.rounds[i].events.count) + "\n", stream)
+            fputs(row(try reader.metrics(at: i), events: reader.index.rounds[i].events.count, origin: origin) + "\n", stream)
         }
         if fflush(stream) != 0 || ferror(stream) != 0 {
             throw RecordingError.ioFailed(path: name, call: "write", errno: errno)
@@ -34,10 +35,11 @@ public enum CSVExport {
         try write(reader, to: stream, name: path)
     }
 
-    /// One round's line (without the newline); `events` counts the events recorded before it.
-    static func row(_ m: RoundMetrics, events: Int) -> String {
+    /// One round's line (without the newline); `events` counts the events recorded before
+    /// it, and `time_s` counts from `origin`, the start of the recording.
+    static func row(_ m: RoundMetrics, events: Int, origin: UInt64 = 0) -> String {
         let fields: [String] = [
-            "\(m.index)", seconds(m.startNanos), "\(m.durationNanos)", m.mode.rawValue, "\(m.clearChunk)", m.clearPolicy.rawValue,
+            "\(m.index)", RowExport.seconds(m.startNanos >= origin ? m.startNanos - origin : 0), "\(m.durationNanos)", m.mode.rawValue, "\(m.clearChunk)", m.clearPolicy.rawValue,
             "\(m.reported)", "\(m.falsePositives)", rate(m.falsePositiveRate), "\(m.initial)", "\(m.copiedPages)",
             "\(m.bytesCopied)", m.missed.map { "\($0)" } ?? "", "\(m.getLatency.count)", "\(m.getLatency.totalNanos)",
             "\(m.getLatency.maxNanos)", "\(m.clearLatency.count)", "\(m.clearLatency.totalNanos)",
@@ -45,12 +47,6 @@ public enum CSVExport {
             "\(m.writeProtectFaults)", "\(m.exits)", "\(m.ringEntries)", "\(m.ringFullExits)", "\(m.origins.raced)", "\(m.origins.neverCleared)", "\(m.lostPages)", "\(events)",
         ]
         return fields.joined(separator: ",")
-    }
-
-    /// Nanoseconds as seconds with 9 decimals, exactly (no floating point).
-    private static func seconds(_ nanos: UInt64) -> String {
-        let fraction = String(nanos % 1_000_000_000)
-        return "\(nanos / 1_000_000_000)." + String(repeating: "0", count: 9 - fraction.count) + fraction
     }
 
     /// A rate (0...1) with 6 decimals.

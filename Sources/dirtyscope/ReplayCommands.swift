@@ -63,23 +63,49 @@ struct InspectCommand: ParsableCommand {
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
-        abstract: "Write a recording's per-round metrics as CSV.")
+        abstract: "Write a recording's numbers for spreadsheets and plots: per round (default), per block, per slot, or its events.",
+        discussion: "time_s counts from the start of the recording. Blocks are 64 pages; a block row is written for every round in which it reported pages or false positives.")
 
     @Argument(help: "The replay file.")
     var file: String
-    @Flag(help: "Write CSV (the only format).")
+    @Flag(help: "Write CSV (the default).")
     var csv = false
+    @Flag(help: "Write NDJSON: one JSON object a line, with the CSV's column names (--blocks, --per-slot, --events).")
+    var json = false
+    @Flag(help: "One row per round and 64-page block with any activity: reported and false-positive pages, cleared by the user.")
+    var blocks = false
+    @Flag(name: .customLong("per-slot"), help: "One row per round and slot.")
+    var perSlot = false
+    @Flag(help: "One row per event (mode, policy, CLEAR, workload, notes), by name.")
+    var events = false
     @Option(name: .shortAndLong, help: "Write to this file instead of stdout.")
     var output: String?
 
     func validate() throws {
-        guard csv else { throw ValidationError("choose a format: --csv") }
+        guard !(csv && json) else { throw ValidationError("--csv and --json exclude each other: choose one format") }
+        guard [blocks, perSlot, events].filter({ $0 }).count <= 1 else {
+            throw ValidationError("--blocks, --per-slot and --events exclude each other: choose one kind of row")
+        }
+        guard !json || blocks || perSlot || events else {
+            throw ValidationError("--json writes --blocks, --per-slot or --events rows; per-round rows are CSV")
+        }
     }
 
     func run() throws {
         let reader = try openRecording(file)
+        let path = output ?? "/dev/stdout"
         do {
-            try CSVExport.write(reader, toPath: output ?? "/dev/stdout")
+            let kind: RowExport.Kind? = blocks ? .blocks : perSlot ? .slots : events ? .events : nil
+            guard let kind else {
+                try CSVExport.write(reader, toPath: path)
+                return
+            }
+            guard let stream = fopen(path, "w") else { throw RecordingError.cannotOpen(path: path, errno: errno) }
+            defer { fclose(stream) }
+            try RowExport.write(reader, kind: kind, encoding: json ? .ndjson : .csv) { line in
+                guard fputs(line + "\n", stream) >= 0 else { throw RecordingError.ioFailed(path: path, call: "write", errno: errno) }
+            }
+            if fflush(stream) != 0 || ferror(stream) != 0 { throw RecordingError.ioFailed(path: path, call: "write", errno: errno) }
         } catch {
             printError("\(error)")
             throw ExitCode(1)
