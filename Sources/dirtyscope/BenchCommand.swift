@@ -1,6 +1,7 @@
 import ArgumentParser
 import DirtyScopeCore
 import DirtyScopeModel
+import DirtyScopePlot
 import DirtyScopeRecording
 import DirtyScopeTUI
 import Foundation
@@ -41,7 +42,7 @@ struct BenchCommand: ParsableCommand {
     var ringEntries = 65536
     @Flag(help: "Print JSON: one object per mode, units in the key names.")
     var json = false
-    @Option(help: "What to measure: kvm (the harvest modes), render (the heatmap UI), recording (replay files).")
+    @Option(help: "What to measure: kvm (the harvest modes), render (the heatmap UI), recording (replay files), plot (SVG pictures).")
     var suite = "kvm"
 
     func run() throws {
@@ -51,6 +52,12 @@ struct BenchCommand: ParsableCommand {
             print("render: 64 GiB in 4 memslots, 200x60 terminal")
             for _ in 0..<3 { print(RenderBenchmark.run()) }
             return
+        case "plot":
+            do { print(try PlotBenchmark.run(), terminator: "") } catch {
+                printError("\(error)")
+                throw ExitCode(1)
+            }
+            return
         case "recording":
             do { print(try RecordingBenchmark.run().text(), terminator: "") } catch {
                 printError("\(error)")
@@ -58,7 +65,7 @@ struct BenchCommand: ParsableCommand {
             }
             return
         default:
-            printError("suite '\(suite)' is not one of kvm, render, recording")
+            printError("suite '\(suite)' is not one of kvm, render, recording, plot")
             throw ExitCode(2)
         }
         let results = try reportingErrors { () throws(SessionError) -> [BenchResult] in
