@@ -16,6 +16,8 @@ struct Glyphs: Sendable {
     let recent: [Unicode.Scalar]
     let falsePositive: Unicode.Scalar
     let cleared: Unicode.Scalar
+    /// A block where the verifier found a lost write.
+    let missed: Unicode.Scalar
     /// Between 64-page blocks when zoomed in.
     let blockBoundary: Unicode.Scalar
     /// Sparkline levels, lowest first (8 levels).
@@ -24,16 +26,18 @@ struct Glyphs: Sendable {
     let recording: String
     let micro: String
     let separator: String
+    /// Between the ends of an axis label ("1µs…16s").
+    let ellipsis: String
 
     static let unicode = Glyphs(
         mode: .unicode, dirty: ["░", "▒", "▓", "█"], recent: ["⠁", "⠅", "⠭", "⠿"],
-        falsePositive: "╳", cleared: "○", blockBoundary: "│", spark: ["▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"],
-        horizontal: "─", recording: "● REC", micro: "µs", separator: " │ ")
+        falsePositive: "╳", cleared: "○", missed: "!", blockBoundary: "│", spark: ["▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"],
+        horizontal: "─", recording: "● REC", micro: "µs", separator: " │ ", ellipsis: "…")
 
     static let ascii = Glyphs(
         mode: .ascii, dirty: [":", "+", "*", "#"], recent: [".", ",", "-", "="],
-        falsePositive: "x", cleared: "o", blockBoundary: "|", spark: ["_", ".", ",", "-", "~", "=", "+", "#"],
-        horizontal: "-", recording: "* REC", micro: "us", separator: " | ")
+        falsePositive: "x", cleared: "o", missed: "!", blockBoundary: "|", spark: ["_", ".", ",", "-", "~", "=", "+", "#"],
+        horizontal: "-", recording: "* REC", micro: "us", separator: " | ", ellipsis: "..")
 
     /// Text from outside (guest names, paths, messages) made safe to draw: control
     /// characters become spaces and, in ASCII mode, other characters become `?`.

@@ -17,25 +17,53 @@ import Testing
         #expect(h.screen.line(0).contains("DirtyScope"))
     }
 
-    @Test func clearResultIsComparedWithTheWholeSlot() {
-        let info = Fixture.info()
-        let h = Harness(info: info)
-        h.send(.record(.round(Fixture.round(1, info: info, dirty: [Array(0..<64)]))))
-        h.send(Fixture.event(.blocksCleared(BlockClear(slot: 0, blocks: Array(0..<12), calls: 1, pagesCleared: 768,
-                                                       pagesCopied: 768, clearNanos: 12_000))))
-        #expect(h.text.contains("CLEAR slot 0: 12 blocks, 768 pages cleared, 1 calls"))
-        let watched = WatchedBlocks(blocks: 12, reported: 40, falsePositives: 3)
-        h.send(.record(.round(Fixture.round(2, info: info, dirty: [Array(0..<2000)], fps: [Array(0..<700)],
-                                            watched: [0: watched]))))
-        #expect(h.text.contains("12 blk, 768 pages cleared, 1 calls"))
-        #expect(h.lines(containing: "reported now").first?.hasSuffixNumbers(["40", "2000"]) == true)
-        #expect(h.lines(containing: "FP now").first?.hasSuffixNumbers(["3", "700"]) == true)
-        // Per block per round: 3 / 12 in the cleared blocks, 700 / 64 over the slot.
-        #expect(h.lines(containing: "FP/blk/rnd").first?.hasSuffixNumbers(["0.25", "10.94"]) == true)
-        h.send(.record(.round(Fixture.round(3, info: info, dirty: [[]], fps: [[]],
-                                            watched: [0: WatchedBlocks(blocks: 12, reported: 5, falsePositives: 1)]))))
-        #expect(h.lines(containing: "2 rnd since").count == 1)
-        #expect(h.lines(containing: "FP since").first?.hasSuffixNumbers(["4", "700"]) == true)
+    /// Rounds 1-4: blocks 0-11 report 10 pages each, 8 of them false positives; block 20
+    /// reports 64 true pages. Then a CLEAR of blocks 0-11.
+    private func clearedHarness(width: Int = 160, height: Int = 40, pagesCleared: Int? = 96,
+                                mode: HarvestMode = .manual) -> (Harness, SessionInfo) {
+        let info = Fixture.info(mode: mode)
+        let h = Harness(info: info, width: width, height: height)
+        let hotDirty = (0..<12).flatMap { b in (0..<10).map { b * 64 + $0 } } + Array(1280..<1344)
+        let hotFPs = (0..<12).flatMap { b in (0..<8).map { b * 64 + $0 } }
+        for r in 1...4 { h.send(.record(.round(Fixture.round(UInt64(r), info: info, dirty: [hotDirty], fps: [hotFPs])))) }
+        h.send(Fixture.event(.blocksCleared(BlockClear(slot: 0, blocks: Array(0..<12), calls: 1, pagesCleared: pagesCleared,
+                                                       maskPages: pagesCleared ?? 768, pagesCopied: 96, clearNanos: 12_000))))
+        return (h, info)
+    }
+
+    @Test func clearComparesTheSameBlocksBeforeAndSinceBesideTheRest() {
+        let (h, info) = clearedHarness()
+        #expect(h.text.contains("CLEAR slot 0: 12 blocks, KVM cleared 96 dirty bits, 1 call"))
+        #expect(h.metricsText.contains("96 dirty bits KVM cleared (GET's view of your blocks)"))
+        // Since: the cleared blocks report one true page each; block 20 keeps 64 pages, 6 of them false.
+        let after = (0..<12).map { $0 * 64 } + Array(1280..<1344)
+        for r in 5...6 {
+            h.send(.record(.round(Fixture.round(UInt64(r), info: info, dirty: [after], fps: [Array(1280..<1286)]))))
+        }
+        #expect(h.lines(containing: "per blk/rnd").first?.hasSuffixNumbers(["before", "since"]) == true)
+        #expect(h.lines(containing: "rounds ").first?.hasSuffixNumbers(["4", "2"]) == true)
+        // Cleared: 8 FP per block per round before, none since. The other 52 blocks: 0 before, 12 / 104 since.
+        #expect(h.lines(containing: "FP/blk/rnd").first?.hasSuffixNumbers(["8.00", "0.00"]) == true)
+        #expect(h.lines(containing: "FP rest").first?.hasSuffixNumbers(["0.00", "0.12"]) == true)
+        #expect(h.lines(containing: "rep/blk/rnd").first?.hasSuffixNumbers(["10.00", "1.00"]) == true)
+        #expect(h.lines(containing: "rep rest").first?.hasSuffixNumbers(["1.23", "1.23"]) == true)
+    }
+
+    @Test func roundsSinceAreCountedWithoutCapAndTheMarkStays() {
+        let (h, info) = clearedHarness(width: 160, height: 40)
+        for r in 5...44 { h.send(.record(.round(Fixture.round(UInt64(r), info: info, dirty: [[]])))) }
+        #expect(h.lines(containing: "rounds ").first?.hasSuffixNumbers(["4", "40"]) == true)
+        h.press("z")  // 64 pages per cell: one cell per block
+        let body = h.body(of: 0)
+        #expect(body.filter { $0 == "○" }.count == 12, "cleared blocks keep their mark past 16 rounds")
+    }
+
+    @Test func legacyClearSaysWhatTheMaskMeans() {
+        let (h, _) = clearedHarness(pagesCleared: nil, mode: .legacy)
+        #expect(h.text.contains("mask of 768 pages"))
+        let panel = h.metricsText
+        #expect(panel.contains("KVM clears whichever were written since the last GET"))
+        #expect(panel.contains("re-arms the whole slot"))
     }
 
     @Test func metricsShowRoundAndTotals() {
@@ -47,7 +75,12 @@ import Testing
         #expect(h.lines(containing: "reported").first?.hasSuffixNumbers(["50", "150"]) == true)
         #expect(h.lines(containing: "false pos").first?.hasSuffixNumbers(["5", "15"]) == true)
         #expect(h.lines(containing: "FP rate").first?.hasSuffixNumbers(["10.0%", "10.0%"]) == true)
-        #expect(h.lines(containing: "missed (1 chk)").first?.hasSuffixNumbers(["-", "0"]) == true)
+        #expect(h.lines(containing: "missed").first?.hasSuffixNumbers(["-", "0"]) == true)
+        #expect(h.lines(containing: "verified").first?.hasSuffixNumbers(["1x"]) == true)
+        // 15 false positives of 4 KiB at 256 MiB/s.
+        #expect(h.lines(containing: "FP MiB").first?.hasSuffixNumbers(["0.02", "0.06"]) == true)
+        #expect(h.lines(containing: "FP s@256M").first?.hasSuffixNumbers(["0.00s", "0.00s"]) == true)
+        #expect(h.lines(containing: "legacy").contains { $0.hasSuffixNumbers(["10.0%", "0.06", "0.00s"]) })
         // 1000 guest writes in the 0.1 s between round starts.
         #expect(h.lines(containing: "writes/s").first?.hasSuffixNumbers(["10.0k"]) == true)
     }
@@ -73,7 +106,7 @@ import Testing
     @Test func heatmapStatesAreDistinct() throws {
         let h = busyHarness(glyphs: .ascii, colors: .monochrome)
         let body = h.body(of: 0)
-        #expect(body.first == "x", "false positive at the cursor's page 0 with f on")
+        #expect(body.first == "x", "false positive at the cursor's page 0: the overlay is on from the start")
         #expect(body.contains("#"), "dirty this round")
         #expect(body.contains("o"), "cleared by the user")
         #expect(body.contains("="), "recently dirty")
@@ -118,8 +151,13 @@ import Testing
         #expect(h.lines(containing: "newest on top").count == 1)
         let top = h.screen.line(2), next = h.screen.line(3)
         let width = Layout(state: h.app.state).heat.width
-        #expect(Array(top)[width - 1] == "#" && Array(top)[0] == " ")
-        #expect(Array(next)[0] == "#" && Array(next)[width - 1] == " ")
+        // Round labels take the first 5 columns; the address axis is the panel's last row.
+        #expect(top.hasPrefix("r2 "), "the round axis")
+        #expect(Array(top)[width - 1] == "#" && Array(top)[5] == " ")
+        #expect(Array(next)[5] == "#" && Array(next)[width - 1] == " ")
+        let body = Layout(state: h.app.state).panel(of: 0)!.body
+        let axis = String(Array(h.screen.line(body.y + body.height - 1))[0..<width])
+        #expect(axis.hasPrefix("addr 0 B") && axis.contains("8 MiB") && axis.hasSuffix("16 MiB"), "the address axis: \(axis)")
     }
 
     @Test func manySlotsScrollToTheSelectedOne() {
@@ -151,7 +189,6 @@ import Testing
                                             missed: 0))))
         h.send(Fixture.event(.guestFault("shutdown")))
         h.send(Fixture.event(.recordingStarted(path: "caf\u{e9}.dsrec")))
-        h.press("f")
         for _ in 0..<14 { h.press(.right) }  // block 14 holds page 900: recently dirty
         h.press(" ")
         h.press(.home)
@@ -160,6 +197,14 @@ import Testing
 }
 
 extension Harness {
+    /// The metrics panel's rows joined by spaces, runs of blanks squeezed.
+    var metricsText: String {
+        let rect = Layout(state: app.state).metrics
+        return screen.lines[rect.y..<(rect.y + rect.height)]
+            .map { String(Array($0)[rect.x..<(rect.x + rect.width)]) }
+            .joined(separator: " ").split(separator: " ").joined(separator: " ")
+    }
+
     /// The body of `slot`'s panel, rows joined.
     func body(of slot: Int) -> String {
         let rect = Layout(state: app.state).panel(of: slot)!.body
