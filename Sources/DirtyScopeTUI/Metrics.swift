@@ -78,7 +78,7 @@ enum Metrics {
         func secs(_ pages: Double) -> String { Format.seconds(pages * pageSize / bandwidth) }
 
         add(.section("round \(state.roundIndex)"), 0)
-        add(.text(columns("", "round", "total"), .dim), 3)
+        add(.text(columns("", "round", "total"), .dim), 1)
         add(.text(columns("reported", round.map { Format.count($0.reported) } ?? "-", Format.count(totals.reported)), .plain), 2)
         add(.text(columns("false pos", round.map { Format.count($0.falsePositives) } ?? "-", Format.count(totals.falsePositives)),
                   .falsePositive), 0)
@@ -145,7 +145,7 @@ enum Metrics {
         }
         let clear = c.clear
         add(.text("\(c.blocks.count) blk, \(clear.calls) call\(clear.calls == 1 ? "" : "s"), "
-                  + Format.duration(clear.clearNanos, micro: micro), .cleared), 1)
+                  + Format.duration(clear.clearNanos, micro: micro), .cleared), 2)
         let meaning: String
         if let bits = clear.pagesCleared {
             meaning = "\(bits) dirty bits KVM cleared (GET's view of your blocks)"

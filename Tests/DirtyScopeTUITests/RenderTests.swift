@@ -66,6 +66,113 @@ import Testing
         #expect(panel.contains("re-arms the whole slot"))
     }
 
+    @Test(arguments: [(80, 24), (120, 40), (250, 70)])
+    func everySizeKeepsTheEssentialsWhole(width: Int, height: Int) {
+        let (h, info) = clearedHarness(width: width, height: height)
+        h.send(Fixture.event(.clearPolicyChanged(.hand)))
+        var round = Fixture.round(5, info: info, dirty: [[0, 1, 2]], fps: [[1]])
+        round.clearPolicy = .hand
+        h.send(.record(.round(round)))
+        let lines = h.screen.lines
+        #expect(lines[0].contains("manual/hand chunk 64"), "the mode and policy")
+        #expect(lines[0].contains("round 5"))
+        #expect(lines[height - 1].contains("? help  q quit"))
+        #expect(h.lines(containing: "cursor block 0").count == 1)
+        // The legend has a line of its own, every item whole at one of its lengths.
+        let legend = lines[height - 3]
+        let items = Legend.items(.unicode, showFalsePositives: true)
+        #expect((0..<3).contains { tier in items.allSatisfy { legend.contains(" " + $0.labels[tier]) } }, "\(legend)")
+        for item in items { #expect(legend.contains(String(String.UnicodeScalarView(item.sample.map(\.0))))) }
+        #expect(lines[height - 2].contains("CLEAR slot 0") || lines[height - 2].contains("clear policy now hand"),
+                "messages keep their own line")
+        let metrics = h.metricsText
+        for label in ["round 5", "round total", "false pos", "FP rate", "missed", "FP MiB", "FP s@256M", "FP rate",
+                      "manual/hand", "CLEAR slot 0", "per blk/rnd before since", "rounds 4 1", "FP/blk/rnd", "FP rest", "FP%"] {
+            #expect(metrics.contains(label), "\(label) at \(width)x\(height)")
+        }
+        if width >= 250 {
+            #expect(Layout(state: h.app.state).metrics.width >= 60, "a wide terminal gets a wide panel")
+            #expect(metrics.contains("100%") && metrics.contains("0.01%"), "and a tall FP% chart")
+            #expect(metrics.contains("reported") && metrics.contains("rep/blk/rnd") && metrics.contains("writes/s"))
+        }
+    }
+
+    @Test func raceStripSaysWhereThisRoundsFalsePositivesCameFrom() throws {
+        let info = Fixture.info(mode: .manual)
+        let h = Harness(info: info, width: 250, height: 70)
+        var round = Fixture.round(1, info: info, dirty: [Array(0..<50)], fps: [Array(0..<45)])
+        round.clearPolicy = .hand
+        round.origins.byWindow[10] = 42  // windows of 1-2 ms
+        round.origins.neverCleared = 3
+        h.send(.record(.round(round)))
+        let race = try #require(h.lines(containing: "race ").first)
+        #expect(race.contains("race 42 FP: written after CLEAR, before copy; 3 never cleared"))
+        #expect(race.contains("1µs ") && race.contains(" 16s"), "the window axis is labelled at both ends")
+        let axis = race.split(separator: "1µs ").last!.split(separator: " 16s").first!
+        #expect(axis.count % FalsePositiveOrigins.bucketCount == 0, "whole columns per bucket")
+        let perBucket = axis.count / FalsePositiveOrigins.bucketCount
+        #expect(Array(axis).enumerated().allSatisfy { i, c in (i / perBucket == 10) == (c == "█") }, "\(axis)")
+
+        var legacy = Fixture.round(2, info: info, dirty: [[1]], fps: [[1]])
+        legacy.mode = .legacy
+        legacy.origins.byWindow[3] = 1
+        h.send(.record(.round(legacy)))
+        #expect(h.lines(containing: "race 1 FP: written after GET, before copy").count == 1)
+        h.send(.record(.round(Fixture.round(3, info: info, dirty: [[]]))))
+        #expect(h.lines(containing: "race no false positives this round").count == 1)
+    }
+
+    @Test func fpHistoryHasAFixedLogScaleAndMarksSwitchesAndClears() throws {
+        #expect(Metrics.logLevel(0, levels: 8) == 0)
+        #expect(Metrics.logLevel(0.0001, levels: 8) == 1, "0.01% is the bottom")
+        #expect(Metrics.logLevel(0.01, levels: 8) == 5, "1% is half way")
+        #expect(Metrics.logLevel(1, levels: 8) == 8, "100% is the top")
+        let info = Fixture.info()
+        let h = Harness(info: info, width: 120, height: 40)
+        h.send(Fixture.event(.blocksCleared(BlockClear(slot: 0, blocks: [1], calls: 1, pagesCleared: nil, pagesCopied: 0,
+                                                       clearNanos: 1000))))
+        h.send(.record(.round(Fixture.round(1, info: info, dirty: [Array(0..<1000)], fps: [Array(0..<50)]))))  // 5%
+        var manual = Fixture.round(2, info: info, dirty: [Array(0..<1000)], fps: [Array(0..<5)])  // 0.5%
+        manual.mode = .manual
+        h.send(.record(.round(manual)))
+        func chart() throws -> [String] {
+            let rect = Layout(state: h.app.state).metrics
+            let top = try #require(h.screen.lines.firstIndex { String(Array($0)[(rect.x + 1)..<(rect.x + 5)]) == "100%" })
+            let bottom = try #require(h.screen.lines.firstIndex { String(Array($0)[(rect.x + 1)..<(rect.x + 6)]) == "0.01%" })
+            return h.screen.lines[top...(bottom + 1)].map { String(Array($0)[(rect.x + 7)..<(rect.x + 9)]) }
+        }
+        let before = try chart()
+        var high = Fixture.round(3, info: info, dirty: [Array(0..<1000)], fps: [Array(0..<900)])  // 90%
+        high.mode = .manual
+        h.send(.record(.round(high)))
+        let after = try chart()
+        #expect(after == before, "a 90% round does not rescale the 5% and 0.5% ones: \(before) \(after)")
+        #expect(before.last == "cm", "the CLEAR before round 1 and the switch to manual before round 2 are marked")
+        let levels = 8 * (before.count - 1)
+        let column = before.dropLast().map { Array($0)[0] }
+        let filled = column.map { $0 == "█" ? 8 : ($0 == " " ? 0 : Int(Glyphs.unicode.spark.firstIndex(of: $0.unicodeScalars.first!)!) + 1) }
+        #expect(filled.reduce(0, +) == Metrics.logLevel(0.05, levels: levels), "5% drawn at its log level")
+        #expect(h.lines(containing: "legacy").contains { $0.contains("5.00%") })
+        #expect(h.lines(containing: "manual/auto").contains { $0.contains("45.3%") }, "(5 + 900) / 2000")
+    }
+
+    @Test func missedBlocksGetTheirOwnGlyphUntilTheNextVerification() {
+        let info = Fixture.info(mode: .manual)
+        let h = Harness(info: info, glyphs: .ascii)
+        h.press("z")  // 64 pages per cell: cell i is block i
+        h.send(.record(.round(Fixture.round(1, info: info, dirty: [[]], missed: 3))))
+        h.send(Fixture.event(.verified(Verification(missedPerSlot: [3, 0], comparedPages: 6144, missedBlocks: [[5], []]))))
+        #expect(Array(h.body(of: 0))[5] == "!")
+        #expect(h.lines(containing: "missed").first?.hasSuffixNumbers(["3", "3"]) == true)
+        let rect = Layout(state: h.app.state).metrics
+        let row = h.screen.lines.firstIndex { $0.contains("missed") }!
+        #expect(h.screen[rect.x + 1, row].role == .alert, "missed pages are red")
+        h.send(.record(.round(Fixture.round(2, info: info, dirty: [[]]))))
+        #expect(Array(h.body(of: 0))[5] == "!", "kept until the next verification")
+        h.send(Fixture.event(.verified(Verification(missedPerSlot: [0, 0], comparedPages: 6144, missedBlocks: [[], []]))))
+        #expect(!h.body(of: 0).contains("!"))
+    }
+
     @Test func metricsShowRoundAndTotals() {
         let info = Fixture.info()
         let h = Harness(info: info)
