@@ -35,9 +35,9 @@ enum KeyHelp {
 
     static let replay: [Entry] = [
         Entry(keys: "space p", action: "play / pause"),
-        Entry(keys: ", . left right", action: "one round back / on"),
+        Entry(keys: ", . arrows", action: "one round back / on"),
         Entry(keys: "home end", action: "first / last round"),
-        Entry(keys: "[ ] PgUp PgDn", action: "seek 10% back / on"),
+        Entry(keys: "[ ] PgUp/Dn", action: "seek 10% back / on"),
         Entry(keys: "< >", action: "speed x0.25 ... x16"),
         Entry(keys: "jk up down", action: "move the cursor"),
     ]
