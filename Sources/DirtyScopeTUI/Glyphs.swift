@@ -26,18 +26,16 @@ struct Glyphs: Sendable {
     let recording: String
     let micro: String
     let separator: String
-    /// Between the ends of an axis label ("1µs…16s").
-    let ellipsis: String
 
     static let unicode = Glyphs(
         mode: .unicode, dirty: ["░", "▒", "▓", "█"], recent: ["⠁", "⠅", "⠭", "⠿"],
         falsePositive: "╳", cleared: "○", missed: "!", blockBoundary: "│", spark: ["▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"],
-        horizontal: "─", recording: "● REC", micro: "µs", separator: " │ ", ellipsis: "…")
+        horizontal: "─", recording: "● REC", micro: "µs", separator: " │ ")
 
     static let ascii = Glyphs(
         mode: .ascii, dirty: [":", "+", "*", "#"], recent: [".", ",", "-", "="],
         falsePositive: "x", cleared: "o", missed: "!", blockBoundary: "|", spark: ["_", ".", ",", "-", "~", "=", "+", "#"],
-        horizontal: "-", recording: "* REC", micro: "us", separator: " | ", ellipsis: "..")
+        horizontal: "-", recording: "* REC", micro: "us", separator: " | ")
 
     /// Text from outside (guest names, paths, messages) made safe to draw: control
     /// characters become spaces and, in ASCII mode, other characters become `?`.

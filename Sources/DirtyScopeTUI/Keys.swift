@@ -72,6 +72,8 @@ extension AppState {
                 say("slot \(selectedSlot): dropping the cleared blocks (no longer marked"
                     + (session.clearPolicy == .hand ? " nor re-protected)" : ")"))
                 return [.send(.dropClearedBlocks(slot: selectedSlot))]
+            } else {
+                say("x: nothing selected and no cleared blocks in slot \(selectedSlot)")
             }
         case .char(" "):
             if rangeAnchor != nil { closeRange() } else { selections[selectedSlot][cursors[selectedSlot]].toggle() }

@@ -120,7 +120,8 @@ enum Metrics {
 
         clearRows(state, width: w, micro: micro, columns: columns, add: add)
 
-        add(.section(w >= 40 ? "FP% log 0.01-100%  m: mode/policy  c: CLEAR" : "FP% log  m:mode c:CLEAR"), 1)
+        add(.section(w >= 48 ? "FP% log 0.01-100%  m: mode/policy  c: CLEAR"
+                     : (w >= 36 ? "FP% log 0.01-100%  m:mode c:CLEAR" : "FP% log  m:mode c:CLEAR")), 1)
         let chartRows = w >= 40 ? 6 : 3
         for i in 0..<chartRows { add(.chart(index: i), i == 0 ? 1 : 5 + i) }
         add(.marks, 2)

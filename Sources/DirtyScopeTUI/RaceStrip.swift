@@ -15,6 +15,8 @@ enum RaceStrip {
         var parts: [(String, Role)] = []
         if origins.isEmpty {
             parts.append(("no false positives this round", .dim))
+        } else if raced == 0 {
+            parts.append(("\(origins.neverCleared) FP never cleared since their copy", .warn))
         } else {
             parts.append(("\(raced) FP: written after \(protector(setting)), before copy", .falsePositive))
             if origins.neverCleared > 0 { parts.append(("; \(origins.neverCleared) never cleared", .warn)) }
@@ -24,7 +26,7 @@ enum RaceStrip {
         let histogramMin = 12 + axisLeft.count + axisRight.count + 3
         let textRoom = rect.x + rect.width - x - (origins.raced > 0 ? histogramMin : 0)
         // Words first; the histogram takes what is left (one column per window bucket at most).
-        if text.count > textRoom, !origins.isEmpty {
+        if text.count > textRoom, raced > 0 {
             parts[0].0 = "\(raced) FP after \(protector(setting))"
         }
         for (t, role) in parts { x = screen.put(t, x: x, y: y, role: theme.role(role), maxWidth: rect.x + rect.width - x) }

@@ -118,7 +118,12 @@ import Testing
         legacy.origins.byWindow[3] = 1
         h.send(.record(.round(legacy)))
         #expect(h.lines(containing: "race 1 FP: written after GET, before copy").count == 1)
-        h.send(.record(.round(Fixture.round(3, info: info, dirty: [[]]))))
+        var hand = Fixture.round(3, info: info, dirty: [Array(0..<7)], fps: [Array(0..<7)])
+        hand.clearPolicy = .hand
+        hand.origins.neverCleared = 7
+        h.send(.record(.round(hand)))
+        #expect(h.lines(containing: "race 7 FP never cleared since their copy").count == 1)
+        h.send(.record(.round(Fixture.round(4, info: info, dirty: [[]]))))
         #expect(h.lines(containing: "race no false positives this round").count == 1)
     }
 
