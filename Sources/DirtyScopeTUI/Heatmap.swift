@@ -67,7 +67,7 @@ enum Heatmap {
         let showMissed = !slot.missed.isEmpty
         let cursor = slotIndex == state.selectedSlot ? state.cursors[slotIndex] : -1
         let showFP = state.showFalsePositives
-        let roles = (missed: theme.role(.alert), dirty: theme.role(.dirty), fp: theme.role(.falsePositive), cleared: theme.role(.cleared),
+        let roles = (missed: theme.role(.alert), dirty: theme.role(.dirty), fp: theme.role(.falsePositive), cleared: theme.role(.clearedMark),
                      selected: theme.role(.selected), cursor: theme.role(.cursor), boundary: theme.role(.boundary),
                      heat: Role.heat.map(theme.role))
         let ppc = geometry.pagesPerCell

@@ -22,7 +22,7 @@ enum Legend {
                  labels: showFalsePositives ? ["false positive (f hides)", "false positive", "FP"]
                                             : ["false positive (f: off)", "FP (f: off)", "FP off"],
                  explanation: "FP: reported but unchanged"),
-            Item(sample: [(g.cleared, .cleared)], labels: ["cleared by c (until the next c or x)", "cleared", "cleared"],
+            Item(sample: [(g.cleared, .clearedMark)], labels: ["cleared by c (until the next c or x)", "cleared", "cleared"],
                  explanation: "cleared by c, until c or x"),
             Item(sample: [(g.missed, .alert)], labels: ["missed: a lost write (verifier)", "missed", "missed"],
                  explanation: "missed: a write the log lost"),

@@ -212,7 +212,8 @@ import Testing
         let color = busyHarness(glyphs: .unicode, colors: .colors256).screen
         #expect(color.cells.contains { $0.role == .dirty })
         #expect(color.cells.contains { $0.role == .falsePositive })
-        #expect(color.cells.contains { $0.role == .cleared })
+        #expect(color.cells.contains { $0.role == .clearedMark && $0.char == "○" }, "the faint mark on cleared blocks")
+        #expect(color.cells.contains { $0.role == .cleared }, "the CLEAR panel")
     }
 
     @Test func heatmapStatesAreDistinct() throws {
