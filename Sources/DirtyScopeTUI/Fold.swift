@@ -67,7 +67,8 @@ extension AppState {
         case .modeChanged(let newMode, let chunk):
             session.mode = newMode
             session.clearChunk = chunk
-            say("harvest mode now \(newMode.rawValue), clear chunk \(chunk)", .good)
+            say("harvest mode now \(HarvestSetting(mode: newMode, policy: session.clearPolicy))"
+                + (newMode == .manual ? ", clear chunk \(chunk): \(session.clearPolicy.explanation)" : ""), .good)
         case .clearPolicyChanged(let policy):
             session.clearPolicy = policy
             say("clear policy now \(policy.rawValue): \(policy.explanation)"

@@ -24,7 +24,7 @@ enum Metrics {
     static func draw(_ screen: inout Screen, state: AppState, in rect: Rect, theme: Theme) {
         let x = rect.x + 1, w = rect.width - 2
         guard w > 0, rect.height > 0 else { return }
-        let all = rows(state, width: w, micro: theme.glyphs.micro)
+        let all = rows(state, width: w, height: rect.height, micro: theme.glyphs.micro)
         // Keep the most important rows that fit, in their order; a section with no rows goes.
         var keep = [Bool](repeating: false, count: all.count)
         var used = 0
@@ -63,7 +63,7 @@ enum Metrics {
     /// Widths of the two value columns and the label before them.
     private static func valueWidth(_ w: Int) -> Int { w >= 40 ? 10 : 8 }
 
-    private static func rows(_ state: AppState, width w: Int, micro: String) -> [(row: Row, priority: Int)] {
+    private static func rows(_ state: AppState, width w: Int, height: Int, micro: String) -> [(row: Row, priority: Int)] {
         var rows: [(row: Row, priority: Int)] = []
         func add(_ row: Row, _ priority: Int) { rows.append((row, priority)) }
         let vw = valueWidth(w), labelWidth = max(1, w - 2 * vw)
@@ -122,7 +122,8 @@ enum Metrics {
 
         add(.section(w >= 48 ? "FP% log 0.01-100%  m: mode/policy  c: CLEAR"
                      : (w >= 36 ? "FP% log 0.01-100%  m:mode c:CLEAR" : "FP% log  m:mode c:CLEAR")), 1)
-        let chartRows = w >= 40 ? 6 : 3
+        // The chart takes the rows nothing else needs: a tall terminal gets a finer scale.
+        let chartRows = w >= 40 ? min(16, max(6, height / 4)) : 3
         for i in 0..<chartRows { add(.chart(index: i), i == 0 ? 1 : 5 + i) }
         add(.marks, 2)
         add(.dirty, 5)
