@@ -121,6 +121,9 @@ struct AppState: Equatable {
     /// Index into `zoomLevels`.
     var zoom = 0
     var view = HeatmapView.heatmap
+    /// The clear policy last asked for with `o`, until the session confirms it: quick
+    /// presses step on from it rather than from the policy still in force.
+    var requestedPolicy: ClearPolicy?
     /// The false-positive overlay: on from the start, `f` hides it.
     var showFalsePositives = true
     var showHelp = false

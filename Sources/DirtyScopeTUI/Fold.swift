@@ -71,6 +71,7 @@ extension AppState {
                 + (newMode == .manual ? ", clear chunk \(chunk): \(session.clearPolicy.explanation)" : ""), .good)
         case .clearPolicyChanged(let policy):
             session.clearPolicy = policy
+            requestedPolicy = nil
             say("clear policy now \(policy.rawValue): \(policy.explanation)"
                 + (session.mode == .manual ? "" : " (applies in manual mode: m)"), .good)
         case .clearedBlocksDropped(let slot):

@@ -102,7 +102,8 @@ extension AppState {
             case .legacy: return [.send(.setMode(.manual))]
             }
         case "o":
-            let next = session.clearPolicy.next
+            let next = (requestedPolicy ?? session.clearPolicy).next
+            requestedPolicy = next
             if session.mode != .manual {
                 say("clear policy \(next.rawValue) set; it applies in manual mode (m): \(session.mode.rawValue) mode "
                     + (session.mode == .ring ? "resets rings instead" : "write-protects at GET"), .warn)

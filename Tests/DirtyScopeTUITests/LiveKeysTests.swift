@@ -151,6 +151,8 @@ import Testing
         #expect(h.text.contains("only blocks you clear (c) are re-protected"))
         h.press("o")
         #expect(h.controller.commands.last == .setClearPolicy(.afterCopy))
+        h.press("o")
+        #expect(h.controller.commands.last == .setClearPolicy(.atGet), "a quick second press steps on from the first")
     }
 
     @Test func xDropsTheSelectionFirstThenTheClearedBlocks() {
