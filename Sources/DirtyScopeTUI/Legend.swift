@@ -13,22 +13,22 @@ enum Legend {
     static func items(_ g: Glyphs, showFalsePositives: Bool) -> [Item] {
         [
             Item(sample: g.dirty.map { ($0, .dirty) },
-                 labels: ["reported this round: 25/50/75/100% of the cell's pages", "% of cell reported now", "% reported"],
+                 labels: ["reported this round: 25/50/75/100% of the cell's pages", "% of cell reported now", "% reported", "% now"],
                  explanation: "reported now, % of cell pages"),
             Item(sample: zip(g.recent, Role.heat).map { ($0, $1) },
-                 labels: ["heat: dirty within the last 16 rounds", "heat over 16 rounds", "heat 16r"],
+                 labels: ["heat: dirty within the last 16 rounds", "heat over 16 rounds", "heat 16r", "heat"],
                  explanation: "heat: dirty in last 16 rounds"),
             Item(sample: [(g.falsePositive, .falsePositive)],
-                 labels: showFalsePositives ? ["false positive (f hides)", "false positive", "FP"]
-                                            : ["false positive (f: off)", "FP (f: off)", "FP off"],
+                 labels: showFalsePositives ? ["false positive (f hides)", "false positive", "FP", "FP"]
+                                            : ["false positive (f: off)", "FP (f: off)", "FP off", "off"],
                  explanation: "FP: reported but unchanged"),
-            Item(sample: [(g.cleared, .clearedMark)], labels: ["cleared by c (until the next c or x)", "cleared", "cleared"],
+            Item(sample: [(g.cleared, .clearedMark)], labels: ["cleared by c (until the next c or x)", "cleared", "cleared", "clr"],
                  explanation: "cleared by c, until c or x"),
-            Item(sample: [(g.missed, .alert)], labels: ["missed: a lost write (verifier)", "missed", "missed"],
+            Item(sample: [(g.missed, .alert)], labels: ["missed: a lost write (verifier)", "missed", "missed", "lost"],
                  explanation: "missed: a write the log lost"),
-            Item(sample: [(g.recent[3], .selected)], labels: ["selected", "selected", "sel"],
+            Item(sample: [(g.recent[3], .selected)], labels: ["selected", "selected", "sel", "sel"],
                  explanation: "selected for c (space v a)"),
-            Item(sample: [(" ", .cursor)], labels: ["cursor", "cursor", "cursor"],
+            Item(sample: [(" ", .cursor)], labels: ["cursor", "cursor", "cursor", "cur"],
                  explanation: "cursor: one 64-page block"),
         ]
     }
