@@ -6,7 +6,9 @@ import DirtyScopeModel
 /// A seek rebuilds the session view from the `historyRounds + 1` rounds before the
 /// target (heat is zero after `heatRounds`, sparklines keep `historyRounds`), the settings
 /// events before them, and the totals from `RecordedSession.totals(through:)`, so it
-/// decodes at most 65 rounds.
+/// decodes 65 rounds; where a CLEAR is still in force it reaches back to the `heatRounds`
+/// before that CLEAR (at most `clearReach` rounds), since its comparison counts every round
+/// since. The FP totals per mode and policy come from the totals too: no round is decoded for them.
 final class Replayer {
     let source: RecordedSession
     /// Recorded nanoseconds owed to playback since the last round was shown.
@@ -92,12 +94,12 @@ final class Replayer {
             default: break
             }
         }
-        return standing.values.sorted().map { k in (events[k], firstRound(after: k, within: end)) }
+        return standing.values.sorted().map { k in (events[k], round(holdingEvent: k, below: end)) }
     }
 
     /// The round (0-based, below `limit`) that event number `k` came before: the events of
     /// round i's entry are the first ones `events(before: i + 1)` holds.
-    private func firstRound(after k: Int, within limit: Int) -> Int {
+    private func round(holdingEvent k: Int, below limit: Int) -> Int {
         var lo = 0, hi = max(0, limit - 1)
         while lo < hi {
             let mid = (lo + hi) / 2
@@ -120,7 +122,7 @@ final class Replayer {
             }
             let setting = HarvestSetting(mode: mode, policy: policy)
             guard setting != segments[segments.count - 1].setting else { continue }
-            let round = firstRound(after: k, within: target + 1)
+            let round = round(holdingEvent: k, below: target + 1)
             if segments[segments.count - 1].start == round { segments[segments.count - 1].setting = setting }
             else { segments.append((round, setting)) }
         }
