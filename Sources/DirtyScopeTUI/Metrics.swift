@@ -148,14 +148,20 @@ enum Metrics {
         let clear = c.clear
         add(.text("\(c.blocks.count) blk, \(clear.calls) call\(clear.calls == 1 ? "" : "s"), "
                   + Format.duration(clear.clearNanos, micro: micro), .cleared), 2)
-        let meaning: String
+        // What "pages cleared" means: first the part that must show, then the rest where there is room.
+        let meaning: (String, String)
+        let mask = clear.maskPages ?? c.blocks.count * 64
         if let bits = clear.pagesCleared {
-            meaning = "\(bits) dirty bits KVM cleared (GET's view of your blocks)"
+            meaning = ("\(bits) dirty bits KVM cleared (GET's view of your blocks)", "")
+        } else if w >= 40 {
+            meaning = ("mask of \(mask) pages: KVM clears whichever were written since the last GET; userspace can't "
+                       + "see them without a GET that re-arms the whole slot", "")
         } else {
-            meaning = "mask of \(clear.maskPages ?? c.blocks.count * 64) pages: KVM clears whichever were written "
-                + "since the last GET; userspace can't see them without a GET that re-arms the whole slot"
+            meaning = ("mask \(mask) pages: KVM clears those written since GET",
+                       "(unseen: seeing them takes a GET that re-arms the whole slot)")
         }
-        for (i, line) in wrap(meaning, w).enumerated() { add(.text(line, .cleared), i < 2 ? 1 : 4) }
+        for line in wrap(meaning.0, w) { add(.text(line, .cleared), 1) }
+        for line in wrap(meaning.1, w) { add(.text(line, .dim), 4) }
         for (i, line) in wrap(policyText, w).enumerated() { add(.text(line, .dim), 3 + i) }
         let blocks = Double(max(1, c.blocks.count)), rest = Double(max(1, slot.info.blocks - c.blocks.count))
         func per(_ pages: Int, _ blocks: Double, _ rounds: Int) -> String {

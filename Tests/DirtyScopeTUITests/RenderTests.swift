@@ -64,6 +64,8 @@ import Testing
         let panel = h.metricsText
         #expect(panel.contains("KVM clears whichever were written since the last GET"))
         #expect(panel.contains("re-arms the whole slot"))
+        let (small, _) = clearedHarness(width: 80, height: 24, pagesCleared: nil, mode: .legacy)
+        #expect(small.metricsText.contains("mask 768 pages: KVM clears those written since GET"), "whole at 80x24")
     }
 
     @Test(arguments: [(60, 16), (80, 24), (120, 40), (250, 70)])
