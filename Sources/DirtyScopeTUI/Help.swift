@@ -50,7 +50,7 @@ enum KeyHelp {
         let tail = "? help  q quit"
         let hints = replay
             ? ["space play", ",. step", "[] seek", "<> speed", "z zoom", "t time", "f FP", "tab slot"]
-            : ["m mode", "o policy", "c CLEAR", "space/v select", "x drop", "p pause", "z zoom", "t time", "f FP",
+            : ["m mode", "p pause", "c clear", "o policy", "space/v select", "x drop", "z zoom", "t time", "f FP",
                "r rec", "tab slot"]
         var line = ""
         for hint in hints where line.count + hint.count + 2 + tail.count <= width { line += hint + "  " }

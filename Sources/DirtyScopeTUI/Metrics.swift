@@ -118,7 +118,7 @@ enum Metrics {
             }
         }
 
-        clearRows(state, width: w, micro: micro, columns: columns, add: add)
+        clearRows(state, width: w, columns: columns, add: add)
 
         add(.section(w >= 48 ? "FP% log 0.01-100%  m: mode/policy  c: CLEAR"
                      : (w >= 36 ? "FP% log 0.01-100%  m:mode c:CLEAR" : "FP% log  m:mode c:CLEAR")), 1)
@@ -131,7 +131,7 @@ enum Metrics {
     }
 
     /// The last manual CLEAR of the selected slot: the same blocks before it and since, beside the rest of the slot.
-    private static func clearRows(_ state: AppState, width w: Int, micro: String, columns: (String, String, String) -> String,
+    private static func clearRows(_ state: AppState, width w: Int, columns: (String, String, String) -> String,
                                   add: (Row, Int) -> Void) {
         let slot = state.session.slots[state.selectedSlot]
         add(.section("CLEAR slot \(slot.info.index)"), 0)
@@ -146,8 +146,10 @@ enum Metrics {
             return
         }
         let clear = c.clear
-        add(.text("\(c.blocks.count) blk, \(clear.calls) call\(clear.calls == 1 ? "" : "s"), "
-                  + Format.duration(clear.clearNanos, micro: micro), .cleared), 2)
+        let calls = ", \(clear.calls) call\(clear.calls == 1 ? "" : "s")"
+        let summary = "\(c.blocks.count) blk, "
+            + (clear.pagesCleared.map { "\($0) pages cleared" } ?? "mask \(clear.maskPages ?? c.blocks.count * 64) pages")
+        add(.text(summary.count + calls.count <= w ? summary + calls : summary, .cleared), 2)
         // What "pages cleared" means: first the part that must show, then the rest where there is room.
         let meaning: (String, String)
         let mask = clear.maskPages ?? c.blocks.count * 64

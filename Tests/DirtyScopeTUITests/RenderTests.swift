@@ -34,6 +34,7 @@ import Testing
     @Test func clearComparesTheSameBlocksBeforeAndSinceBesideTheRest() {
         let (h, info) = clearedHarness()
         #expect(h.text.contains("CLEAR slot 0: 12 blocks, KVM cleared 96 dirty bits, 1 call"))
+        #expect(h.metricsText.contains("12 blk, 96 pages cleared, 1 call"))
         #expect(h.metricsText.contains("96 dirty bits KVM cleared (GET's view of your blocks)"))
         // Since: the cleared blocks report one true page each; block 20 keeps 64 pages, 6 of them false.
         let after = (0..<12).map { $0 * 64 } + Array(1280..<1344)
@@ -79,6 +80,7 @@ import Testing
         #expect(lines[0].contains("manual/hand chunk 64"), "the mode and policy")
         #expect(lines[0].contains("round 5"))
         #expect(lines[height - 1].contains("? help  q quit"))
+        #expect(lines[height - 1].contains("m mode  p pause  c clear"))
         #expect(h.lines(containing: "cursor block 0").count == 1)
         // The legend has a line of its own, every item whole at one of its lengths.
         let legend = lines[height - 3]
