@@ -115,7 +115,7 @@ enum Render {
         let glyphs = Legend.items(g, showFalsePositives: state.showFalsePositives)
         let policies = ClearPolicy.allCases.map { KeyHelp.Entry(keys: $0.rawValue, action: $0.explanation) }
         let keyWidth = (keys + policies).map(\.keys.count).max()! + 2
-        let entryWidth = max(keyWidth + keys.map(\.action.count).max()!, 6 + glyphs.map(\.explanation.count).max()!) + 2
+        let entryWidth = max(keyWidth + keys.map(\.short.count).max()!, 6 + glyphs.map(\.explanation.count).max()!) + 2
         let room = screen.height - 2
         // Rows: title line, keys, a gap, glyphs title, glyphs, (gap, policies title, policies), bottom border.
         func rows(_ columns: Int, policies p: Bool) -> Int {
@@ -125,7 +125,10 @@ enum Render {
         let columns = rows(1, policies: false) <= room || screen.width < 2 * entryWidth + 4 ? 1 : 2
         let policyWidth = keyWidth + policies.map(\.action.count).max()! + 2
         let showPolicies = rows(columns, policies: true) <= room && !state.isReplay && policyWidth + 3 <= screen.width - 2
-        let boxWidth = min(screen.width - 2, max(columns * entryWidth, showPolicies ? policyWidth : 0) + 3)
+        // One column has room for the long descriptions where the terminal is wide enough.
+        let longWidth = keyWidth + keys.map(\.action.count).max()! + 2
+        let long = columns == 1 && longWidth + 3 <= screen.width - 2
+        let boxWidth = min(screen.width - 2, max(columns * entryWidth, showPolicies ? policyWidth : 0, long ? longWidth : 0) + 3)
         let boxHeight = min(room, rows(columns, policies: showPolicies))
         let x0 = (screen.width - boxWidth) / 2, y0 = (screen.height - boxHeight) / 2
         let border = theme.role(.title)
@@ -159,7 +162,7 @@ enum Render {
         y += 1
         table(keys.count) { i, x, row, room in
             screen.put(keys[i].keys, x: x, y: row, role: theme.role(.key), maxWidth: min(keyWidth, room))
-            screen.put(keys[i].action, x: x + keyWidth, y: row, maxWidth: room - keyWidth)
+            screen.put(long ? keys[i].action : keys[i].short, x: x + keyWidth, y: row, maxWidth: room - keyWidth)
         }
         heading("glyphs")
         table(glyphs.count) { i, x, row, room in

@@ -143,7 +143,7 @@ import Testing
         for entry in KeyHelp.replay { #expect(help.contains(entry.action)) }
         _ = app.handle(.resize(width: 80, height: 24))
         let small = app.render().text
-        for entry in KeyHelp.entries(replay: true) { #expect(small.contains(entry.action), "\(entry.action) at 80x24") }
+        for entry in KeyHelp.entries(replay: true) { #expect(small.contains(entry.short), "\(entry.short) at 80x24") }
         for item in Legend.items(.ascii, showFalsePositives: true) { #expect(small.contains(item.explanation)) }
     }
 }
