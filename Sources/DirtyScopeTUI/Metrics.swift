@@ -39,6 +39,9 @@ enum Metrics {
         }
         let kept = all.indices.filter { keep[$0] }.map { all[$0].row }
         let chartRows = kept.filter { if case .chart = $0 { return true } else { return false } }.count
+        // Each round's level on the chart's log scale, once for all its rows.
+        let plotWidth = max(0, w - chartLabelWidth - chartValueWidth)
+        let levels = state.session.history.suffix(plotWidth).map { logLevel($0.falsePositiveRate, levels: 8 * chartRows) }
         var y = rect.y
         var chartRow = 0
         for row in kept {
@@ -49,7 +52,7 @@ enum Metrics {
             case .text(let text, let role):
                 screen.put(text, x: x, y: y, role: theme.role(role), maxWidth: w)
             case .chart:
-                chart(&screen, state: state, x: x, y: y, width: w, row: chartRow, of: chartRows, theme: theme)
+                chart(&screen, state: state, levels: levels, x: x, y: y, width: w, row: chartRow, of: chartRows, theme: theme)
                 chartRow += 1
             case .marks:
                 marks(&screen, state: state, x: x, y: y, width: w, theme: theme)
@@ -190,19 +193,15 @@ enum Metrics {
 
     private static let chartLabelWidth = 6, chartValueWidth = 7
 
-    private static func chart(_ screen: inout Screen, state: AppState, x: Int, y: Int, width: Int, row: Int, of rows: Int,
-                              theme: Theme) {
+    private static func chart(_ screen: inout Screen, state: AppState, levels: [Int], x: Int, y: Int, width: Int,
+                              row: Int, of rows: Int, theme: Theme) {
         let g = theme.glyphs
         let label = rows == 1 ? "FP%" : (row == 0 ? "100%" : (row == rows - 1 ? "0.01%" : ""))
         screen.put(label, x: x, y: y, role: theme.role(.dim))
-        let plotWidth = max(0, width - chartLabelWidth - chartValueWidth)
-        let shown = state.session.history.suffix(plotWidth)
         let role = theme.role(.sparkFalsePositive)
-        var col = x + chartLabelWidth
-        for point in shown {
-            let level = logLevel(point.falsePositiveRate, levels: 8 * rows) - (rows - 1 - row) * 8
-            if level > 0 { screen[col, y] = Cell(g.spark[min(7, level - 1)], role) }
-            col += 1
+        let floor = (rows - 1 - row) * 8
+        for (i, level) in levels.enumerated() where level > floor {
+            screen[x + chartLabelWidth + i, y] = Cell(g.spark[min(7, level - floor - 1)], role)
         }
         if row == 0 {
             let latest = state.session.history.last.map { Format.percentFine($0.falsePositiveRate) } ?? "-"
