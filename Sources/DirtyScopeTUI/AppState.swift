@@ -24,6 +24,58 @@ struct RoundReadout: Equatable {
     var reportedPerSecond: Double
 }
 
+/// What the FP rate of one mode and policy needs, summed over the rounds that ran it.
+struct SettingTotals: Equatable {
+    var rounds = 0
+    var reported = 0
+    var falsePositives = 0
+    var initial = 0
+
+    init() {}
+
+    /// The rounds `0...last` of `through` less those of `before`.
+    init(_ through: RoundTotals, less before: RoundTotals) {
+        rounds = Int(truncatingIfNeeded: through.rounds &- before.rounds)
+        reported = Int(truncatingIfNeeded: through.reported &- before.reported)
+        falsePositives = Int(truncatingIfNeeded: through.falsePositives &- before.falsePositives)
+        initial = Int(truncatingIfNeeded: through.initial &- before.initial)
+    }
+
+    mutating func add(_ m: RoundMetrics) {
+        rounds += 1
+        reported += m.reported
+        falsePositives += m.falsePositives
+        initial += m.initial
+    }
+
+    mutating func add(_ other: SettingTotals) {
+        rounds += other.rounds
+        reported += other.reported
+        falsePositives += other.falsePositives
+        initial += other.initial
+    }
+
+    var falsePositiveRate: Double {
+        let base = reported - initial
+        return base > 0 ? Double(falsePositives) / Double(base) : 0
+    }
+}
+
+/// Something that happened before a round, marked on the FP% history.
+enum HistoryMark: Equatable {
+    /// The mode or the clear policy changed.
+    case setting
+    /// A manual CLEAR (`c`).
+    case clear
+}
+
+/// One round in the sparklines.
+struct HistoryPoint: Equatable {
+    var falsePositiveRate: Double
+    var reportedPerSecond: Double
+    var mark: HistoryMark?
+}
+
 /// A line of text the user is typing a number into (`s`, `b`).
 struct Prompt: Equatable {
     enum Kind: Equatable { case intervalMillis, bandwidthMiB }
@@ -69,7 +121,11 @@ struct AppState: Equatable {
     /// Index into `zoomLevels`.
     var zoom = 0
     var view = HeatmapView.heatmap
-    var showFalsePositives = false
+    /// The clear policy last asked for with `o`, until the session confirms it: quick
+    /// presses step on from it rather than from the policy still in force.
+    var requestedPolicy: ClearPolicy?
+    /// The false-positive overlay: on from the start, `f` hides it.
+    var showFalsePositives = true
     var showHelp = false
     var prompt: Prompt?
     var message: Message?
@@ -90,6 +146,8 @@ struct AppState: Equatable {
     }
 
     var roundIndex: UInt64 { session.lastRound?.index ?? 0 }
+    /// Mode and policy as the session now runs them.
+    var setting: HarvestSetting { HarvestSetting(mode: session.mode, policy: session.clearPolicy) }
     var isReplay: Bool { replay != nil }
     var pagesPerZoomedCell: Int? { Self.zoomLevels[zoom] }
 
@@ -125,8 +183,15 @@ struct SessionView: Equatable {
     var lastRound: RoundReadout?
     var totals = RoundTotals()
     var previousRoundStart: UInt64?
-    var falsePositiveHistory: [Double] = []
-    var dirtyHistory: [Double] = []
+    /// The last `historyRounds` rounds, oldest first, for the sparklines.
+    var history: [HistoryPoint] = []
+    /// Totals per mode and policy used in this session.
+    var bySetting: [HarvestSetting: SettingTotals] = [:]
+    /// The last round's mode and policy, and where its false positives came from.
+    var lastSetting: HarvestSetting?
+    var lastOrigins = FalsePositiveOrigins()
+    /// A CLEAR happened since the last round: the next history point is marked.
+    var clearSinceLastRound = false
 
     init(info: SessionInfo) {
         mode = info.mode

@@ -152,6 +152,7 @@ final class Backend {
         case .dirty: return (203, -1, red, -1, bold)
         case .falsePositive: return (226, -1, yellow, -1, bold)
         case .cleared: return (46, -1, green, -1, bold)
+        case .clearedMark: return (29, -1, green, -1, 0)
         case .selected: return (231, 25, white, blue, 0)
         case .cursor: return (16, 220, black, yellow, bold)
         case .boundary: return (238, -1, white, -1, dim)

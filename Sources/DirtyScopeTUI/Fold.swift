@@ -25,15 +25,22 @@ extension AppState {
                                                    falsePositives: DirtyBitmap(pageCount: session.slots[i].info.pages))
             session.slots[i].fold(slotRound, round: round.index)
         }
-        let before = session.totals
-        session.totals.add(round)
+        // The slots counted their bitmaps already; `Round`'s counts walk every word on each call.
+        let counts = round.slots.map { s -> (reported: Int, falsePositives: Int) in
+            guard s.slot >= 0, s.slot < session.slots.count, s.reported.pageCount == session.slots[s.slot].info.pages,
+                  s.falsePositives.pageCount == s.reported.pageCount else {
+                return (s.reportedCount, s.falsePositiveCount)
+            }
+            return (session.slots[s.slot].lastReported, session.slots[s.slot].lastFalsePositives)
+        }
+        let m = RoundMetrics(round, counts: counts)
+        session.totals.add(m)
+        session.bySetting[round.setting, default: SettingTotals()].add(m)
 
         let sinceLast = session.previousRoundStart.map { round.startNanos > $0 ? round.startNanos - $0 : 0 } ?? 0
         let seconds = Double(sinceLast > 0 ? sinceLast : max(1, round.durationNanos)) / 1e9
-        // The totals counted the bitmaps already; `Round`'s counts walk every word on each call.
-        let reported = Int(session.totals.reported - before.reported)
-        let falsePositives = Int(session.totals.falsePositives - before.falsePositives)
-        let base = reported - Int(session.totals.initial - before.initial)
+        let reported = m.reported, falsePositives = m.falsePositives
+        let base = reported - m.initial
         let metrics = RoundReadout(
             index: round.index, reported: reported, falsePositives: falsePositives, missed: round.missed,
             falsePositiveRate: base > 0 ? Double(falsePositives) / Double(base) : 0,
@@ -44,13 +51,15 @@ extension AppState {
             reportedPerSecond: Double(reported) / seconds)
         session.lastRound = metrics
         session.previousRoundStart = round.startNanos
-        append(metrics.falsePositiveRate, to: &session.falsePositiveHistory)
-        append(metrics.reportedPerSecond, to: &session.dirtyHistory)
-    }
-
-    private func append(_ value: Double, to history: inout [Double]) {
-        history.append(value)
-        if history.count > historyRounds { history.removeFirst(history.count - historyRounds) }
+        var mark: HistoryMark?
+        if let last = session.lastSetting, last != round.setting { mark = .setting }
+        else if session.clearSinceLastRound { mark = .clear }
+        session.history.append(HistoryPoint(falsePositiveRate: metrics.falsePositiveRate,
+                                            reportedPerSecond: metrics.reportedPerSecond, mark: mark))
+        if session.history.count > historyRounds { session.history.removeFirst(session.history.count - historyRounds) }
+        session.lastSetting = round.setting
+        session.lastOrigins = round.origins
+        session.clearSinceLastRound = false
     }
 
     private mutating func fold(_ event: SessionEvent) {
@@ -58,10 +67,13 @@ extension AppState {
         case .modeChanged(let newMode, let chunk):
             session.mode = newMode
             session.clearChunk = chunk
-            say("harvest mode now \(newMode.rawValue), clear chunk \(chunk)", .good)
+            say("harvest mode now \(HarvestSetting(mode: newMode, policy: session.clearPolicy))"
+                + (newMode == .manual ? ", clear chunk \(chunk): \(session.clearPolicy.explanation)" : ""), .good)
         case .clearPolicyChanged(let policy):
             session.clearPolicy = policy
-            say("clear policy now \(policy.rawValue): \(policy.explanation)", .good)
+            requestedPolicy = nil
+            say("clear policy now \(policy.rawValue): \(policy.explanation)"
+                + (session.mode == .manual ? "" : " (applies in manual mode: m)"), .good)
         case .clearedBlocksDropped(let slot):
             guard slot >= 0, slot < session.slots.count else { return }
             session.slots[slot].dropClear()
@@ -81,10 +93,16 @@ extension AppState {
         case .blocksCleared(let clear):
             guard clear.slot >= 0, clear.slot < session.slots.count else { return }
             session.slots[clear.slot].noteClear(clear, afterRound: roundIndex)
-            say("CLEAR slot \(clear.slot): \(clear.blocks.count) blocks, "
-                + (clear.pagesCleared.map { "\($0) pages cleared" } ?? "\(clear.maskPages ?? 0) pages in the mask")
-                + ", \(clear.calls) calls", .good)
+            session.clearSinceLastRound = true
+            let what = clear.pagesCleared.map { "KVM cleared \($0) dirty bits" }
+                ?? "mask of \(clear.maskPages ?? clear.blocks.count * 64) pages"
+            say("CLEAR slot \(clear.slot): \(clear.blocks.count) block\(clear.blocks.count == 1 ? "" : "s"), \(what), "
+                + "\(clear.calls) call\(clear.calls == 1 ? "" : "s")", .good)
         case .verified(let verification):
+            for i in session.slots.indices {
+                let blocks = verification.missedBlocks.map { i < $0.count ? $0[i] : [] } ?? []
+                session.slots[i].noteMissed(blocks)
+            }
             say("verified \(verification.comparedPages) pages: \(verification.missed) missed",
                 verification.missed == 0 ? .good : .alert)
         case .guestFault(let reason):
@@ -94,6 +112,8 @@ extension AppState {
             say("guest restarted: \(reason)", .good)
         case .ringFull(let vcpu):
             say("vCPU \(vcpu): dirty ring full", .warn)
+        case .recordingStarted where isReplay, .recordingStopped where isReplay:
+            break  // a replay is not recording: the recorder's own events stay out of view
         case .recordingStarted(let path):
             session.recordingPath = path
             say("recording to \(path)", .good)

@@ -52,4 +52,39 @@ enum Format {
         }
         return s
     }
+
+    /// A percentage with the decimals small rates need: "12.3%", "4.56%", "0.042%".
+    static func percentFine(_ fraction: Double) -> String {
+        let p = fraction * 100
+        return fixed(p, p == 0 || p >= 10 ? 1 : (p >= 0.1 ? 2 : 3)) + "%"
+    }
+
+    /// Seconds as "0.42s", "12.3s", "950s".
+    static func seconds(_ s: Double) -> String { fixed(s, s < 1 ? 2 : (s < 100 ? 1 : 0)) + "s" }
+
+    /// Mebibytes as "0.50", "12.3", "4096".
+    static func mebibytes(_ bytes: Double) -> String {
+        let m = bytes / 1_048_576
+        return fixed(m, m < 10 ? 2 : (m < 1000 ? 1 : 0))
+    }
+
+    /// Fields joined by `separator`, the least important dropped first until the text fits
+    /// `width` columns. A field with `attach` joins its predecessor without a separator and
+    /// goes with it. Lower `priority` is more important; priority 0 is never dropped.
+    static func fit(_ fields: [(text: String, priority: Int, attach: Bool)], separator: String, width: Int) -> String {
+        var kept = fields
+        func joined() -> String {
+            var s = ""
+            for (i, f) in kept.enumerated() { s += (i == 0 || f.attach ? "" : separator) + f.text }
+            return s
+        }
+        var text = joined()
+        while text.unicodeScalars.count > width, let worst = kept.map(\.priority).max(), worst > 0 {
+            let i = kept.lastIndex { $0.priority == worst }!
+            kept.remove(at: i)
+            while i < kept.count, kept[i].attach { kept.remove(at: i) }
+            text = joined()
+        }
+        return text
+    }
 }

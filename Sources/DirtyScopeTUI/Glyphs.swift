@@ -16,6 +16,8 @@ struct Glyphs: Sendable {
     let recent: [Unicode.Scalar]
     let falsePositive: Unicode.Scalar
     let cleared: Unicode.Scalar
+    /// A block where the verifier found a lost write.
+    let missed: Unicode.Scalar
     /// Between 64-page blocks when zoomed in.
     let blockBoundary: Unicode.Scalar
     /// Sparkline levels, lowest first (8 levels).
@@ -27,12 +29,12 @@ struct Glyphs: Sendable {
 
     static let unicode = Glyphs(
         mode: .unicode, dirty: ["░", "▒", "▓", "█"], recent: ["⠁", "⠅", "⠭", "⠿"],
-        falsePositive: "╳", cleared: "○", blockBoundary: "│", spark: ["▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"],
+        falsePositive: "╳", cleared: "○", missed: "!", blockBoundary: "│", spark: ["▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"],
         horizontal: "─", recording: "● REC", micro: "µs", separator: " │ ")
 
     static let ascii = Glyphs(
         mode: .ascii, dirty: [":", "+", "*", "#"], recent: [".", ",", "-", "="],
-        falsePositive: "x", cleared: "o", blockBoundary: "|", spark: ["_", ".", ",", "-", "~", "=", "+", "#"],
+        falsePositive: "x", cleared: "o", missed: "!", blockBoundary: "|", spark: ["_", ".", ",", "-", "~", "=", "+", "#"],
         horizontal: "-", recording: "* REC", micro: "us", separator: " | ")
 
     /// Text from outside (guest names, paths, messages) made safe to draw: control

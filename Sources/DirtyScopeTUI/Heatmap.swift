@@ -24,24 +24,27 @@ enum Heatmap {
         let selected = panel.slot == state.selectedSlot
         let role = theme.role(selected ? .title : .border)
         screen.fill(x: panel.title.x, y: panel.title.y, width: panel.title.width, height: 1, with: Cell(g.horizontal, role))
-        var parts = [
-            "slot \(info.index) (\(panel.slot + 1)/\(state.session.slots.count))", "kvm \(info.kvmSlot)",
-            "0x" + String(info.guestPhysicalAddress, radix: 16),
-            Format.bytes(UInt64(info.pages) * UInt64(state.info.pageSize)),
+        var parts: [(text: String, priority: Int, attach: Bool)] = [
+            ((selected ? "> " : "") + "slot \(info.index)", 0, false),
+            (" (\(panel.slot + 1)/\(state.session.slots.count))", 3, true),
+            ("kvm \(info.kvmSlot)", 6, false), ("0x" + String(info.guestPhysicalAddress, radix: 16), 5, false),
+            (Format.bytes(UInt64(info.pages) * UInt64(state.info.pageSize)), 4, false),
         ]
         if state.view == .time {
-            parts.append("address across, rounds down (newest on top)")
+            parts.append(("address across, rounds down (newest on top)", 1, false))
         } else {
-            parts.append("\(geometry.pagesPerCell) page\(geometry.pagesPerCell == 1 ? "" : "s")/cell")
+            parts.append(("\(geometry.pagesPerCell) page\(geometry.pagesPerCell == 1 ? "" : "s")/cell", 2, false))
+            if geometry.blocksPerCell > 1 { parts.append(("cell = \(geometry.blocksPerCell) blocks", 1, false)) }
             if geometry.rowCount > panel.body.height {
-                parts.append("rows \(topRow + 1)-\(topRow + panel.body.height) of \(geometry.rowCount)")
+                parts.append(("rows \(topRow + 1)-\(topRow + panel.body.height) of \(geometry.rowCount)", 3, false))
             }
             if selected {
                 let cursor = state.cursors[panel.slot]
-                parts.append("cursor block \(cursor) (pages \(cursor * 64)-\(min(info.pages, cursor * 64 + 64) - 1))")
+                parts.append(("cursor block \(cursor)", 0, false))
+                parts.append((" (pages \(cursor * 64)-\(min(info.pages, cursor * 64 + 64) - 1))", 3, true))
             }
         }
-        let text = (selected ? "> " : " ") + parts.joined(separator: g.separator) + " "
+        let text = " " + Format.fit(parts, separator: g.separator, width: panel.title.width - 4) + " "
         screen.put(text, x: panel.title.x + 1, y: panel.title.y, role: role, maxWidth: panel.title.width - 2)
     }
 
@@ -51,6 +54,7 @@ enum Heatmap {
         var dirty = 0
         var heat = 0
         var falsePositive = false
+        var missed = false
     }
 
     private static func heatmap(_ screen: inout Screen, state: AppState, slotIndex: Int, body: Rect,
@@ -59,10 +63,11 @@ enum Heatmap {
         let g = theme.glyphs
         let selection = state.selectedBlocks(slot: slotIndex)
         let hasSelection = !selection.isEmpty
-        let showCleared = slot.clearedMarked(at: state.roundIndex)
+        let showCleared = slot.comparison != nil
+        let showMissed = !slot.missed.isEmpty
         let cursor = slotIndex == state.selectedSlot ? state.cursors[slotIndex] : -1
         let showFP = state.showFalsePositives
-        let roles = (dirty: theme.role(.dirty), fp: theme.role(.falsePositive), cleared: theme.role(.cleared),
+        let roles = (missed: theme.role(.alert), dirty: theme.role(.dirty), fp: theme.role(.falsePositive), cleared: theme.role(.clearedMark),
                      selected: theme.role(.selected), cursor: theme.role(.cursor), boundary: theme.role(.boundary),
                      heat: Role.heat.map(theme.role))
         let ppc = geometry.pagesPerCell
@@ -96,8 +101,11 @@ enum Heatmap {
                         sum.dirty = ((reported[b0] >> shift) & mask).nonzeroBitCount
                         sum.falsePositive = (fps[b0] >> shift) & mask != 0
                     }
+                    if showMissed, slot.missed.count(in: b0..<b1) > 0 { sum.missed = true }
                     var cell: Cell
-                    if showFP && sum.falsePositive {
+                    if sum.missed {
+                        cell = Cell(g.missed, roles.missed)
+                    } else if showFP && sum.falsePositive {
                         cell = Cell(g.falsePositive, roles.fp)
                     } else if sum.dirty > 0 {
                         cell = Cell(g.dirty[min(3, (4 * sum.dirty - 1) / sum.units)], roles.dirty)
@@ -122,29 +130,49 @@ enum Heatmap {
         }
     }
 
+    /// Address across, rounds down (newest on top): round numbers on the left every few
+    /// rows, address offsets along the bottom row.
     private static func timeView(_ screen: inout Screen, slot: SlotView, body: Rect, state: AppState, theme: Theme) {
         let g = theme.glyphs
         let heatRoles = Role.heat.map(theme.role)
-        let fpRole = theme.role(.falsePositive)
-        for dy in 0..<min(body.height, slot.timeRows.count) {
+        let fpRole = theme.role(.falsePositive), dim = theme.role(.dim)
+        let labelWidth = min(body.width / 4, max(5, "r\(state.roundIndex)".count + 1))
+        let plot = Rect(x: body.x + labelWidth, y: body.y, width: body.width - labelWidth, height: max(0, body.height - 1))
+        guard plot.width > 0, plot.height > 0 else { return }
+        for dy in 0..<min(plot.height, slot.timeRows.count) {
             let row = slot.timeRows[slot.timeRows.count - 1 - dy]
+            if dy % 4 == 0, state.roundIndex >= UInt64(dy) {
+                screen.put("r\(state.roundIndex - UInt64(dy))", x: body.x, y: plot.y + dy, role: dim, maxWidth: labelWidth - 1)
+            }
             let n = row.dirty.count
             guard n > 0 else { continue }
-            for dx in 0..<body.width {
-                let lo = dx * n / body.width
-                let hi = max(lo + 1, (dx + 1) * n / body.width)
+            for dx in 0..<plot.width {
+                let lo = dx * n / plot.width
+                let hi = max(lo + 1, (dx + 1) * n / plot.width)
                 var dirty: UInt8 = 0, fp: UInt8 = 0
                 for b in lo..<hi {
                     dirty = max(dirty, row.dirty[b])
                     fp = max(fp, row.falsePositives[b])
                 }
                 if state.showFalsePositives, fp > 0 {
-                    screen[body.x + dx, body.y + dy] = Cell(g.falsePositive, fpRole)
+                    screen[plot.x + dx, plot.y + dy] = Cell(g.falsePositive, fpRole)
                 } else if dirty > 0 {
                     let level = min(3, Int(dirty) * 4 / 256)
-                    screen[body.x + dx, body.y + dy] = Cell(g.dirty[level], heatRoles[level])
+                    screen[plot.x + dx, plot.y + dy] = Cell(g.dirty[level], heatRoles[level])
                 }
             }
+        }
+        // The address axis: offsets into the slot at the left end, the quarters and the right end.
+        let axisY = body.y + body.height - 1
+        let bytes = UInt64(slot.info.pages) * UInt64(state.info.pageSize)
+        screen.put("addr", x: body.x, y: axisY, role: dim, maxWidth: labelWidth - 1)
+        var free = plot.x
+        for q in 0...4 {
+            let label = Format.bytes(bytes * UInt64(q) / 4)
+            let tick = plot.x + (plot.width - 1) * q / 4
+            let x = q == 4 ? tick - label.count + 1 : (q == 0 ? tick : tick - label.count / 2)
+            guard x >= free else { continue }
+            free = screen.put(label, x: x, y: axisY, role: dim) + 1
         }
     }
 }

@@ -64,8 +64,17 @@ extension AppState {
             selections[selectedSlot].setAll()
             rangeAnchor = nil
         case .char("x"):
-            selections[selectedSlot].clearAll()
-            rangeAnchor = nil
+            if rangeAnchor != nil || !selections[selectedSlot].isEmpty {
+                selections[selectedSlot].clearAll()
+                rangeAnchor = nil
+            } else if session.slots[selectedSlot].comparison != nil {
+                if replay != nil { say("replay: the cleared blocks are the recording's", .warn); return [] }
+                say("slot \(selectedSlot): dropping the cleared blocks (no longer marked"
+                    + (session.clearPolicy == .hand ? " nor re-protected)" : ")"))
+                return [.send(.dropClearedBlocks(slot: selectedSlot))]
+            } else {
+                say("x: nothing selected and no cleared blocks in slot \(selectedSlot)")
+            }
         case .char(" "):
             if rangeAnchor != nil { closeRange() } else { selections[selectedSlot][cursors[selectedSlot]].toggle() }
         case .char("v"):
@@ -80,7 +89,7 @@ extension AppState {
     private mutating func handleSessionKey(_ key: Key) -> [Effect] {
         guard case .char(let c) = key else { return [] }
         if replay != nil {
-            if "mcnpsbrR+-=123456".contains(c) { say("replay: '\(c)' steers a live session only", .warn) }
+            if "mocnpsbrR+-=123456".contains(c) { say("replay: '\(c)' steers a live session only", .warn) }
             return []
         }
         switch c {
@@ -92,6 +101,14 @@ extension AppState {
             case .manual: return [.send(.setMode(.legacy))]
             case .legacy: return [.send(.setMode(.manual))]
             }
+        case "o":
+            let next = (requestedPolicy ?? session.clearPolicy).next
+            requestedPolicy = next
+            if session.mode != .manual {
+                say("clear policy \(next.rawValue) set; it applies in manual mode (m): \(session.mode.rawValue) mode "
+                    + (session.mode == .ring ? "resets rings instead" : "write-protects at GET"), .warn)
+            }
+            return [.send(.setClearPolicy(next))]
         case "c":
             var blocks = selectedBlocks(slot: selectedSlot).setPages
             if blocks.isEmpty { blocks = [cursors[selectedSlot]] }

@@ -24,7 +24,12 @@ struct Layout: Equatable {
     /// The guest-fault banner, when the guest stopped.
     let banner: Rect?
     let heat: Rect
+    /// One line under the heat area: where this round's false positives came from.
+    let race: Rect
     let metrics: Rect
+    /// The glyph legend, a line of its own.
+    let legend: Rect
+    /// Messages and prompts.
     let status: Rect
     let keys: Rect
     let panels: [PanelPlacement]
@@ -35,13 +40,21 @@ struct Layout: Equatable {
         header = Rect(x: 0, y: 0, width: w, height: 1)
         banner = state.session.fault == nil ? nil : Rect(x: 0, y: 1, width: w, height: 1)
         let top = banner == nil ? 1 : 2
+        legend = Rect(x: 0, y: h - 3, width: w, height: 1)
         status = Rect(x: 0, y: h - 2, width: w, height: 1)
         keys = Rect(x: 0, y: h - 1, width: w, height: 1)
-        let bodyHeight = max(0, h - 2 - top)
-        let metricsWidth = w >= 120 ? 40 : (w >= 90 ? 34 : 28)
-        metrics = Rect(x: w - metricsWidth, y: top, width: metricsWidth, height: bodyHeight)
-        heat = Rect(x: 0, y: top, width: max(0, w - metricsWidth - 1), height: bodyHeight)
+        let bodyHeight = max(0, h - 3 - top)
+        metrics = Rect(x: w - Self.metricsWidth(w), y: top, width: Self.metricsWidth(w), height: bodyHeight)
+        let heatWidth = max(0, w - metrics.width - 1)
+        heat = Rect(x: 0, y: top, width: heatWidth, height: max(0, bodyHeight - 1))
+        race = Rect(x: 0, y: top + max(0, bodyHeight - 1), width: heatWidth, height: 1)
         panels = Self.placePanels(slots: state.session.slots.count, selected: state.selectedSlot, in: heat)
+    }
+
+    /// The metrics panel grows with the terminal: its labels are whole at 80 columns, and
+    /// wide terminals get the per-setting costs and a taller history.
+    static func metricsWidth(_ w: Int) -> Int {
+        w >= 200 ? 64 : (w >= 150 ? 52 : (w >= 120 ? 44 : (w >= 100 ? 36 : 30)))
     }
 
     /// Panels share the heat area; when they do not all fit (3 rows each at least),
@@ -130,8 +143,12 @@ struct HeatmapGeometry: Equatable {
         hasBoundaries ? block / blocksPerRow : block * 64 / pagesPerCell / columns
     }
 
-    /// Blocks the cursor moves by for one step left/right and one row up/down.
-    var horizontalStep: Int { max(1, pagesPerCell / 64) }
+    /// 64-page blocks in one cell (1 when a cell holds a block or less).
+    var blocksPerCell: Int { max(1, pagesPerCell / 64) }
+
+    /// Blocks the cursor moves by for one step left/right (always one block, so a cell of
+    /// several blocks takes several steps) and one row up/down.
+    var horizontalStep: Int { 1 }
     var verticalStep: Int { hasBoundaries ? blocksPerRow : max(1, columns * pagesPerCell / 64) }
 
     /// The first row to show in `height` rows so the cursor's row is in view (centered when scrolling).

@@ -1,101 +1,258 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import DirtyScopeModel
 
-/// The metrics panel: counts per round and in total, latencies, rates, the last CLEAR
-/// against the whole slot, and sparklines.
+/// The metrics panel: counts per round and in total, what false positives cost at the
+/// consumer's bandwidth, the FP rate of each mode and policy used, what the last CLEAR did
+/// to its blocks, and the FP% history on a fixed log scale. Rows have priorities: a short
+/// panel drops the least important rows, never cuts a label.
 enum Metrics {
+    private enum Row {
+        case section(String)
+        case text(String, Role)
+        /// Row `index` (0 = top) of the FP% chart.
+        case chart(index: Int)
+        /// Marks under the chart: mode or policy switches and CLEARs.
+        case marks
+        case dirty
+    }
+
+    /// The FP% chart's scale: 0.01% at the bottom, 100% at the top, log10.
+    static let logDecades = (low: -2.0, high: 2.0)
+
     static func draw(_ screen: inout Screen, state: AppState, in rect: Rect, theme: Theme) {
-        var y = rect.y
         let x = rect.x + 1, w = rect.width - 2
-        let g = theme.glyphs
-        func line(_ text: String, _ role: Role = .plain) {
-            guard y < rect.y + rect.height else { return }
-            screen.put(text, x: x, y: y, role: theme.role(role), maxWidth: w)
+        guard w > 0, rect.height > 0 else { return }
+        let all = rows(state, width: w, height: rect.height, micro: theme.glyphs.micro)
+        // Keep the most important rows that fit, in their order; a section with no rows goes.
+        var keep = [Bool](repeating: false, count: all.count)
+        var used = 0
+        for i in all.indices.sorted(by: { (all[$0].priority, $0) < (all[$1].priority, $1) }) where used < rect.height {
+            keep[i] = true
+            used += 1
+        }
+        for i in all.indices where keep[i] {
+            guard case .section = all[i].row else { continue }
+            let next = all.indices.dropFirst(i + 1).first { keep[$0] }
+            if next == nil || { if case .section = all[next!].row { return true } else { return false } }() { keep[i] = false }
+        }
+        let kept = all.indices.filter { keep[$0] }.map { all[$0].row }
+        let chartRows = kept.filter { if case .chart = $0 { return true } else { return false } }.count
+        // Each round's level on the chart's log scale, once for all its rows.
+        let plotWidth = max(0, w - chartLabelWidth - chartValueWidth)
+        let levels = state.session.history.suffix(plotWidth).map { logLevel($0.falsePositiveRate, levels: 8 * chartRows) }
+        var y = rect.y
+        var chartRow = 0
+        for row in kept {
+            switch row {
+            case .section(let name):
+                screen.fill(x: x, y: y, width: w, height: 1, with: Cell(theme.glyphs.horizontal, theme.role(.border)))
+                screen.put(" " + name + " ", x: x + 1, y: y, role: theme.role(.title), maxWidth: w - 1)
+            case .text(let text, let role):
+                screen.put(text, x: x, y: y, role: theme.role(role), maxWidth: w)
+            case .chart:
+                chart(&screen, state: state, levels: levels, x: x, y: y, width: w, row: chartRow, of: chartRows, theme: theme)
+                chartRow += 1
+            case .marks:
+                marks(&screen, state: state, x: x, y: y, width: w, theme: theme)
+            case .dirty:
+                dirty(&screen, state: state, x: x, y: y, width: w, theme: theme)
+            }
             y += 1
         }
-        func section(_ name: String) {
-            guard y < rect.y + rect.height else { return }
-            screen.fill(x: x, y: y, width: w, height: 1, with: Cell(g.horizontal, theme.role(.border)))
-            screen.put(" " + name + " ", x: x + 1, y: y, role: theme.role(.title), maxWidth: w - 1)
-            y += 1
-        }
+    }
+
+    /// Widths of the two value columns and the label before them.
+    private static func valueWidth(_ w: Int) -> Int { w >= 40 ? 10 : 8 }
+
+    private static func rows(_ state: AppState, width w: Int, height: Int, micro: String) -> [(row: Row, priority: Int)] {
+        var rows: [(row: Row, priority: Int)] = []
+        func add(_ row: Row, _ priority: Int) { rows.append((row, priority)) }
+        let vw = valueWidth(w), labelWidth = max(1, w - 2 * vw)
         func columns(_ label: String, _ a: String, _ b: String) -> String {
-            let labelWidth = max(1, w - 20)
-            return pad(label, labelWidth) + leftPad(a, 10) + leftPad(b, 10)
+            pad(label, labelWidth) + leftPad(a, vw) + leftPad(b, vw)
         }
         let round = state.session.lastRound
         let totals = state.session.totals
-        let micro = g.micro
+        let pageSize = Double(state.info.pageSize)
+        let bandwidth = Double(max(1, state.session.bandwidth))
+        func mib(_ pages: Double) -> String { Format.mebibytes(pages * pageSize) }
+        func secs(_ pages: Double) -> String { Format.seconds(pages * pageSize / bandwidth) }
 
-        section("round \(state.roundIndex)")
-        line(columns("", "round", "total"), .dim)
-        line(columns("reported", round.map { Format.count($0.reported) } ?? "-", Format.count(totals.reported)))
-        line(columns("false pos", round.map { Format.count($0.falsePositives) } ?? "-", Format.count(totals.falsePositives)),
-             .falsePositive)
+        add(.section("round \(state.roundIndex)"), 0)
+        add(.text(columns("", "round", "total"), .dim), 1)
+        add(.text(columns("reported", round.map { Format.count($0.reported) } ?? "-", Format.count(totals.reported)), .plain), 2)
+        add(.text(columns("false pos", round.map { Format.count($0.falsePositives) } ?? "-", Format.count(totals.falsePositives)),
+                  .falsePositive), 0)
+        add(.text(columns("FP rate", round.map { Format.percentFine($0.falsePositiveRate) } ?? "-",
+                          Format.percentFine(totals.falsePositiveRate)), .plain), 0)
         let missedNow = round?.missed.map { Format.count($0) } ?? "-"
-        line(columns("missed (\(totals.verifications) chk)", missedNow, Format.count(totals.missed)),
-             (round?.missed ?? 0) > 0 || totals.missed > 0 ? .alert : .plain)
-        line(columns("FP rate", round.map { Format.percent($0.falsePositiveRate) } ?? "-",
-                     Format.percent(totals.falsePositiveRate)))
-        line(columns("GET", "last", "max"), .dim)
-        line(columns("", round.map { Format.duration($0.getLastNanos, micro: micro) } ?? "-",
-                     Format.duration(totals.get.maxNanos, micro: micro)))
-        line(columns("CLEAR", round.map { Format.duration($0.clearLastNanos, micro: micro) } ?? "-",
-                     Format.duration(totals.clear.maxNanos, micro: micro)))
-        line(columns("WP faults/s", round.map { Format.count($0.writeProtectFaultsPerSecond) } ?? "-", ""))
-        line(columns("writes/s", round.map { Format.count($0.guestWritesPerSecond) } ?? "-", ""))
-        line(columns("copy MiB/s", round.map { Format.fixed($0.copyMiBPerSecond, 1) } ?? "-", ""))
+        add(.text(columns("missed", missedNow, Format.count(totals.missed)),
+                  (round?.missed ?? 0) > 0 || totals.missed > 0 ? .alert : .plain), 0)
+        add(.text(columns("FP MiB", round.map { mib(Double($0.falsePositives)) } ?? "-", mib(Double(totals.falsePositives))),
+                  .plain), 1)
+        let costLabel = "FP s@" + compactBandwidth(state.session.bandwidth)
+        add(.text(columns(costLabel.count <= labelWidth ? costLabel : "FP seconds",
+                          round.map { secs(Double($0.falsePositives)) } ?? "-", secs(Double(totals.falsePositives))), .plain), 1)
+        add(.text(columns("verified", "", "\(totals.verifications)x"), .dim), 6)
+        add(.text(columns("GET", round.map { Format.duration($0.getLastNanos, micro: micro) } ?? "-",
+                          Format.duration(totals.get.maxNanos, micro: micro)), .plain), 4)
+        add(.text(columns("CLEAR", round.map { Format.duration($0.clearLastNanos, micro: micro) } ?? "-",
+                          Format.duration(totals.clear.maxNanos, micro: micro)), .plain), 4)
+        add(.text(columns("writes/s", round.map { Format.count($0.guestWritesPerSecond) } ?? "-", ""), .plain), 5)
+        add(.text(columns("WP flt/s", round.map { Format.count($0.writeProtectFaultsPerSecond) } ?? "-", ""), .plain), 6)
+        add(.text(columns("copy MiB/s", round.map { Format.fixed($0.copyMiBPerSecond, 1) } ?? "-", ""), .plain), 6)
 
-        clearSection(state: state, section: section, line: line, columns: columns)
+        // The FP rate of each mode and policy this session used; the running one first in importance.
+        if !state.session.bySetting.isEmpty {
+            let wide = w >= 40
+            add(.section(wide ? "FP rate, MiB and s@bw by mode" : "FP rate by mode"), 1)
+            let settings = state.session.bySetting.keys.sorted()
+            let nameWidth = max(8, settings.map(\.description.count).max() ?? 0)
+            for setting in settings {
+                let t = state.session.bySetting[setting]!
+                var text = pad(setting.description, nameWidth) + leftPad(Format.percentFine(t.falsePositiveRate), 8)
+                if wide {
+                    text += leftPad(mib(Double(t.falsePositives)), 9) + leftPad(secs(Double(t.falsePositives)), 8)
+                }
+                add(.text(text, setting == state.session.lastSetting ? .bold : .plain),
+                    setting == state.session.lastSetting ? 1 : 2)
+            }
+        }
 
-        section("recent rounds")
-        sparkline(&screen, label: "FP%  ", values: state.session.falsePositiveHistory, x: x, y: &y, width: w, rect: rect,
-                  role: theme.role(.sparkFalsePositive), theme: theme)
-        sparkline(&screen, label: "dirty", values: state.session.dirtyHistory, x: x, y: &y, width: w, rect: rect,
-                  role: theme.role(.sparkDirty), theme: theme)
+        clearRows(state, width: w, columns: columns, add: add)
+
+        add(.section(w >= 48 ? "FP% log 0.01-100%  m: mode/policy  c: CLEAR"
+                     : (w >= 36 ? "FP% log 0.01-100%  m:mode c:CLEAR" : "FP% log  m:mode c:CLEAR")), 1)
+        // The chart takes the rows nothing else needs: a tall terminal gets a finer scale.
+        let chartRows = w >= 40 ? min(16, max(6, height / 4)) : 3
+        for i in 0..<chartRows { add(.chart(index: i), i == 0 ? 1 : 5 + i) }
+        add(.marks, 2)
+        add(.dirty, 5)
+        return rows
     }
 
-    /// The last manual CLEAR of the selected slot, and what its blocks reported since,
-    /// next to the whole slot: the comparison the tool exists for.
-    private static func clearSection(state: AppState, section: (String) -> Void, line: (String, Role) -> Void,
-                                     columns: (String, String, String) -> String) {
+    /// The last manual CLEAR of the selected slot: the same blocks before it and since, beside the rest of the slot.
+    private static func clearRows(_ state: AppState, width w: Int, columns: (String, String, String) -> String,
+                                  add: (Row, Int) -> Void) {
         let slot = state.session.slots[state.selectedSlot]
-        section("CLEAR, slot \(slot.info.index)")
-        if let clear = slot.lastClear {
-            line("\(clear.blocks.count) blk, \(clear.pagesCleared) pages cleared, \(clear.calls) calls", .cleared)
-        } else if slot.watch.isEmpty {
-            line(state.isReplay ? "no CLEAR in view" : "select blocks, press c", .dim)
+        add(.section("CLEAR slot \(slot.info.index)"), 0)
+        let policy = state.session.clearPolicy
+        let policyText = state.session.mode == .manual
+            ? "policy \(policy.rawValue): \(policy.explanation)"
+            : "policy \(policy.rawValue) (applies in manual mode)"
+        guard let c = slot.comparison else {
+            add(.text(state.isReplay ? "no CLEAR in view" : "select blocks, press c", .dim), 2)
+            add(.text(state.session.mode == .manual ? "policy \(policy.rawValue) (o: next)" : "policy \(policy.rawValue) (manual only)",
+                      .dim), 3)
             return
         }
-        guard let newest = slot.watch.last else { return }
-        let rounds = slot.watch.count
-        let watchedFP = slot.watch.reduce(0) { $0 + $1.watched.falsePositives }
-        let slotFP = slot.watch.reduce(0) { $0 + $1.slotFalsePositives }
-        let watchedBlocks = max(1, newest.watched.blocks)
-        let slotBlocks = max(1, slot.info.blocks)
-        line(columns("\(rounds) rnd since", "cleared", "slot"), .dim)
-        line(columns("reported now", Format.count(newest.watched.reported), Format.count(newest.slotReported)), .plain)
-        line(columns("FP now", Format.count(newest.watched.falsePositives), Format.count(newest.slotFalsePositives)),
-             .falsePositive)
-        line(columns("FP since", Format.count(watchedFP), Format.count(slotFP)), .falsePositive)
-        line(columns("FP/blk/rnd", Format.fixed(Double(watchedFP) / Double(watchedBlocks * rounds), 2),
-                     Format.fixed(Double(slotFP) / Double(slotBlocks * rounds), 2)), .bold)
+        let clear = c.clear
+        let calls = ", \(clear.calls) call\(clear.calls == 1 ? "" : "s")"
+        let summary = "\(c.blocks.count) blk, "
+            + (clear.pagesCleared.map { "\($0) pages cleared" } ?? "mask \(clear.maskPages ?? c.blocks.count * 64) pages")
+        add(.text(summary.count + calls.count <= w ? summary + calls : summary, .cleared), 2)
+        // What "pages cleared" means: first the part that must show, then the rest where there is room.
+        let meaning: (String, String)
+        let mask = clear.maskPages ?? c.blocks.count * 64
+        if let bits = clear.pagesCleared {
+            meaning = ("\(bits) dirty bits KVM cleared (GET's view of your blocks)", "")
+        } else if w >= 40 {
+            meaning = ("mask of \(mask) pages: KVM clears whichever were written since the last GET; userspace can't "
+                       + "see them without a GET that re-arms the whole slot", "")
+        } else {
+            meaning = ("mask \(mask) pages: KVM clears those written since GET",
+                       "(unseen: seeing them takes a GET that re-arms the whole slot)")
+        }
+        for line in wrap(meaning.0, w) { add(.text(line, .cleared), 1) }
+        for line in wrap(meaning.1, w) { add(.text(line, .dim), 4) }
+        for (i, line) in wrap(policyText, w).enumerated() { add(.text(line, .dim), 3 + i) }
+        let blocks = Double(max(1, c.blocks.count)), rest = Double(max(1, slot.info.blocks - c.blocks.count))
+        func per(_ pages: Int, _ blocks: Double, _ rounds: Int) -> String {
+            rounds > 0 ? Format.fixed(Double(pages) / (blocks * Double(rounds)), 2) : "-"
+        }
+        add(.text(columns("per blk/rnd", "before", "since"), .dim), 1)
+        add(.text(columns("rounds", "\(c.before.rounds)", "\(c.since.rounds)"), .plain), 0)
+        add(.text(columns("FP/blk/rnd", per(c.before.falsePositives, blocks, c.before.rounds),
+                          per(c.since.falsePositives, blocks, c.since.rounds)), .bold), 0)
+        add(.text(columns("FP rest", per(c.before.restFalsePositives, rest, c.before.rounds),
+                          per(c.since.restFalsePositives, rest, c.since.rounds)), .plain), 1)
+        add(.text(columns("rep/blk/rnd", per(c.before.reported, blocks, c.before.rounds),
+                          per(c.since.reported, blocks, c.since.rounds)), .plain), 2)
+        add(.text(columns("rep rest", per(c.before.restReported, rest, c.before.rounds),
+                          per(c.since.restReported, rest, c.since.rounds)), .plain), 3)
     }
 
-    private static func sparkline(_ screen: inout Screen, label: String, values: [Double], x: Int, y: inout Int,
-                                  width: Int, rect: Rect, role: Role, theme: Theme) {
-        guard y < rect.y + rect.height else { return }
-        let latest = values.last.map { label.hasPrefix("FP") ? Format.percent($0) : Format.count($0) + "/s" } ?? "-"
-        let sparkWidth = max(0, width - label.count - latest.count - 2)
-        let shown = values.suffix(sparkWidth)
+    /// The level (0: none, 1...levels) of an FP rate on the fixed log scale.
+    static func logLevel(_ fraction: Double, levels: Int) -> Int {
+        guard fraction > 0, levels > 0 else { return 0 }
+        let position = (log10(fraction * 100) - logDecades.low) / (logDecades.high - logDecades.low)
+        return 1 + Int((min(1, max(0, position)) * Double(levels - 1)).rounded())
+    }
+
+    private static let chartLabelWidth = 6, chartValueWidth = 7
+
+    private static func chart(_ screen: inout Screen, state: AppState, levels: [Int], x: Int, y: Int, width: Int,
+                              row: Int, of rows: Int, theme: Theme) {
+        let g = theme.glyphs
+        let label = rows == 1 ? "FP%" : (row == 0 ? "100%" : (row == rows - 1 ? "0.01%" : ""))
+        screen.put(label, x: x, y: y, role: theme.role(.dim))
+        let role = theme.role(.sparkFalsePositive)
+        let floor = (rows - 1 - row) * 8
+        for (i, level) in levels.enumerated() where level > floor {
+            screen[x + chartLabelWidth + i, y] = Cell(g.spark[min(7, level - floor - 1)], role)
+        }
+        if row == 0 {
+            let latest = state.session.history.last.map { Format.percentFine($0.falsePositiveRate) } ?? "-"
+            screen.put(latest, x: x + width - latest.count, y: y, role: theme.role(.bold))
+        }
+    }
+
+    private static func marks(_ screen: inout Screen, state: AppState, x: Int, y: Int, width: Int, theme: Theme) {
+        let plotWidth = max(0, width - chartLabelWidth - chartValueWidth)
+        var col = x + chartLabelWidth
+        for point in state.session.history.suffix(plotWidth) {
+            switch point.mark {
+            case .setting: screen[col, y] = Cell("m", theme.role(.warn))
+            case .clear: screen[col, y] = Cell("c", theme.role(.cleared))
+            case nil: screen[col, y] = Cell(theme.glyphs.horizontal, theme.role(.border))
+            }
+            col += 1
+        }
+    }
+
+    private static func dirty(_ screen: inout Screen, state: AppState, x: Int, y: Int, width: Int, theme: Theme) {
+        let latest = state.session.history.last.map { Format.count($0.reportedPerSecond) + "/s" } ?? "-"
+        let plotWidth = max(0, width - chartLabelWidth - max(chartValueWidth, latest.count + 1))
+        let shown = state.session.history.suffix(plotWidth).map(\.reportedPerSecond)
         let top = shown.max() ?? 0
-        var col = screen.put(label + " ", x: x, y: y, role: theme.role(.dim))
+        screen.put("dirty", x: x, y: y, role: theme.role(.dim))
+        var col = x + chartLabelWidth
         for v in shown {
             let level = top > 0 ? min(7, Int(v / top * 7.999)) : 0
-            screen[col, y] = Cell(theme.glyphs.spark[level], role)
+            screen[col, y] = Cell(theme.glyphs.spark[level], theme.role(.sparkDirty))
             col += 1
         }
         screen.put(latest, x: x + width - latest.count, y: y, role: theme.role(.bold))
-        y += 1
+    }
+
+    /// "256M", "1.5G": a bandwidth short enough for a label.
+    private static func compactBandwidth(_ bytesPerSecond: UInt64) -> String {
+        let m = Double(bytesPerSecond) / 1_048_576
+        return m >= 1024 ? Format.fixed(m / 1024, m < 10240 ? 1 : 0) + "G" : Format.fixed(m, m < 10 ? 1 : 0) + "M"
+    }
+
+    /// `text` broken into lines of at most `width` columns at spaces.
+    static func wrap(_ text: String, _ width: Int) -> [String] {
+        var lines: [String] = [], line = ""
+        for word in text.split(separator: " ") {
+            if line.isEmpty { line = String(word) }
+            else if line.count + 1 + word.count <= width { line += " " + word }
+            else { lines.append(line); line = String(word) }
+        }
+        if !line.isEmpty { lines.append(line) }
+        return lines
     }
 
     private static func pad(_ s: String, _ n: Int) -> String {

@@ -19,10 +19,16 @@ enum Render {
         for y in layout.heat.y..<(layout.heat.y + layout.heat.height) {
             screen[layout.heat.width, y] = Cell(theme.glyphs.blockBoundary, theme.role(.border))
         }
+        for y in layout.race.y..<(layout.race.y + layout.race.height) {
+            screen[layout.race.width, y] = Cell(theme.glyphs.blockBoundary, theme.role(.border))
+        }
+        RaceStrip.draw(&screen, state: state, in: layout.race, theme: theme)
         Metrics.draw(&screen, state: state, in: layout.metrics, theme: theme)
+        Legend.draw(&screen, y: layout.legend.y, width: layout.legend.width, theme: theme,
+                    showFalsePositives: state.showFalsePositives)
         statusLine(&screen, state, layout.status, theme)
-        screen.put(KeyHelp.keyLine(replay: state.isReplay), x: 1, y: layout.keys.y, role: theme.role(.dim),
-                   maxWidth: layout.keys.width - 2)
+        screen.put(KeyHelp.keyLine(replay: state.isReplay, width: layout.keys.width - 2), x: 1, y: layout.keys.y,
+                   role: theme.role(.dim), maxWidth: layout.keys.width - 2)
         if state.showHelp { helpOverlay(&screen, state, theme) }
         return screen
     }
@@ -36,31 +42,35 @@ enum Render {
         }
     }
 
+    /// The header: the mode label, the round and the replay/recording state always; the
+    /// other fields as the width allows (the least important go first).
     private static func header(_ screen: inout Screen, _ state: AppState, _ rect: Rect, _ theme: Theme) {
         let role = theme.role(.header)
         let g = theme.glyphs
         screen.fill(x: 0, y: rect.y, width: rect.width, height: 1, with: Cell(" ", role))
-        var modeText = state.session.mode.rawValue
+        var modeText = state.setting.description
         switch state.session.mode {
         case .manual: modeText += " chunk \(state.session.clearChunk)"
         case .ring: modeText += " \(state.info.ringEntries) entries"
         case .legacy: break
         }
-        let left = [
-            "DirtyScope", "guest " + g.sanitize(state.info.guestName), "\(state.info.vcpus) vCPU\(state.info.vcpus == 1 ? "" : "s")",
-            modeText, "round \(state.roundIndex)", state.session.workload.summary,
-            "interval " + Format.interval(state.session.intervalNanos), Format.bandwidth(state.session.bandwidth),
-        ].joined(separator: g.separator)
         var right: [String] = []
-        if state.session.recordingPath != nil { right.append(g.recording) }
         if let replay = state.replay {
             right.append("REPLAY \(replay.position + 1)/\(replay.roundCount) "
                          + (replay.playing ? "playing" : "paused") + " x" + speedText(replay.speed))
-        } else if state.session.paused {
-            right.append("PAUSED")
+        } else {
+            if state.session.recordingPath != nil { right.append(g.recording) }
+            if state.session.paused { right.append("PAUSED") }
         }
         let rightText = right.joined(separator: "  ")
         let rightX = rect.width - rightText.unicodeScalars.count - 1
+        let left = Format.fit([
+            ("DirtyScope", 3, false), ("guest " + g.sanitize(state.info.guestName), 6, false),
+            ("\(state.info.vcpus) vCPU\(state.info.vcpus == 1 ? "" : "s")", 7, false),
+            (modeText, 0, false), ("round \(state.roundIndex)", 0, false), (state.session.workload.summary, 4, false),
+            ("interval " + Format.interval(state.session.intervalNanos), 5, false),
+            ("bw " + Format.bandwidth(state.session.bandwidth), 2, false),
+        ], separator: g.separator, width: max(0, rightX - 2))
         screen.put(" " + left, x: 0, y: rect.y, role: role, maxWidth: max(0, rightX - 1))
         screen.put(rightText, x: rightX, y: rect.y, role: role)
     }
@@ -83,45 +93,92 @@ enum Render {
                        maxWidth: rect.width)
             return
         }
-        let g = theme.glyphs
-        let legend: [(Unicode.Scalar, Role, String)] = [
-            (g.dirty[3], .dirty, "dirty now"), (g.recent[2], .heat2, "recently dirty"),
-            (g.falsePositive, .falsePositive, state.showFalsePositives ? "false positive (f)" : "false positive (f: off)"),
-            (g.cleared, .cleared, "cleared"), (g.recent[3], .selected, "selected"), (" ", .cursor, "cursor"),
-        ]
-        var x = 1
-        for (glyph, role, text) in legend where x < rect.width - 2 {
-            screen[x, rect.y] = Cell(glyph, theme.role(role))
-            x = screen.put(" " + text + "  ", x: x + 1, y: rect.y, role: theme.role(.dim), maxWidth: rect.width - x - 1)
+        screen.put(" " + hint(state), x: 0, y: rect.y, role: theme.role(.dim), maxWidth: rect.width)
+    }
+
+    /// What the status line says when nothing else does: who clears, and when.
+    static func hint(_ state: AppState) -> String {
+        let setting = state.setting
+        switch setting.mode {
+        case .manual: return "\(setting): \(setting.policy.explanation)"
+        case .legacy: return "legacy: GET returns the bitmap and write-protects the slot in one call"
+                + (state.session.clearPolicy == .auto ? "" : "; policy \(state.session.clearPolicy.rawValue) waits for manual mode")
+        case .ring: return "ring: per-vCPU dirty rings, reset after each harvest"
         }
     }
 
+    /// The help: every key, every glyph and (where there is room) every clear policy,
+    /// in one column or two, whichever fits.
     private static func helpOverlay(_ screen: inout Screen, _ state: AppState, _ theme: Theme) {
-        let entries = KeyHelp.entries(replay: state.isReplay)
-        let keyWidth = 17
-        let entryWidth = keyWidth + (entries.map(\.action.count).max() ?? 0) + 2
-        let columns = entries.count + 4 <= screen.height - 2 || screen.width < 2 * entryWidth + 4 ? 1 : 2
-        let rows = (entries.count + columns - 1) / columns
-        let boxWidth = min(screen.width - 2, columns * entryWidth + 3)
-        let boxHeight = min(screen.height - 2, rows + 3)
+        let g = theme.glyphs
+        let keys = KeyHelp.entries(replay: state.isReplay)
+        let glyphs = Legend.items(g, showFalsePositives: state.showFalsePositives)
+        let policies = ClearPolicy.allCases.map { KeyHelp.Entry(keys: $0.rawValue, action: $0.explanation) }
+        let keyWidth = (keys + policies).map(\.keys.count).max()! + 2
+        let entryWidth = max(keyWidth + keys.map(\.short.count).max()!, 6 + glyphs.map(\.explanation.count).max()!) + 2
+        let room = screen.height - 2
+        // Rows: title line, keys, a gap, glyphs title, glyphs, (gap, policies title, policies), bottom border.
+        func rows(_ columns: Int, policies p: Bool) -> Int {
+            let per = { (n: Int) in (n + columns - 1) / columns }
+            return 2 + per(keys.count) + 2 + per(glyphs.count) + (p ? 2 + policies.count : 0) + 1
+        }
+        let columns = rows(1, policies: false) <= room || screen.width < 2 * entryWidth + 4 ? 1 : 2
+        let policyWidth = keyWidth + policies.map(\.action.count).max()! + 2
+        let showPolicies = rows(columns, policies: true) <= room && !state.isReplay && policyWidth + 3 <= screen.width - 2
+        // One column has room for the long descriptions where the terminal is wide enough.
+        let longWidth = keyWidth + keys.map(\.action.count).max()! + 2
+        let long = columns == 1 && longWidth + 3 <= screen.width - 2
+        let boxWidth = min(screen.width - 2, max(columns * entryWidth, showPolicies ? policyWidth : 0, long ? longWidth : 0) + 3)
+        let boxHeight = min(room, rows(columns, policies: showPolicies))
         let x0 = (screen.width - boxWidth) / 2, y0 = (screen.height - boxHeight) / 2
         let border = theme.role(.title)
         screen.fill(x: x0, y: y0, width: boxWidth, height: boxHeight)
         for x in x0..<(x0 + boxWidth) {
-            screen[x, y0] = Cell(theme.glyphs.horizontal, border)
-            screen[x, y0 + boxHeight - 1] = Cell(theme.glyphs.horizontal, border)
+            screen[x, y0] = Cell(g.horizontal, border)
+            screen[x, y0 + boxHeight - 1] = Cell(g.horizontal, border)
         }
         for y in y0..<(y0 + boxHeight) {
-            screen[x0, y] = Cell(theme.glyphs.blockBoundary, border)
-            screen[x0 + boxWidth - 1, y] = Cell(theme.glyphs.blockBoundary, border)
+            screen[x0, y] = Cell(g.blockBoundary, border)
+            screen[x0 + boxWidth - 1, y] = Cell(g.blockBoundary, border)
         }
         screen.put(state.isReplay ? " keys (replay) " : " keys ", x: x0 + 2, y: y0, role: border)
-        for (i, entry) in entries.enumerated() {
-            let x = x0 + 2 + (i / rows) * entryWidth, y = y0 + 2 + i % rows
-            guard y < y0 + boxHeight - 1 else { continue }
-            let room = x0 + boxWidth - 1 - x
-            screen.put(entry.keys, x: x, y: y, role: theme.role(.key), maxWidth: min(keyWidth, room))
-            screen.put(entry.action, x: x + keyWidth, y: y, maxWidth: room - keyWidth)
+        let bottom = y0 + boxHeight - 1
+        var y = y0 + 1
+        func table(_ count: Int, columns: Int = columns, _ draw: (Int, Int, Int, Int) -> Void) {
+            let per = (count + columns - 1) / columns
+            for i in 0..<count {
+                let x = x0 + 2 + (i / per) * entryWidth, row = y + i % per
+                guard row < bottom else { continue }
+                draw(i, x, row, x0 + boxWidth - 1 - x)
+            }
+            y += per
+        }
+        func heading(_ text: String) {
+            y += 1
+            guard y < bottom else { return }
+            screen.put(text, x: x0 + 2, y: y, role: border, maxWidth: boxWidth - 3)
+            y += 1
+        }
+        y += 1
+        table(keys.count) { i, x, row, room in
+            screen.put(keys[i].keys, x: x, y: row, role: theme.role(.key), maxWidth: min(keyWidth, room))
+            screen.put(long ? keys[i].action : keys[i].short, x: x + keyWidth, y: row, maxWidth: room - keyWidth)
+        }
+        heading("glyphs")
+        table(glyphs.count) { i, x, row, room in
+            var col = x
+            for (glyph, role) in glyphs[i].sample {
+                screen[col, row] = Cell(glyph, theme.role(role))
+                col += 1
+            }
+            screen.put(glyphs[i].explanation, x: x + 6, y: row, maxWidth: room - 6)
+        }
+        if showPolicies {
+            heading("clear policies (o cycles; manual mode only)")
+            table(policies.count, columns: 1) { i, x, row, room in
+                screen.put(policies[i].keys, x: x, y: row, role: theme.role(.key), maxWidth: min(keyWidth, room))
+                screen.put(policies[i].action, x: x + keyWidth, y: row, maxWidth: room - keyWidth)
+            }
         }
     }
 }

@@ -35,7 +35,6 @@ public enum RenderBenchmark {
             ringEntries: 0, falsePositiveMethod: .stamp, startTime: 0)
         var state = AppState(info: info)
         _ = state.handle(.resize(width: width, height: height))
-        state.showFalsePositives = true
         var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
         func random() -> UInt64 {
             seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17

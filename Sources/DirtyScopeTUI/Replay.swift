@@ -6,7 +6,9 @@ import DirtyScopeModel
 /// A seek rebuilds the session view from the `historyRounds + 1` rounds before the
 /// target (heat is zero after `heatRounds`, sparklines keep `historyRounds`), the settings
 /// events before them, and the totals from `RecordedSession.totals(through:)`, so it
-/// decodes at most 65 rounds.
+/// decodes 65 rounds; where a CLEAR is still in force it reaches back to the `heatRounds`
+/// before that CLEAR (at most `clearReach` rounds), since its comparison counts every round
+/// since. The FP totals per mode and policy come from the totals too: no round is decoded for them.
 final class Replayer {
     let source: RecordedSession
     /// Recorded nanoseconds owed to playback since the last round was shown.
@@ -28,16 +30,28 @@ final class Replayer {
         } else {
             state.session = SessionView(info: source.info)
             let first = max(0, target - historyRounds)
-            // Settings changed before the window still hold; a CLEAR's running sums need every
-            // round since it, and notes and verifications are transient, so those stay out.
-            for timed in source.events(before: first) {
+            // A CLEAR still in force compares its blocks over every round since it and the
+            // `heatRounds` before it, so the refold starts there (within `clearReach` rounds).
+            let clears = standingClears(before: target + 1)
+            let start = clears.map(\.round).filter { target - $0 <= Self.clearReach }.map { max(0, $0 - heatRounds) }.min()
+                .map { min($0, first) } ?? first
+            // Settings changed before the refold still hold, and the last verification's missed
+            // blocks stay marked; notes are transient and CLEARs come with their rounds.
+            let earlier = source.events(before: start)
+            let lastVerification = earlier.lastIndex { if case .verified = $0.event { return true } else { return false } }
+            for (k, timed) in earlier.enumerated() {
                 switch timed.event {
-                case .blocksCleared, .note, .verified: continue
+                case .blocksCleared, .note: continue
+                case .verified where k != lastVerification: continue
                 default: state.fold(.event(timed))
                 }
             }
-            for i in first...target { fold(entry: try source.entry(at: i), into: &state) }
+            // A CLEAR beyond reach shows its blocks with the rounds of the refold only.
+            for clear in clears where clear.round < start { state.fold(.event(clear.event)) }
+            for i in start...target { fold(entry: try source.entry(at: i), into: &state) }
             state.session.totals = source.totals(through: target)
+            state.session.bySetting = totalsBySetting(through: target)
+            state.message = nil
         }
         state.replay?.position = target
         if target == source.roundCount - 1 { finish(&state) }
@@ -63,6 +77,63 @@ final class Replayer {
                 state.say("end of recording")
             }
         }
+    }
+
+    /// How many rounds back a seek refolds to rebuild a CLEAR's comparison.
+    static let clearReach = 4096
+
+    /// Per slot, the last CLEAR before round `end` that no later `x` dropped, with the
+    /// position of the round it came before.
+    private func standingClears(before end: Int) -> [(event: TimedEvent, round: Int)] {
+        let events = source.events(before: end)
+        var standing: [Int: Int] = [:]
+        for (k, timed) in events.enumerated() {
+            switch timed.event {
+            case .blocksCleared(let clear): standing[clear.slot] = k
+            case .clearedBlocksDropped(let slot): standing[slot] = nil
+            default: break
+            }
+        }
+        return standing.values.sorted().map { k in (events[k], round(holdingEvent: k, below: end)) }
+    }
+
+    /// The round (0-based, below `limit`) that event number `k` came before: the events of
+    /// round i's entry are the first ones `events(before: i + 1)` holds.
+    private func round(holdingEvent k: Int, below limit: Int) -> Int {
+        var lo = 0, hi = max(0, limit - 1)
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if source.events(before: mid + 1).count > k { hi = mid } else { lo = mid + 1 }
+        }
+        return lo
+    }
+
+    /// The FP totals of each mode and policy over rounds `0...target`, without decoding a
+    /// round: the settings events split the rounds, the checkpointed totals sum each part.
+    private func totalsBySetting(through target: Int) -> [HarvestSetting: SettingTotals] {
+        let events = source.events(before: target + 1)
+        var mode = source.info.mode, policy = source.info.clearPolicy
+        var segments = [(start: 0, setting: HarvestSetting(mode: mode, policy: policy))]
+        for (k, timed) in events.enumerated() {
+            switch timed.event {
+            case .modeChanged(let m, _): mode = m
+            case .clearPolicyChanged(let p): policy = p
+            default: continue
+            }
+            let setting = HarvestSetting(mode: mode, policy: policy)
+            guard setting != segments[segments.count - 1].setting else { continue }
+            let round = round(holdingEvent: k, below: target + 1)
+            if segments[segments.count - 1].start == round { segments[segments.count - 1].setting = setting }
+            else { segments.append((round, setting)) }
+        }
+        var result: [HarvestSetting: SettingTotals] = [:]
+        for (i, segment) in segments.enumerated() {
+            let end = i + 1 < segments.count ? segments[i + 1].start - 1 : target
+            guard end >= segment.start else { continue }
+            let before = segment.start > 0 ? source.totals(through: segment.start - 1) : RoundTotals()
+            result[segment.setting, default: SettingTotals()].add(SettingTotals(source.totals(through: end), less: before))
+        }
+        return result
     }
 
     /// At the last round: the events after it, and playback stops.

@@ -2,7 +2,7 @@ import DirtyScopeModel
 import Pages
 
 /// Rounds after which a block's heat is exactly zero again: a replay rebuilds the heat
-/// at round k from rounds k-16...k alone.
+/// at round k from rounds k-16...k alone. Also the most rounds a CLEAR's "before" covers.
 let heatRounds = 16
 /// Rounds the sparklines and the time view keep; a replay seek refolds this many (plus one).
 let historyRounds = 64
@@ -16,11 +16,35 @@ struct TimeRow: Equatable {
     var falsePositives: [UInt8]
 }
 
-/// Reported and false-positive pages inside the last cleared blocks next to the whole slot's, one round.
-struct WatchSample: Equatable {
-    var watched: WatchedBlocks
-    var slotReported: Int
-    var slotFalsePositives: Int
+/// Reported and false-positive pages over some rounds, inside the cleared blocks and in the rest of the slot.
+struct ClearCounts: Equatable {
+    var rounds = 0
+    var reported = 0
+    var falsePositives = 0
+    var restReported = 0
+    var restFalsePositives = 0
+
+    mutating func add(reported r: Int, falsePositives f: Int, slotReported: Int, slotFalsePositives: Int) {
+        rounds += 1
+        reported += r
+        falsePositives += f
+        restReported += slotReported - r
+        restFalsePositives += slotFalsePositives - f
+    }
+}
+
+/// What the last manual CLEAR did: the same blocks before and after it, beside the rest
+/// of the slot, computed from the rounds' bitmaps so live and replay agree.
+struct ClearComparison: Equatable {
+    let clear: BlockClear
+    /// The cleared blocks inside the slot, sorted and unique.
+    let blocks: [Int]
+    /// The round the CLEAR followed.
+    let afterRound: UInt64
+    /// Up to `heatRounds` rounds before the CLEAR (what was kept).
+    var before = ClearCounts()
+    /// Every round since the CLEAR.
+    var since = ClearCounts()
 }
 
 /// A memslot as the UI sees it: heat per 64-page block, the last round's bitmaps,
@@ -31,12 +55,21 @@ struct SlotView: Equatable {
     var heat: [UInt8]
     var reported: DirtyBitmap
     var falsePositives: DirtyBitmap
-    /// Blocks of the last manual CLEAR (bit per block), marked for `heatRounds` rounds.
+    /// Pages reported and false positives in this slot in the last round.
+    var lastReported = 0
+    var lastFalsePositives = 0
+    /// Blocks of the last manual CLEAR (bit per block), marked until the next `c` or `x`.
     var cleared: DirtyBitmap
-    var clearedAtRound: UInt64 = 0
-    var lastClear: BlockClear?
-    /// Rounds since the last CLEAR that reported on the watched blocks (at most `heatRounds`).
-    var watch: [WatchSample] = []
+    var comparison: ClearComparison?
+    /// Blocks holding pages the last verification found missed (bit per block).
+    var missed: DirtyBitmap
+    /// Per round of the last `heatRounds` (row `index % heatRounds`) and per block: reported
+    /// and false-positive pages, so a CLEAR can be compared with the rounds before it.
+    private(set) var recentReported: [UInt8]
+    private(set) var recentFalsePositives: [UInt8]
+    /// The round each row holds (0: none) and the slot's counts in it.
+    private(set) var recentRound: [UInt64]
+    private(set) var recentSlotCounts: [ClearCounts]
     var timeRows: [TimeRow] = []
 
     init(_ info: SlotInfo) {
@@ -45,6 +78,11 @@ struct SlotView: Equatable {
         reported = DirtyBitmap(pageCount: info.pages)
         falsePositives = DirtyBitmap(pageCount: info.pages)
         cleared = DirtyBitmap(pageCount: info.blocks)
+        missed = DirtyBitmap(pageCount: info.blocks)
+        recentReported = [UInt8](repeating: 0, count: info.blocks * heatRounds)
+        recentFalsePositives = [UInt8](repeating: 0, count: info.blocks * heatRounds)
+        recentRound = [UInt64](repeating: 0, count: heatRounds)
+        recentSlotCounts = [ClearCounts](repeating: ClearCounts(), count: heatRounds)
     }
 
     /// Folds this slot's share of round number `round`.
@@ -53,41 +91,82 @@ struct SlotView: Equatable {
         falsePositives = slotRound.falsePositives.pageCount == info.pages
             ? slotRound.falsePositives : DirtyBitmap(pageCount: info.pages)
         let hot = UInt8(heatRounds)
+        let row = Int(round % UInt64(heatRounds))
+        let blocks = info.blocks
+        var slotReported = 0, slotFalsePositives = 0
         reported.withUnsafeWords { words in
-            heat.withUnsafeMutableBufferPointer { heat in
-                for i in heat.indices {
-                    heat[i] = words[i] != 0 ? hot : (heat[i] > 0 ? heat[i] - 1 : 0)
-                }
+        falsePositives.withUnsafeWords { fps in
+        heat.withUnsafeMutableBufferPointer { heat in
+        recentReported.withUnsafeMutableBufferPointer { recentReported in
+        recentFalsePositives.withUnsafeMutableBufferPointer { recentFalsePositives in
+            let base = row * blocks
+            for i in 0..<blocks {
+                let w = words[i], f = fps[i]
+                heat[i] = w != 0 ? hot : (heat[i] > 0 ? heat[i] - 1 : 0)
+                let r = w.nonzeroBitCount, p = f.nonzeroBitCount
+                recentReported[base + i] = UInt8(truncatingIfNeeded: r)
+                recentFalsePositives[base + i] = UInt8(truncatingIfNeeded: p)
+                slotReported += r
+                slotFalsePositives += p
             }
         }
-        if let watched = slotRound.watched {
-            watch.append(WatchSample(watched: watched, slotReported: slotRound.reportedCount,
-                                     slotFalsePositives: slotRound.falsePositiveCount))
-            if watch.count > heatRounds { watch.removeFirst(watch.count - heatRounds) }
+        }
+        }
+        }
+        }
+        lastReported = slotReported
+        lastFalsePositives = slotFalsePositives
+        recentRound[row] = round
+        var counts = ClearCounts()
+        counts.add(reported: slotReported, falsePositives: slotFalsePositives, slotReported: slotReported,
+                   slotFalsePositives: slotFalsePositives)
+        recentSlotCounts[row] = counts
+        if var c = comparison, round > c.afterRound {
+            let (r, f) = blockCounts(row: row, blocks: c.blocks)
+            c.since.add(reported: r, falsePositives: f, slotReported: slotReported, slotFalsePositives: slotFalsePositives)
+            comparison = c
         }
         timeRows.append(TimeRow(dirty: densities(reported), falsePositives: densities(falsePositives)))
         if timeRows.count > historyRounds { timeRows.removeFirst(timeRows.count - historyRounds) }
     }
 
-    /// Records a manual CLEAR made after round `round`.
+    /// Records a manual CLEAR made after round `round`: its blocks' counts over the kept
+    /// rounds up to `round` become the "before".
     mutating func noteClear(_ clear: BlockClear, afterRound round: UInt64) {
-        lastClear = clear
-        clearedAtRound = round
-        watch = []
+        let blocks = Array(Set(clear.blocks.filter { $0 >= 0 && $0 < info.blocks })).sorted()
+        var c = ClearComparison(clear: clear, blocks: blocks, afterRound: round)
+        for row in 0..<heatRounds {
+            let r = recentRound[row]
+            guard r != 0, r <= round, r + UInt64(heatRounds) > round else { continue }
+            let (rep, fp) = blockCounts(row: row, blocks: blocks)
+            c.before.add(reported: rep, falsePositives: fp, slotReported: recentSlotCounts[row].reported,
+                         slotFalsePositives: recentSlotCounts[row].falsePositives)
+        }
+        comparison = c
         cleared.clearAll()
-        for block in clear.blocks where block >= 0 && block < info.blocks { cleared[block] = true }
+        for block in blocks { cleared[block] = true }
     }
 
     /// Forgets the last CLEAR (`x`).
     mutating func dropClear() {
-        lastClear = nil
-        watch = []
+        comparison = nil
         cleared.clearAll()
     }
 
-    /// True while the last CLEAR's blocks are still marked, at round `round`.
-    func clearedMarked(at round: UInt64) -> Bool {
-        lastClear != nil && round < clearedAtRound + UInt64(heatRounds) && !cleared.isEmpty
+    /// Marks the blocks a verification found missed pages in, replacing the last ones.
+    mutating func noteMissed(_ blocks: [Int]) {
+        missed.clearAll()
+        for b in blocks where b >= 0 && b < info.blocks { missed[b] = true }
+    }
+
+    private func blockCounts(row: Int, blocks: [Int]) -> (Int, Int) {
+        let base = row * info.blocks
+        var r = 0, f = 0
+        for b in blocks {
+            r += Int(recentReported[base + b])
+            f += Int(recentFalsePositives[base + b])
+        }
+        return (r, f)
     }
 
     private func densities(_ bitmap: DirtyBitmap) -> [UInt8] {

@@ -6,6 +6,8 @@ enum Role: UInt8, CaseIterable, Sendable {
     /// Recently dirty, by heat (1 coolest ... 4 hottest).
     case heat1, heat2, heat3, heat4
     case dirty, falsePositive, cleared, selected, cursor, boundary
+    /// The faint mark on blocks the user cleared, kept until the next `c` or `x`.
+    case clearedMark
     case sparkFalsePositive, sparkDirty
 
     /// True for roles that need colors to be drawn as meant.

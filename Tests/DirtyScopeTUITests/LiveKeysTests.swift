@@ -9,7 +9,7 @@ import Testing
         #expect(h.controller.commands == [.setMode(.manual)])
         #expect(h.screen.line(0).contains("legacy"), "the header waits for the session to confirm")
         h.send(Fixture.event(.modeChanged(.manual, .pages(64))))
-        #expect(h.screen.line(0).contains("manual chunk 64"))
+        #expect(h.screen.line(0).contains("manual/auto chunk 64"), "the policy is part of the mode label")
         h.press("m")
         #expect(h.controller.commands.last == .setMode(.legacy))
     }
@@ -121,15 +121,73 @@ import Testing
         #expect(h.app.handle(.signal(15)) == .signal(15))
     }
 
-    @Test func helpOverlayListsEveryKey() {
-        let h = Harness(width: 120, height: 40)
+    @Test(arguments: [(120, 40), (80, 24)])
+    func helpOverlayListsEveryKeyAndGlyph(width: Int, height: Int) {
+        let h = Harness(width: width, height: height)
         h.press("?")
-        let text = h.text
+        let lines = h.screen.lines
         for entry in KeyHelp.entries(replay: false) {
-            #expect(text.contains(entry.keys + String(repeating: " ", count: 17 - entry.keys.count) + entry.action),
-                    "\(entry.keys) missing")
+            // Long descriptions in one column, short ones in two.
+            let action = width >= 120 ? entry.action : entry.short
+            let found = lines.contains { (line: String) -> Bool in
+                guard let k = line.firstRange(of: " " + entry.keys + " "), let a = line.firstRange(of: action + " ") else { return false }
+                return k.upperBound <= a.lowerBound
+            }
+            #expect(found, "\(entry.keys) \(entry.action) missing at \(width)x\(height)")
+        }
+        for item in Legend.items(.unicode, showFalsePositives: true) {
+            #expect(lines.contains { $0.contains(item.explanation) }, "glyph \(item.explanation) missing")
         }
         h.press("z")
-        #expect(!h.text.contains(KeyHelp.live[0].action), "any key closes the help")
+        #expect(!h.text.contains(KeyHelp.live[0].short), "any key closes the help")
+    }
+
+    @Test func oCyclesTheClearPolicyAndSaysWhereItApplies() {
+        let h = Harness()
+        h.press("o")
+        #expect(h.controller.commands == [.setClearPolicy(.hand)])
+        #expect(h.text.contains("applies in manual mode"), "legacy mode: the policy waits for manual mode")
+        h.send(Fixture.event(.modeChanged(.manual, .pages(64))))
+        h.send(Fixture.event(.clearPolicyChanged(.hand)))
+        #expect(h.screen.line(0).contains("manual/hand chunk 64"))
+        #expect(h.text.contains("only blocks you clear (c) are re-protected"))
+        h.press("o")
+        #expect(h.controller.commands.last == .setClearPolicy(.afterCopy))
+        h.press("o")
+        #expect(h.controller.commands.last == .setClearPolicy(.atGet), "a quick second press steps on from the first")
+    }
+
+    @Test func xDropsTheSelectionFirstThenTheClearedBlocks() {
+        let info = Fixture.info(mode: .manual)
+        let h = Harness(info: info)
+        h.send(.record(.round(Fixture.round(1, info: info, dirty: [[]]))))
+        h.send(Fixture.event(.blocksCleared(BlockClear(slot: 0, blocks: [3], calls: 1, pagesCleared: 0, pagesCopied: 0,
+                                                       clearNanos: 1000))))
+        h.press(" ")
+        h.press("x")
+        #expect(h.controller.commands.isEmpty, "the first x drops the selection")
+        h.press("x")
+        #expect(h.controller.commands == [.dropClearedBlocks(slot: 0)])
+        #expect(h.lines(containing: "FP/blk/rnd").count == 1, "the panel waits for the session")
+        h.send(Fixture.event(.clearedBlocksDropped(slot: 0)))
+        #expect(h.lines(containing: "FP/blk/rnd").isEmpty)
+        #expect(h.text.contains("select blocks, press c"))
+    }
+
+    @Test func cursorStepsOneBlockWhenACellHoldsTwo() throws {
+        // 65536 pages in a 49x18 panel: 128 pages (2 blocks) per cell.
+        let h = Harness(info: Fixture.info(pages: [65536]), width: 80, height: 24)
+        let geometry = h.app.state.selectedGeometry()
+        #expect(geometry.blocksPerCell >= 2)
+        #expect(h.lines(containing: "cell = \(geometry.blocksPerCell) blocks").count == 1)
+        h.press("l")
+        #expect(h.app.state.cursors[0] == 1)
+        h.press("l")
+        #expect(h.app.state.cursors[0] == 2)
+        h.press("h")
+        #expect(h.app.state.cursors[0] == 1)
+        #expect(h.lines(containing: "cursor block 1").count == 1)
+        h.press("j")
+        #expect(h.app.state.cursors[0] == 1 + geometry.verticalStep)
     }
 }

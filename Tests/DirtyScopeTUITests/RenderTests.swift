@@ -17,25 +17,171 @@ import Testing
         #expect(h.screen.line(0).contains("DirtyScope"))
     }
 
-    @Test func clearResultIsComparedWithTheWholeSlot() {
+    /// Rounds 1-4: blocks 0-11 report 10 pages each, 8 of them false positives; block 20
+    /// reports 64 true pages. Then a CLEAR of blocks 0-11.
+    private func clearedHarness(width: Int = 160, height: Int = 40, pagesCleared: Int? = 96,
+                                mode: HarvestMode = .manual) -> (Harness, SessionInfo) {
+        let info = Fixture.info(mode: mode)
+        let h = Harness(info: info, width: width, height: height)
+        let hotDirty = (0..<12).flatMap { b in (0..<10).map { b * 64 + $0 } } + Array(1280..<1344)
+        let hotFPs = (0..<12).flatMap { b in (0..<8).map { b * 64 + $0 } }
+        for r in 1...4 { h.send(.record(.round(Fixture.round(UInt64(r), info: info, dirty: [hotDirty], fps: [hotFPs])))) }
+        h.send(Fixture.event(.blocksCleared(BlockClear(slot: 0, blocks: Array(0..<12), calls: 1, pagesCleared: pagesCleared,
+                                                       maskPages: pagesCleared ?? 768, pagesCopied: 96, clearNanos: 12_000))))
+        return (h, info)
+    }
+
+    @Test func clearComparesTheSameBlocksBeforeAndSinceBesideTheRest() {
+        let (h, info) = clearedHarness()
+        #expect(h.text.contains("CLEAR slot 0: 12 blocks, KVM cleared 96 dirty bits, 1 call"))
+        #expect(h.metricsText.contains("12 blk, 96 pages cleared, 1 call"))
+        #expect(h.metricsText.contains("96 dirty bits KVM cleared (GET's view of your blocks)"))
+        // Since: the cleared blocks report one true page each; block 20 keeps 64 pages, 6 of them false.
+        let after = (0..<12).map { $0 * 64 } + Array(1280..<1344)
+        for r in 5...6 {
+            h.send(.record(.round(Fixture.round(UInt64(r), info: info, dirty: [after], fps: [Array(1280..<1286)]))))
+        }
+        #expect(h.lines(containing: "per blk/rnd").first?.hasSuffixNumbers(["before", "since"]) == true)
+        #expect(h.lines(containing: "rounds ").first?.hasSuffixNumbers(["4", "2"]) == true)
+        // Cleared: 8 FP per block per round before, none since. The other 52 blocks: 0 before, 12 / 104 since.
+        #expect(h.lines(containing: "FP/blk/rnd").first?.hasSuffixNumbers(["8.00", "0.00"]) == true)
+        #expect(h.lines(containing: "FP rest").first?.hasSuffixNumbers(["0.00", "0.12"]) == true)
+        #expect(h.lines(containing: "rep/blk/rnd").first?.hasSuffixNumbers(["10.00", "1.00"]) == true)
+        #expect(h.lines(containing: "rep rest").first?.hasSuffixNumbers(["1.23", "1.23"]) == true)
+    }
+
+    @Test func roundsSinceAreCountedWithoutCapAndTheMarkStays() {
+        let (h, info) = clearedHarness(width: 160, height: 40)
+        for r in 5...44 { h.send(.record(.round(Fixture.round(UInt64(r), info: info, dirty: [[]])))) }
+        #expect(h.lines(containing: "rounds ").first?.hasSuffixNumbers(["4", "40"]) == true)
+        h.press("z")  // 64 pages per cell: one cell per block
+        let body = h.body(of: 0)
+        #expect(body.filter { $0 == "○" }.count == 12, "cleared blocks keep their mark past 16 rounds")
+    }
+
+    @Test func legacyClearSaysWhatTheMaskMeans() {
+        let (h, _) = clearedHarness(pagesCleared: nil, mode: .legacy)
+        #expect(h.text.contains("mask of 768 pages"))
+        let panel = h.metricsText
+        #expect(panel.contains("KVM clears whichever were written since the last GET"))
+        #expect(panel.contains("re-arms the whole slot"))
+        let (small, _) = clearedHarness(width: 80, height: 24, pagesCleared: nil, mode: .legacy)
+        #expect(small.metricsText.contains("mask 768 pages: KVM clears those written since GET"), "whole at 80x24")
+    }
+
+    @Test(arguments: [(60, 16), (80, 24), (120, 40), (250, 70)])
+    func everySizeKeepsTheEssentialsWhole(width: Int, height: Int) {
+        let (h, info) = clearedHarness(width: width, height: height)
+        h.send(Fixture.event(.clearPolicyChanged(.hand)))
+        var round = Fixture.round(5, info: info, dirty: [[0, 1, 2]], fps: [[1]])
+        round.clearPolicy = .hand
+        h.send(.record(.round(round)))
+        let lines = h.screen.lines
+        #expect(lines[0].contains("manual/hand chunk 64"), "the mode and policy")
+        #expect(lines[0].contains("round 5"))
+        #expect(lines[height - 1].contains("? help  q quit"))
+        #expect(lines[height - 1].contains("m mode  p pause  c clear"))
+        #expect(h.lines(containing: "cursor block 0").count == 1)
+        // The legend has a line of its own, every item whole at one of its lengths.
+        let legend = lines[height - 3]
+        let items = Legend.items(.unicode, showFalsePositives: true)
+        #expect((0..<4).contains { tier in items.allSatisfy { legend.contains(" " + $0.labels[tier]) } }, "\(legend)")
+        for item in items { #expect(legend.contains(String(String.UnicodeScalarView(item.sample.map(\.0))))) }
+        #expect(lines[height - 2].contains("CLEAR slot 0") || lines[height - 2].contains("clear policy now hand"),
+                "messages keep their own line")
+        let metrics = h.metricsText
+        // The smallest terminal keeps the most important rows; 80x24 and up keep these whole.
+        let essential = ["round 5", "false pos", "FP rate", "missed", "CLEAR slot 0", "rounds 4 1", "FP/blk/rnd"]
+        let more = ["round total", "FP MiB", "FP s@256M", "manual/hand", "per blk/rnd before since", "FP rest", "FP%"]
+        for label in essential + (height >= 24 ? more : []) {
+            #expect(metrics.contains(label), "\(label) at \(width)x\(height)")
+        }
+        if width >= 250 {
+            #expect(Layout(state: h.app.state).metrics.width >= 60, "a wide terminal gets a wide panel")
+            #expect(metrics.contains("100%") && metrics.contains("0.01%"), "and a tall FP% chart")
+            #expect(metrics.contains("reported") && metrics.contains("rep/blk/rnd") && metrics.contains("writes/s"))
+        }
+    }
+
+    @Test func raceStripSaysWhereThisRoundsFalsePositivesCameFrom() throws {
+        let info = Fixture.info(mode: .manual)
+        let h = Harness(info: info, width: 250, height: 70)
+        var round = Fixture.round(1, info: info, dirty: [Array(0..<50)], fps: [Array(0..<45)])
+        round.clearPolicy = .hand
+        round.origins.byWindow[10] = 42  // windows of 1-2 ms
+        round.origins.neverCleared = 3
+        h.send(.record(.round(round)))
+        let race = try #require(h.lines(containing: "race ").first)
+        #expect(race.contains("race 42 FP: written after CLEAR, before copy; 3 never cleared"))
+        #expect(race.contains("1µs ") && race.contains(" 16s"), "the window axis is labelled at both ends")
+        let axis = race.split(separator: "1µs ").last!.split(separator: " 16s").first!
+        #expect(axis.count % FalsePositiveOrigins.bucketCount == 0, "whole columns per bucket")
+        let perBucket = axis.count / FalsePositiveOrigins.bucketCount
+        #expect(Array(axis).enumerated().allSatisfy { i, c in (i / perBucket == 10) == (c == "█") }, "\(axis)")
+
+        var legacy = Fixture.round(2, info: info, dirty: [[1]], fps: [[1]])
+        legacy.mode = .legacy
+        legacy.origins.byWindow[3] = 1
+        h.send(.record(.round(legacy)))
+        #expect(h.lines(containing: "race 1 FP: written after GET, before copy").count == 1)
+        var hand = Fixture.round(3, info: info, dirty: [Array(0..<7)], fps: [Array(0..<7)])
+        hand.clearPolicy = .hand
+        hand.origins.neverCleared = 7
+        h.send(.record(.round(hand)))
+        #expect(h.lines(containing: "race 7 FP never cleared since their copy").count == 1)
+        h.send(.record(.round(Fixture.round(4, info: info, dirty: [[]]))))
+        #expect(h.lines(containing: "race no false positives this round").count == 1)
+    }
+
+    @Test func fpHistoryHasAFixedLogScaleAndMarksSwitchesAndClears() throws {
+        #expect(Metrics.logLevel(0, levels: 8) == 0)
+        #expect(Metrics.logLevel(0.0001, levels: 8) == 1, "0.01% is the bottom")
+        #expect(Metrics.logLevel(0.01, levels: 8) == 5, "1% is half way")
+        #expect(Metrics.logLevel(1, levels: 8) == 8, "100% is the top")
         let info = Fixture.info()
-        let h = Harness(info: info)
-        h.send(.record(.round(Fixture.round(1, info: info, dirty: [Array(0..<64)]))))
-        h.send(Fixture.event(.blocksCleared(BlockClear(slot: 0, blocks: Array(0..<12), calls: 1, pagesCleared: 768,
-                                                       pagesCopied: 768, clearNanos: 12_000))))
-        #expect(h.text.contains("CLEAR slot 0: 12 blocks, 768 pages cleared, 1 calls"))
-        let watched = WatchedBlocks(blocks: 12, reported: 40, falsePositives: 3)
-        h.send(.record(.round(Fixture.round(2, info: info, dirty: [Array(0..<2000)], fps: [Array(0..<700)],
-                                            watched: [0: watched]))))
-        #expect(h.text.contains("12 blk, 768 pages cleared, 1 calls"))
-        #expect(h.lines(containing: "reported now").first?.hasSuffixNumbers(["40", "2000"]) == true)
-        #expect(h.lines(containing: "FP now").first?.hasSuffixNumbers(["3", "700"]) == true)
-        // Per block per round: 3 / 12 in the cleared blocks, 700 / 64 over the slot.
-        #expect(h.lines(containing: "FP/blk/rnd").first?.hasSuffixNumbers(["0.25", "10.94"]) == true)
-        h.send(.record(.round(Fixture.round(3, info: info, dirty: [[]], fps: [[]],
-                                            watched: [0: WatchedBlocks(blocks: 12, reported: 5, falsePositives: 1)]))))
-        #expect(h.lines(containing: "2 rnd since").count == 1)
-        #expect(h.lines(containing: "FP since").first?.hasSuffixNumbers(["4", "700"]) == true)
+        let h = Harness(info: info, width: 120, height: 40)
+        h.send(Fixture.event(.blocksCleared(BlockClear(slot: 0, blocks: [1], calls: 1, pagesCleared: nil, pagesCopied: 0,
+                                                       clearNanos: 1000))))
+        h.send(.record(.round(Fixture.round(1, info: info, dirty: [Array(0..<1000)], fps: [Array(0..<50)]))))  // 5%
+        var manual = Fixture.round(2, info: info, dirty: [Array(0..<1000)], fps: [Array(0..<5)])  // 0.5%
+        manual.mode = .manual
+        h.send(.record(.round(manual)))
+        func chart() throws -> [String] {
+            let rect = Layout(state: h.app.state).metrics
+            let top = try #require(h.screen.lines.firstIndex { String(Array($0)[(rect.x + 1)..<(rect.x + 5)]) == "100%" })
+            let bottom = try #require(h.screen.lines.firstIndex { String(Array($0)[(rect.x + 1)..<(rect.x + 6)]) == "0.01%" })
+            return h.screen.lines[top...(bottom + 1)].map { String(Array($0)[(rect.x + 7)..<(rect.x + 9)]) }
+        }
+        let before = try chart()
+        var high = Fixture.round(3, info: info, dirty: [Array(0..<1000)], fps: [Array(0..<900)])  // 90%
+        high.mode = .manual
+        h.send(.record(.round(high)))
+        let after = try chart()
+        #expect(after == before, "a 90% round does not rescale the 5% and 0.5% ones: \(before) \(after)")
+        #expect(before.last == "cm", "the CLEAR before round 1 and the switch to manual before round 2 are marked")
+        let levels = 8 * (before.count - 1)
+        let column = before.dropLast().map { Array($0)[0] }
+        let filled = column.map { $0 == "█" ? 8 : ($0 == " " ? 0 : Int(Glyphs.unicode.spark.firstIndex(of: $0.unicodeScalars.first!)!) + 1) }
+        #expect(filled.reduce(0, +) == Metrics.logLevel(0.05, levels: levels), "5% drawn at its log level")
+        #expect(h.lines(containing: "legacy").contains { $0.contains("5.00%") })
+        #expect(h.lines(containing: "manual/auto").contains { $0.contains("45.3%") }, "(5 + 900) / 2000")
+    }
+
+    @Test func missedBlocksGetTheirOwnGlyphUntilTheNextVerification() {
+        let info = Fixture.info(mode: .manual)
+        let h = Harness(info: info, glyphs: .ascii)
+        h.press("z")  // 64 pages per cell: cell i is block i
+        h.send(.record(.round(Fixture.round(1, info: info, dirty: [[]], missed: 3))))
+        h.send(Fixture.event(.verified(Verification(missedPerSlot: [3, 0], comparedPages: 6144, missedBlocks: [[5], []]))))
+        #expect(Array(h.body(of: 0))[5] == "!")
+        #expect(h.lines(containing: "missed").first?.hasSuffixNumbers(["3", "3"]) == true)
+        let rect = Layout(state: h.app.state).metrics
+        let row = h.screen.lines.firstIndex { $0.contains("missed") }!
+        #expect(h.screen[rect.x + 1, row].role == .alert, "missed pages are red")
+        h.send(.record(.round(Fixture.round(2, info: info, dirty: [[]]))))
+        #expect(Array(h.body(of: 0))[5] == "!", "kept until the next verification")
+        h.send(Fixture.event(.verified(Verification(missedPerSlot: [0, 0], comparedPages: 6144, missedBlocks: [[], []]))))
+        #expect(!h.body(of: 0).contains("!"))
     }
 
     @Test func metricsShowRoundAndTotals() {
@@ -47,7 +193,12 @@ import Testing
         #expect(h.lines(containing: "reported").first?.hasSuffixNumbers(["50", "150"]) == true)
         #expect(h.lines(containing: "false pos").first?.hasSuffixNumbers(["5", "15"]) == true)
         #expect(h.lines(containing: "FP rate").first?.hasSuffixNumbers(["10.0%", "10.0%"]) == true)
-        #expect(h.lines(containing: "missed (1 chk)").first?.hasSuffixNumbers(["-", "0"]) == true)
+        #expect(h.lines(containing: "missed").first?.hasSuffixNumbers(["-", "0"]) == true)
+        #expect(h.lines(containing: "verified").first?.hasSuffixNumbers(["1x"]) == true)
+        // 15 false positives of 4 KiB at 256 MiB/s.
+        #expect(h.lines(containing: "FP MiB").first?.hasSuffixNumbers(["0.02", "0.06"]) == true)
+        #expect(h.lines(containing: "FP s@256M").first?.hasSuffixNumbers(["0.00s", "0.00s"]) == true)
+        #expect(h.lines(containing: "legacy").contains { $0.hasSuffixNumbers(["10.0%", "0.06", "0.00s"]) })
         // 1000 guest writes in the 0.1 s between round starts.
         #expect(h.lines(containing: "writes/s").first?.hasSuffixNumbers(["10.0k"]) == true)
     }
@@ -67,13 +218,14 @@ import Testing
         let color = busyHarness(glyphs: .unicode, colors: .colors256).screen
         #expect(color.cells.contains { $0.role == .dirty })
         #expect(color.cells.contains { $0.role == .falsePositive })
-        #expect(color.cells.contains { $0.role == .cleared })
+        #expect(color.cells.contains { $0.role == .clearedMark && $0.char == "○" }, "the faint mark on cleared blocks")
+        #expect(color.cells.contains { $0.role == .cleared }, "the CLEAR panel")
     }
 
     @Test func heatmapStatesAreDistinct() throws {
         let h = busyHarness(glyphs: .ascii, colors: .monochrome)
         let body = h.body(of: 0)
-        #expect(body.first == "x", "false positive at the cursor's page 0 with f on")
+        #expect(body.first == "x", "false positive at the cursor's page 0: the overlay is on from the start")
         #expect(body.contains("#"), "dirty this round")
         #expect(body.contains("o"), "cleared by the user")
         #expect(body.contains("="), "recently dirty")
@@ -118,8 +270,13 @@ import Testing
         #expect(h.lines(containing: "newest on top").count == 1)
         let top = h.screen.line(2), next = h.screen.line(3)
         let width = Layout(state: h.app.state).heat.width
-        #expect(Array(top)[width - 1] == "#" && Array(top)[0] == " ")
-        #expect(Array(next)[0] == "#" && Array(next)[width - 1] == " ")
+        // Round labels take the first 5 columns; the address axis is the panel's last row.
+        #expect(top.hasPrefix("r2 "), "the round axis")
+        #expect(Array(top)[width - 1] == "#" && Array(top)[5] == " ")
+        #expect(Array(next)[5] == "#" && Array(next)[width - 1] == " ")
+        let body = Layout(state: h.app.state).panel(of: 0)!.body
+        let axis = String(Array(h.screen.line(body.y + body.height - 1))[0..<width])
+        #expect(axis.hasPrefix("addr 0 B") && axis.contains("8 MiB") && axis.hasSuffix("16 MiB"), "the address axis: \(axis)")
     }
 
     @Test func manySlotsScrollToTheSelectedOne() {
@@ -151,7 +308,6 @@ import Testing
                                             missed: 0))))
         h.send(Fixture.event(.guestFault("shutdown")))
         h.send(Fixture.event(.recordingStarted(path: "caf\u{e9}.dsrec")))
-        h.press("f")
         for _ in 0..<14 { h.press(.right) }  // block 14 holds page 900: recently dirty
         h.press(" ")
         h.press(.home)
@@ -160,6 +316,14 @@ import Testing
 }
 
 extension Harness {
+    /// The metrics panel's rows joined by spaces, runs of blanks squeezed.
+    var metricsText: String {
+        let rect = Layout(state: app.state).metrics
+        return screen.lines[rect.y..<(rect.y + rect.height)]
+            .map { String(Array($0)[rect.x..<(rect.x + rect.width)]) }
+            .joined(separator: " ").split(separator: " ").joined(separator: " ")
+    }
+
     /// The body of `slot`'s panel, rows joined.
     func body(of slot: Int) -> String {
         let rect = Layout(state: app.state).panel(of: slot)!.body

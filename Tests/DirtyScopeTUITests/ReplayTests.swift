@@ -7,7 +7,7 @@ import Testing
     /// `count` rounds 100 ms apart over two slots, a mode change at round 5,
     /// a CLEAR before round 100 and the watched counts after it.
     static func recording(rounds count: Int = 150) -> FakeRecording {
-        let info = Fixture.info(mode: .manual)
+        let info = Fixture.info(mode: .legacy)  // rounds 0-4 are legacy, the switch comes before round 5
         let entries = (0..<count).map { i -> (events: [TimedEvent], round: Round) in
             let dirty = [(0..<(i % 7 + 1)).map { ($0 * 997 + i * 131) % 4096 }, [(i * 61) % 2048]]
             let fps = [Array(dirty[0].prefix(i % 3)), []]
@@ -44,7 +44,8 @@ import Testing
         var sought = AppState(info: source.info, replayRounds: source.roundCount)
         _ = sought.handle(.resize(width: 160, height: 40))
         try Replayer(source).seek(k, in: &sought)
-        #expect(source.decoded <= historyRounds + 1, "a seek decodes a bounded window")
+        // The history window, reaching back to the `heatRounds` before a CLEAR still in force.
+        #expect(source.decoded <= max(historyRounds + 1, k - 100 + heatRounds + 1), "a seek decodes a bounded window")
         #expect(sought.session == played.session)
         // The status line's transient message is the one thing that may differ: it comes from
         // whichever event was folded last, and a seek folds fewer of them.
@@ -52,6 +53,35 @@ import Testing
         sought.message = nil
         let theme = Theme(glyphs: .unicode, colors: .colors256)
         #expect(Render.screen(sought, theme: theme) == Render.screen(played, theme: theme))
+    }
+
+    @Test func aSeekFarPastAClearCountsEveryRoundSinceIt() throws {
+        let played = try sequential(Self.recording(rounds: 300), through: 299)
+        let source = Self.recording(rounds: 300)
+        var sought = AppState(info: source.info, replayRounds: source.roundCount)
+        _ = sought.handle(.resize(width: 160, height: 40))
+        try Replayer(source).seek(299, in: &sought)
+        let comparison = try #require(sought.session.slots[0].comparison)
+        #expect(comparison.since.rounds == 200, "rounds 100...299 follow the CLEAR")
+        #expect(comparison.before.rounds == heatRounds)
+        #expect(sought.session == played.session)
+        #expect(sought.session.bySetting == played.session.bySetting)
+        #expect(sought.session.bySetting.keys.sorted() == [HarvestSetting(mode: .legacy, policy: .auto),
+                                                          HarvestSetting(mode: .manual, policy: .auto)])
+    }
+
+    @Test func replayShowsItsPositionAndNeverTheRecordingIndicator() {
+        let recording = Self.recording()
+        let app = App(replaying: FakeRecording(info: recording.info, entries: [(
+            [TimedEvent(nanos: 0, event: .recordingStarted(path: "live.dsrec"))], recording.entries[0].round)]
+            + recording.entries.dropFirst()), theme: Theme(glyphs: .unicode, colors: .colors256))
+        _ = app.handle(.resize(width: 80, height: 24))
+        _ = app.handle(.key(.char(".")))
+        let screen = app.render()
+        #expect(screen.line(0).contains("REPLAY 1/150 paused x1"))
+        #expect(!screen.text.contains("REC"))
+        #expect(!screen.text.contains("recording to"))
+        #expect(screen.line(23).contains("? help  q quit"))
     }
 
     @Test func steppingBackIsASeek() throws {
@@ -111,5 +141,9 @@ import Testing
         _ = app.handle(.key(.char("?")))
         let help = app.render().text
         for entry in KeyHelp.replay { #expect(help.contains(entry.action)) }
+        _ = app.handle(.resize(width: 80, height: 24))
+        let small = app.render().text
+        for entry in KeyHelp.entries(replay: true) { #expect(small.contains(entry.short), "\(entry.short) at 80x24") }
+        for item in Legend.items(.ascii, showFalsePositives: true) { #expect(small.contains(item.explanation)) }
     }
 }
