@@ -52,7 +52,7 @@ final class LiveUITests: XCTestCase {
 
         // m: manual protect.
         s.send("m", literal: true)
-        s.waitFor("the header to show manual mode") { $0.split(separator: "\n").first?.contains("manual chunk 64") == true }
+        s.waitFor("the header to show manual mode") { $0.split(separator: "\n").first?.contains("manual/auto chunk 64") == true }
 
         // v l l l c: CLEAR a range of four blocks; the CLEAR panel shows what it cleared.
         XCTAssertTrue(s.capture().contains("select blocks, press c"), "the CLEAR panel before any CLEAR")
