@@ -368,7 +368,7 @@ public final class Harvester {
     // MARK: Block operations
 
     /// Clears `blocks` (64-page blocks) of data slot `slot` with KVM_CLEAR_DIRTY_LOG,
-    /// adjacent blocks merged into one call, and copies them. In manual mode a GET first
+    /// adjacent blocks merged into calls of up to a clear chunk, each copied right after. In manual mode a GET first
     /// tells which pages are dirty; in legacy mode the kernel's bits since the last GET
     /// are unknown, so every page of the blocks is copied. Later rounds report how many
     /// false positives these blocks produce (`SlotRound.watched`).
@@ -397,33 +397,41 @@ public final class Harvester {
         } else {
             dirty = mask
         }
+        // The seed patch's order, as the harvester's own: each run of adjacent blocks is
+        // cleared a clear chunk at a time, just before that chunk is copied, so the window
+        // between a page's CLEAR and its copy stays one chunk's copy wide.
+        let source = seesBits ? dirty : mask
+        let chunkBlocks = max(1, clearChunk.pages(forSlotOf: s.pageCount) / 64)
         var calls = 0
         var nanos: UInt64 = 0
+        var copied = 0
+        var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize)
+        var ignored = DirtyBitmap(pageCount: s.pageCount)
         var runStart = 0
         while runStart < sorted.count {
             var runEnd = runStart
-            while runEnd + 1 < sorted.count && sorted[runEnd + 1] == sorted[runEnd] + 1 { runEnd += 1 }
+            while runEnd + 1 < sorted.count && sorted[runEnd + 1] == sorted[runEnd] + 1 && runEnd + 1 - runStart < chunkBlocks {
+                runEnd += 1
+            }
             let first = sorted[runStart] * 64
             let count = min(s.pageCount, (sorted[runEnd] + 1) * 64) - first
-            let source = seesBits ? dirty : mask
             let a = monotonicNanos()
             do { try machine.vm.clearDirtyLog(slot: s.id, firstPage: first, numPages: count, from: source) } catch { throw .kvm(error) }
-            nanos += monotonicNanos() - a
+            let clearedAt = monotonicNanos()
+            nanos += clearedAt - a
             calls += 1
-            runStart = runEnd + 1
-        }
-        let clearedAt = monotonicNanos()
-        var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize)
-        var ignored = DirtyBitmap(pageCount: s.pageCount)
-        let r = dirty.withUnsafeWords { words in
-            lastCopy[slot].withUnsafeMutableBufferPointer { notes in
-                consumer.copy(words: words, 0..<words.count, slot: slot, source: s.memory, destination: destination,
-                              method: method, falsePositives: &ignored, notes: notes, protectedAt: clearedAt)
+            copied += dirty.withUnsafeWords { words in
+                lastCopy[slot].withUnsafeMutableBufferPointer { notes in
+                    consumer.copy(words: words, sorted[runStart]..<(sorted[runEnd] + 1), slot: slot, source: s.memory,
+                                  destination: destination, method: method, falsePositives: &ignored, notes: notes,
+                                  protectedAt: clearedAt).copied
+                }
             }
+            runStart = runEnd + 1
         }
         watched[slot] = (mask, sorted.count)
         return BlockClear(slot: slot, blocks: sorted, calls: calls, pagesCleared: seesBits ? dirty.count : nil,
-                          maskPages: seesBits ? dirty.count : mask.count, pagesCopied: r.copied, clearNanos: nanos,
+                          maskPages: seesBits ? dirty.count : mask.count, pagesCopied: copied, clearNanos: nanos,
                           mode: mode, policy: effectivePolicy)
     }
 

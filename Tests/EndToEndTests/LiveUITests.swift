@@ -138,6 +138,38 @@ final class LiveUITests: XCTestCase {
         XCTAssertGreaterThanOrEqual(json?["rounds"] as? Int ?? 0, shown)
     }
 
+    /// The CLEAR lab's story at 80x24, as a user plays it: manual protect, then the hand
+    /// policy (nobody clears, so every page GET reported comes back as a false positive),
+    /// then CLEAR on the first vCPU's hot set (blocks 0-7 of slot 0). Within two rounds the
+    /// false positives in those blocks fall to about 0, and the CLEAR panel says so for the
+    /// same blocks, before and since.
+    func testHandPolicyClearStopsFalsePositivesInTheClearedBlocks() throws {
+        let s = try start(width: 80, height: 24)
+        guard waitForRunning(s) else { return }
+        s.send("m", literal: true)
+        s.waitFor("manual/auto in the header") { $0.split(separator: "\n").first?.contains("manual/auto chunk 64") == true }
+        s.send("o", literal: true)
+        s.waitFor("manual/hand in the header") { $0.split(separator: "\n").first?.contains("manual/hand chunk 64") == true }
+        // Sixteen rounds of hand, so the panel's "before" holds its full window.
+        let handFrom = try XCTUnwrap(headerRound(s))
+        s.waitFor("16 rounds under hand", timeout: 30) { _ in (headerRound(s) ?? 0) >= handFrom + 16 }
+        XCTAssertTrue(s.capture().contains("never cleared"), "the race strip names hand's false positives:\n\(s.capture())")
+
+        s.send("v", literal: true)
+        for _ in 0..<7 { s.send("l", literal: true) }
+        s.waitFor(text: "cursor block 7")
+        s.send("c", literal: true)
+        let screen = s.waitFor("two rounds since the CLEAR") { screen in
+            firstMatch(screen, #"rounds\s+\d+\s+(\d+)"#).flatMap { Int($0) }.map { $0 >= 2 } ?? false
+        } ?? s.capture()
+        XCTAssertTrue(matches(screen, #"512 dirty bits KVM cleared"#) || matches(screen, #"\d+ dirty bits KVM cleared"#), screen)
+        let before = try XCTUnwrap(firstMatch(screen, #"FP/blk/rnd\s+([0-9.]+)\s+[0-9.]+"#).flatMap(Double.init), screen)
+        let since = try XCTUnwrap(firstMatch(screen, #"FP/blk/rnd\s+[0-9.]+\s+([0-9.]+)"#).flatMap(Double.init), screen)
+        XCTAssertGreaterThan(before, 4, "hand re-reports the hot set: false positives per block per round before the CLEAR")
+        XCTAssertLessThan(since, 2, "about 0 in the cleared blocks since the CLEAR:\n\(screen)")
+        XCTAssertLessThan(since, before / 5, "the CLEAR must cut false positives in its blocks:\n\(screen)")
+    }
+
     /// A crash (here SIGSEGV from outside): the handler restores the saved terminal
     /// settings and leaves the alternate screen without curses, says so in one line, and
     /// the process dies of the same signal.
