@@ -79,6 +79,40 @@ final class RecordingTests: XCTestCase {
         XCTAssertEqual((autoJSON?["total"] as? [String: Any])?["missed"] as? Int, 0)
     }
 
+    /// A scripted recording (`--at`) of the race, then `plot` of every kind and `export`
+    /// rows, with the real tool: the script's steps show up as events and markers.
+    func testScriptedRecordingPlotsAndExports() throws {
+        let race = scratch.appendingPathComponent("race.dsrec").path
+        let record = try recordFixture(race, in: scratch, extra: [
+            "--rounds", "24", "--at", "6:mode=manual", "--at", "12:policy=hand", "--at", "18:clear=0:0-3"])
+        XCTAssertEqual(record.stdout, "recorded 24 rounds to \(race)\n")
+        let events = try dirtyscope(["export", race, "--events"], in: scratch)
+        XCTAssertEqual(events.status, 0, events.stderr)
+        for kind in ["modeChanged", "clearPolicyChanged", "blocksCleared"] {
+            XCTAssertTrue(events.stdout.contains("," + kind + ","), "no \(kind) event:\n\(events.stdout)")
+        }
+        let blocks = try dirtyscope(["export", race, "--blocks", "--json"], in: scratch)
+        XCTAssertEqual(blocks.status, 0, blocks.stderr)
+        XCTAssertTrue(blocks.stdoutLines.contains { $0.contains("\"cleared_by_user\":true") }, "blocks 0-3 were cleared by hand")
+        for kind in ["heatmap", "fp", "latency"] {
+            let out = scratch.appendingPathComponent("\(kind).svg").path
+            let plot = try dirtyscope(["plot", race, "--kind", kind, "-o", out], in: scratch)
+            XCTAssertEqual(plot.status, 0, plot.stderr)
+            let svg = try String(contentsOfFile: out, encoding: .utf8)
+            XCTAssertTrue(svg.hasPrefix("<?xml") && svg.hasSuffix("</svg>\n"), "\(kind): not a whole SVG")
+            if kind != "latency" { XCTAssertTrue(svg.contains("manual/hand"), "\(kind): the policy switch is marked") }
+        }
+        let bad = try dirtyscope(["plot", race, "--kind", "pie"], in: scratch)
+        XCTAssertEqual(bad.status, 2)
+        XCTAssertTrue(bad.stderr.contains("'pie'"), bad.stderr)
+        let badSlot = try dirtyscope(["plot", race, "--slot", "7"], in: scratch)
+        XCTAssertEqual(badSlot.status, 2)
+        XCTAssertTrue(badSlot.stderr.contains("slot 7"), badSlot.stderr)
+        let badStep = try dirtyscope(["record", race, "--at", "5:explode"], in: scratch)
+        XCTAssertEqual(badStep.status, 2)
+        XCTAssertTrue(badStep.stderr.contains("'5:explode'"), badStep.stderr)
+    }
+
     /// inspect's text and JSON, and export's CSV, describe the same recording.
     func testInspectJSONAndCSVAgree() throws {
         _ = try recordFixture(file, in: scratch)
