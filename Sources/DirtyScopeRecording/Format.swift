@@ -1,3 +1,5 @@
+import DirtyScopeModel
+
 /// The layout of a replay file; FORMAT.md at the repository root describes it in words.
 enum Format {
     /// First 8 bytes of every recording (PNG-style: a high byte, a name, CR LF, ^Z, LF,
@@ -18,11 +20,12 @@ enum Format {
     /// Where the CRC32's coverage starts inside a record.
     static let checksummedFrom = 8
 
+    /// Warnings a reader keeps; past these it only counts them.
+    static let maxWarnings = 100
     /// Rounds per cumulative-totals checkpoint in the reader's index.
     static let totalsCheckpointInterval = 64
-    /// Largest page count a slot may declare (16 TiB of 4 KiB pages); bounds every bitmap
-    /// a reader allocates.
-    static let maxSlotPages = 1 << 32
+    /// Most calls one round's latency may count: one GET per slot, one CLEAR per 64 pages.
+    static let maxLatencyCalls = SessionLimits.maxTotalPages
     /// Longest latency histogram a reader accepts.
     static let maxHistogramBuckets = 1024
     /// Longest event record a reader accepts.

@@ -86,6 +86,7 @@ public final class RecordingReader: RecordedSession {
         guard i >= 0, i < index.rounds.count else {
             throw RecordingError.noSuchRound(path: path, index: i, count: index.rounds.count)
         }
+        try file.checkSize(path)
         var r = reader(for: i)
         do {
             return try RoundCodec.decode(&r, layout).metrics
@@ -105,8 +106,10 @@ public final class RecordingReader: RecordedSession {
             do {
                 totals.add(try metrics(at: j))
             } catch {
-                // The scan decoded these metrics already: only a file rewritten while open fails here.
-                warnings.append("\(error); left out of the totals (was the file changed while open?)")
+                // The scan decoded these metrics already: only a file changed while open fails here.
+                let warning = "\(error); the rounds from \(j) on are left out of the totals"
+                if !warnings.contains(warning) { warnings.append(warning) }
+                break
             }
         }
         return totals
@@ -132,6 +135,7 @@ public final class RecordingReader: RecordedSession {
 
     private func decodeRound(_ j: Int, previous: Round?) throws -> Round {
         let entry = index.rounds[j]
+        try file.checkSize(path)
         var r = reader(for: j)
         do {
             let metrics = try RoundCodec.decode(&r, layout).metrics
