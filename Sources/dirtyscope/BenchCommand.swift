@@ -39,8 +39,12 @@ struct BenchCommand: ParsableCommand {
     var ringEntries = 65536
     @Flag(help: "Print JSON: one object per mode, units in the key names.")
     var json = false
-    @Option(help: "What to measure: kvm (the harvest modes), render (the heatmap UI), recording (replay files).")
+    @Option(help: "What to measure: kvm (the harvest modes), render (the heatmap UI), recording (replay files), fuzz (forged replay files through the reader).")
     var suite = "kvm"
+    @Option(help: "Fuzz suite: forged files to read.")
+    var inputs = "1000000"
+    @Option(help: "Fuzz suite: seed of the forgeries.")
+    var seed = "1"
 
     func run() throws {
         switch suite {
@@ -55,8 +59,11 @@ struct BenchCommand: ParsableCommand {
                 throw ExitCode(1)
             }
             return
+        case "fuzz":
+            try runFuzz()
+            return
         default:
-            printError("suite '\(suite)' is not one of kvm, render, recording")
+            printError("suite '\(suite)' is not one of kvm, render, recording, fuzz")
             throw ExitCode(2)
         }
         let results = try reportingErrors { () throws(SessionError) -> [BenchResult] in
@@ -88,6 +95,31 @@ struct BenchCommand: ParsableCommand {
         } else {
             print("")
             print(benchTables(results), terminator: "")
+        }
+    }
+}
+
+extension BenchCommand {
+    /// `--suite fuzz`: forged recordings through the reader, in-process; the slowest input
+    /// is kept in the temporary directory when it took over a second.
+    func runFuzz() throws {
+        let count = try reportingErrors { () throws(SessionError) in try parseCount(inputs, option: "--inputs", range: 1...Int(UInt32.max)) }
+        let seedValue = try reportingErrors { () throws(SessionError) in try parseCount(seed, option: "--seed", range: 0...Int.max) }
+        var fuzzer: RecordingFuzzer
+        do { fuzzer = try RecordingFuzzer(seed: UInt64(seedValue)) } catch {
+            printError("\(error)")
+            throw ExitCode(1)
+        }
+        let report = fuzzer.run(inputs: count) { progress in
+            print(progress.text(), terminator: "")
+            fflush(nil)
+        }
+        print(report.text(), terminator: "")
+        if report.hangs > 0 {
+            let path = NSTemporaryDirectory() + "dirtyscope-fuzz-slowest.dsrec"
+            FileManager.default.createFile(atPath: path, contents: Data(report.slowestInput))
+            printError("slowest input kept in \(path)")
+            throw ExitCode(1)
         }
     }
 }

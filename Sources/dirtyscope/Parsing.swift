@@ -92,3 +92,11 @@ func checkHostSupports(_ modes: [HarvestMode], ringEntries: Int, system: KVMSyst
         }
     }
 }
+
+/// Parses a whole number for `option` that must lie in `range`; the error names the value and the range.
+func parseCount(_ text: String, option: String, range: ClosedRange<Int>) throws(SessionError) -> Int {
+    guard let v = Int(text), range.contains(v) else {
+        throw .invalidArgument("\(option) '\(text)' is not a whole number in \(range.lowerBound)...\(range.upperBound)")
+    }
+    return v
+}
