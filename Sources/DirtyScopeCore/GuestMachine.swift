@@ -21,6 +21,13 @@ public enum GuestProgram: Equatable, Sendable {
             return (name, bytes, true)
         case .file(let path):
             let limit = Int(DS_MAX_GUEST_BYTES)
+            var st = stat()
+            guard stat(path, &st) == 0 else {
+                throw .invalidArgument("guest file '\(path)' cannot be read: \(String(cString: strerror(errno)))")
+            }
+            guard st.st_mode & S_IFMT == S_IFREG else {
+                throw .invalidArgument("guest file '\(path)' is not a regular file (a directory, FIFO or device)")
+            }
             guard let handle = FileHandle(forReadingAtPath: path) else {
                 throw .invalidArgument("guest file '\(path)' cannot be read: \(String(cString: strerror(errno)))")
             }

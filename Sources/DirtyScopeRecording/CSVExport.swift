@@ -19,7 +19,8 @@ public enum CSVExport {
     ///   `.ioFailed` when the stream reports an error.
     public static func write(_ reader: RecordingReader, to stream: UnsafeMutablePointer<FILE>, name: String = "<stream>") throws {
         fputs(columns.joined(separator: ",") + "\n", stream)
-        for i in 0..<reader.roundCount {
+        // A failed write (a closed pipe, a full disk) stops the export at once.
+        for i in 0..<reader.roundCount where ferror(stream) == 0 {
             fputs(row(try reader.metrics(at: i), events: reader.index.rounds[i].events.count) + "\n", stream)
         }
         if fflush(stream) != 0 || ferror(stream) != 0 {

@@ -15,35 +15,35 @@ struct BenchCommand: ParsableCommand {
             false positives are real and counted from the guest's stamps.
             """)
 
-    @Option(help: "Guest memory per vCPU (e.g. 256M, 8G).")
+    @Option(parsing: .unconditional, help: "Guest memory per vCPU (e.g. 256M, 8G).")
     var mem = "256M"
-    @Option(help: "vCPUs.")
+    @Option(parsing: .unconditional, help: "vCPUs.")
     var vcpus = 2
-    @Option(help: "Memslots the memory is split into.")
+    @Option(parsing: .unconditional, help: "Memslots the memory is split into.")
     var slots = 1
-    @Option(help: "Iterations after the populating pass.")
+    @Option(parsing: .unconditional, help: "Iterations after the populating pass.")
     var iterations = 10
     @Option(help: "Workload: sweep, random, hotset, stripes, wave.")
     var workload = "sweep"
-    @Option(name: .customLong("dirty-percent"), help: "Percent of each vCPU's memory written per iteration.")
+    @Option(name: .customLong("dirty-percent"), parsing: .unconditional, help: "Percent of each vCPU's memory written per iteration.")
     var dirtyPercent = 100
-    @Option(help: "Guest writes per second per vCPU (0 = as fast as it can).")
+    @Option(parsing: .unconditional, help: "Guest writes per second per vCPU (0 = as fast as it can).")
     var rate: UInt64 = 0
     @Option(help: "Harvest modes to compare, comma-separated: legacy, manual, ring.")
     var modes = "legacy,manual"
-    @Option(name: .customLong("clear-chunk"), help: "Manual-mode KVM_CLEAR_DIRTY_LOG chunks to try, comma-separated: 64, 4096, slot.")
+    @Option(name: .customLong("clear-chunk"), parsing: .unconditional, help: "Manual-mode KVM_CLEAR_DIRTY_LOG chunks to try, comma-separated: 64, 4096, slot.")
     var clearChunk = "64"
-    @Option(help: "Consumer copy bandwidth (e.g. 1G/s); unlimited when not given.")
+    @Option(parsing: .unconditional, help: "Consumer copy bandwidth (e.g. 1G/s); unlimited when not given.")
     var bandwidth: String?
-    @Option(name: .customLong("ring-entries"), help: "Dirty ring entries per vCPU (ring mode; a power of two).")
+    @Option(name: .customLong("ring-entries"), parsing: .unconditional, help: "Dirty ring entries per vCPU (ring mode; a power of two).")
     var ringEntries = 65536
     @Flag(help: "Print JSON: one object per mode, units in the key names.")
     var json = false
     @Option(help: "What to measure: kvm (the harvest modes), render (the heatmap UI), recording (replay files), fuzz (forged replay files through the reader).")
     var suite = "kvm"
-    @Option(help: "Fuzz suite: forged files to read.")
+    @Option(parsing: .unconditional, help: "Fuzz suite: forged files to read.")
     var inputs = "1000000"
-    @Option(help: "Fuzz suite: seed of the forgeries.")
+    @Option(parsing: .unconditional, help: "Fuzz suite: seed of the forgeries.")
     var seed = "1"
 
     func run() throws {

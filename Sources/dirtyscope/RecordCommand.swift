@@ -12,19 +12,20 @@ struct RecordCommand: ParsableCommand {
     @Argument(help: "The replay file to write.")
     var file: String
     @OptionGroup var session: SessionOptions
-    @Option(help: "Stop after this long (e.g. 10s, 500ms); without it and --rounds, 100 rounds.")
+    @Option(parsing: .unconditional, help: "Stop after this long (e.g. 10s, 500ms); without it and --rounds, 100 rounds.")
     var duration: String?
 
     func run() throws {
         let (s, queue, limitRounds, deadline) = try reportingErrors { () throws(SessionError) -> (Session, RecordQueue, Int, UInt64) in
             var deadline = UInt64.max
             if let duration {
-                let d = try parseInterval(duration)
+                let d = try parseInterval(duration, what: "--duration")
                 guard d > 0 else { throw .invalidArgument("--duration \(duration) must be above 0") }
                 deadline = monotonicNanos() + d
             }
-            let limit = session.rounds.map { Int($0) } ?? (duration == nil ? 100 : Int.max)
             var config = try session.sessionConfig()
+            // Checked: at most SessionLimits.maxRounds.
+            let limit = config.roundLimit.map { Int($0) } ?? (duration == nil ? 100 : Int.max)
             if config.roundLimit == nil && duration == nil { config.roundLimit = 100 }
             let host = try KVMSystemInfo.open()
             try checkHostSupports([config.mode], ringEntries: config.ringEntries, system: host)
