@@ -9,8 +9,10 @@ enum Format {
     static let version: UInt16 = 1
     /// Magic, version (u16), flags (u16), header length (u32), header CRC32 (u32).
     static let fileHeaderSize = 20
-    /// Longest JSON session description a reader accepts.
-    static let maxHeaderJSON = 16 << 20
+    /// Longest JSON session description a reader accepts: the largest a session within
+    /// `SessionLimits` writes is under 64 KiB (32 slots, 256 capabilities, three 4 KiB
+    /// names even when every byte needs a 6-byte escape), so it is refused before decoding.
+    static let maxHeaderJSON = 256 << 10
 
     /// Starts every record. 0xFF and 0xFE never occur in UTF-8, so never in an event's JSON.
     static let sync: [UInt8] = [0xFF, 0x44, 0x53, 0xFE]

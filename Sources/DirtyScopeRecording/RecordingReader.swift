@@ -168,7 +168,10 @@ public final class RecordingReader: RecordedSession {
             _ = try r.u16()  // flags, none defined in version 1
             let length = Int(try r.u32())
             let checksum = try r.u32()
-            guard length <= Format.maxHeaderJSON, length <= r.remaining else {
+            guard length <= Format.maxHeaderJSON else {
+                throw RecordingError.badHeader(path: path, reason: "session description length \(length) exceeds \(Format.maxHeaderJSON)")
+            }
+            guard length <= r.remaining else {
                 throw RecordingError.badHeader(path: path, reason: "a \(length)-byte session description does not fit in the file (truncated?)")
             }
             let json = try r.bytes(length)

@@ -198,8 +198,14 @@ public struct RecordingSummary {
         }
     }
 
+    /// UTC, ISO 8601 to the second ("2023-11-14T22:13:20Z"); `seconds` is within the
+    /// header's limit (10^12 s of 1970), which gmtime_r handles.
     private static func date(_ seconds: Double) -> String {
-        let formatter = ISO8601DateFormatter()
-        return formatter.string(from: Date(timeIntervalSince1970: seconds))
+        var t = time_t(seconds.rounded(.down))
+        var parts = tm()
+        guard gmtime_r(&t, &parts) != nil else { return "\(seconds) s since 1970" }
+        var text = [CChar](repeating: 0, count: 64)
+        let n = strftime(&text, text.count, "%Y-%m-%dT%H:%M:%SZ", &parts)
+        return String(decoding: text.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
