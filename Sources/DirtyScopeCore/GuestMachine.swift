@@ -236,6 +236,16 @@ public final class GuestMachine: @unchecked Sendable {
     /// Stops the world: returns once every vCPU is out of KVM_RUN and parked.
     public func pause() { threads.pause() }
 
+    /// The longest a guest's pace call may make a vCPU thread sleep (the harvest interval;
+    /// 0 means 100 ms): no value the guest writes makes the host sleep longer.
+    public var paceCapNanos: UInt64 {
+        get { threads.paceCapNanos }
+        set { threads.paceCapNanos = newValue }
+    }
+
+    /// Console lines and ring-full reports the rate limit dropped.
+    public var droppedReports: (consoleLines: UInt64, ringFull: UInt64) { threads.dropped }
+
     /// Lets the vCPUs run again.
     public func resume() { threads.resume() }
 

@@ -181,9 +181,12 @@ final class SessionLoop: @unchecked Sendable {
             harvestOnce()
             return true
         }
+        // With the round limit reached nothing is due: wait like a paused session, not
+        // until a `next` that has passed (that spun a core once the rounds were done).
+        let idle = paused || config.roundLimit.map { roundBase + harvesterRounds >= $0 } ?? false
         lock.lock()
         if commands.isEmpty && pendingEvents.isEmpty && !stopRequested {
-            let wait = paused ? 0.5 : Double(next - min(next, monotonicNanos())) / 1e9
+            let wait = idle ? 0.5 : Double(next - min(next, monotonicNanos())) / 1e9
             lock.wait(until: Date().addingTimeInterval(min(0.5, wait)))
         }
         lock.unlock()
@@ -271,6 +274,7 @@ final class SessionLoop: @unchecked Sendable {
             emit(.event(TimedEvent(nanos: now, event: .workloadChanged(config.workload))))
         case .setIntervalNanos(let nanos):
             config.intervalNanos = nanos
+            machine.paceCapNanos = nanos
             emit(.event(TimedEvent(nanos: now, event: .intervalChanged(nanos: nanos))))
         case .setBandwidth(let bytes):
             guard bytes > 0 else { note("bandwidth must be above 0"); return }
@@ -320,6 +324,7 @@ final class SessionLoop: @unchecked Sendable {
     }
 
     private func wireMachine() {
+        machine.paceCapNanos = config.intervalNanos
         machine.onFault = { [weak self] fault in self?.post(.guestFault(fault.description)) }
         machine.onRingFull = { [weak self] vcpu in self?.post(.ringFull(vcpu: vcpu)) }
         machine.onConsoleLine = { [weak self] line in self?.post(.note("guest: \(line)")) }
@@ -354,7 +359,23 @@ final class SessionLoop: @unchecked Sendable {
         lock.lock()
         let r = recorder
         lock.unlock()
-        do { try r?.flushIfDue() } catch { note("recording: \(error)") }
+        guard let r else { return }
+        do { try r.flushIfDue() } catch { recordingFailed(r, error) }
+    }
+
+    /// A write to the recording failed (a full disk): recording stops, the file keeps what
+    /// reached it, and the queues hear why and that it stopped (the UI drops its REC mark).
+    private func recordingFailed(_ r: RecordSink, _ error: Error) {
+        lock.lock()
+        let queues = subscribers
+        let path = recorderPath
+        if recorder === r { recorder = nil }
+        lock.unlock()
+        for q in queues {
+            q.push(.event(TimedEvent(nanos: now, event: .note("recording stopped: \(error)"))))
+            q.push(.event(TimedEvent(nanos: now, event: .recordingStopped(path: path))))
+        }
+        try? r.finish()
     }
 
     private func emit(_ record: SessionRecord) {
@@ -364,11 +385,7 @@ final class SessionLoop: @unchecked Sendable {
         lock.unlock()
         for q in queues { q.push(record) }
         if let r {
-            do { try r.append(record) } catch {
-                lock.lock(); recorder = nil; lock.unlock()
-                for q in queues { q.push(.event(TimedEvent(nanos: now, event: .note("recording stopped: \(error)")))) }
-                try? r.finish()
-            }
+            do { try r.append(record) } catch { recordingFailed(r, error) }
         }
     }
 }

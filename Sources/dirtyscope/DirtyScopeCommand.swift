@@ -22,6 +22,8 @@ struct DirtyScopeCommand: ParsableCommand {
         // A closed pipe (`export | head`) is a write error that commands report or end on,
         // not a signal that kills the process mid-line.
         signal(SIGPIPE, SIG_IGN)
+        // Past `ulimit -f`, write(2) fails with EFBIG and the recording reports it.
+        signal(SIGXFSZ, SIG_IGN)
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -45,21 +45,45 @@ struct RecordCommand: ParsableCommand {
         s.start()
         var seen = 0
         var missed = 0
-        while seen < limitRounds && monotonicNanos() < deadline && !stop.isSet {
-            // The session itself stops harvesting at the limit, so exactly that many are recorded.
-            usleep(20_000)
-            for case .round(let r) in queue.drain() {
-                seen += 1
-                missed += r.missed ?? 0
+        var fault: String?
+        var recordingFailure: String?
+        func take(_ records: [SessionRecord]) {
+            for record in records {
+                switch record {
+                case .round(let r):
+                    seen += 1
+                    missed += r.missed ?? 0
+                case .event(let e):
+                    if case .guestFault(let reason) = e.event, fault == nil { fault = reason }
+                    if case .note(let text) = e.event, text.hasPrefix("recording stopped: "), recordingFailure == nil {
+                        recordingFailure = String(text.dropFirst("recording stopped: ".count))
+                    }
+                }
             }
         }
-        s.stop()
-        for case .round(let r) in queue.drain() {
-            seen += 1
-            missed += r.missed ?? 0
+        while seen < limitRounds && monotonicNanos() < deadline && !stop.isSet && fault == nil && recordingFailure == nil {
+            // The session itself stops harvesting at the limit, so exactly that many are recorded.
+            usleep(20_000)
+            take(queue.drain())
         }
-        print("recorded \(seen) rounds to \(file)\(missed > 0 ? " (WARNING: \(missed) pages changed but were never reported)" : "")")
+        s.stop()
+        take(queue.drain())
+        let warning = missed > 0 ? " (WARNING: \(missed) pages changed but were never reported)" : ""
+        if let recordingFailure {
+            printError("recording failed: \(recordingFailure); \(file) holds \(roundsInFile()) of the \(seen) rounds harvested")
+            throw ExitCode(1)
+        }
+        print("recorded \(seen) rounds to \(file)\(warning)")
+        if let fault {
+            printError("guest fault: \(fault); recording stopped there")
+            throw ExitCode(1)
+        }
         if let n = stop.caughtSignal { throw ExitCode(128 + n) }
+    }
+
+    /// Rounds the finished file replays (what survived a failed write).
+    private func roundsInFile() -> Int {
+        (try? RecordingReader(path: file))?.roundCount ?? 0
     }
 }
 
