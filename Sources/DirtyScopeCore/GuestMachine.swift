@@ -272,6 +272,15 @@ public final class GuestMachine: @unchecked Sendable {
     /// Page writes the guest has done in total (from its own counters).
     public var guestWrites: UInt64 { (0..<vcpus.count).reduce(0) { $0 &+ control.load($1, .writes) } }
 
+    /// Guest writes between two readings of `guestWrites` taken `nanos` apart, bounded:
+    /// the counters are guest-written, and a scribbling guest can step them back or to
+    /// 2^64 - 2. No vCPU stores to more than one page a nanosecond, so the count is at most
+    /// `nanos` per vCPU.
+    public func writes(from old: UInt64, to new: UInt64, overNanos nanos: UInt64) -> UInt64 {
+        let (limit, overflow) = nanos.multipliedReportingOverflow(by: UInt64(vcpus.count))
+        return min(new &- old, overflow ? .max : limit)
+    }
+
 
     /// Makes vCPU `vcpu` (running the command workload) write linear page `linearPage`
     /// once, and waits until it has. Returns false on timeout or fault.

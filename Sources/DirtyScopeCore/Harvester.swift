@@ -28,6 +28,8 @@ public final class Harvester {
     private var roundIndex: UInt64 = 0
     private let startNanos: UInt64
     private var lastWrites: UInt64 = 0
+    /// When `lastWrites` was read: bounds the next count of guest-written writes.
+    private var lastWritesAt: UInt64 = 0
     private var lastFaults: UInt64 = 0
     private var lastExits: UInt64 = 0
     private var lastRingFull: UInt64 = 0
@@ -65,6 +67,7 @@ public final class Harvester {
             try setManualProtect(true)
         }
         lastWrites = machine.guestWrites
+        lastWritesAt = monotonicNanos()
         lastFaults = machine.vcpuStatSum(Self.faultStats)
         lastExits = machine.vcpuStatSum(Self.exitStats)
     }
@@ -222,11 +225,12 @@ public final class Harvester {
         bookkeeping += t1 - mark - verifyNanos
         let writes = machine.guestWrites, faults = machine.vcpuStatSum(Self.faultStats)
         let exits = machine.vcpuStatSum(Self.exitStats), ringFull = machine.ringFullExits
-        defer { lastWrites = writes; lastFaults = faults; lastExits = exits; lastRingFull = ringFull }
+        defer { lastWrites = writes; lastWritesAt = t1; lastFaults = faults; lastExits = exits; lastRingFull = ringFull }
         return Round(index: roundIndex, startNanos: t0 - startNanos, durationNanos: t1 - t0, mode: mode, clearChunk: clearChunk,
                      slots: slotRounds, getLatency: get, clearLatency: clear, bytesCopied: consumer.bytes,
                      copyNanos: copyNanos, bookkeepingNanos: bookkeeping,
-                     guestWrites: writes &- lastWrites, writeProtectFaults: faults &- lastFaults, exits: exits &- lastExits,
+                     guestWrites: machine.writes(from: lastWrites, to: writes, overNanos: t1 &- lastWritesAt),
+                     writeProtectFaults: faults &- lastFaults, exits: exits &- lastExits,
                      ringEntries: ringEntries, ringFullExits: ringFull &- lastRingFull, verification: verification)
     }
 

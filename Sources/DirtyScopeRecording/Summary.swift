@@ -69,6 +69,8 @@ public struct RecordingSummary {
         /// From the first round's start to the last round's end.
         public var spanSeconds: Double
         public var events: [String: Int]
+        /// Why the guest stopped, for each guest fault recorded (the first `maxFaults`).
+        public var faults: [String]
         public var modes: [ModeTotals]
         public var total: ModeTotals
         public var warnings: [String]
@@ -95,12 +97,16 @@ public struct RecordingSummary {
             }
         }
         var events: [String: Int] = [:]
-        for e in reader.events { events[Self.kind(of: e.event), default: 0] += 1 }
+        var faults: [String] = []
+        for e in reader.events {
+            events[Self.kind(of: e.event), default: 0] += 1
+            if case .guestFault(let reason) = e.event, faults.count < Self.maxFaults { faults.append(reason) }
+        }
         let span = first.flatMap { f in last.map { l in Double(l.startNanos &+ l.durationNanos &- f.startNanos) / 1e9 } } ?? 0
         document = Document(
             file: reader.path, fileBytes: reader.fileSize, formatVersion: reader.formatVersion,
             finished: reader.isFinished, session: reader.info, rounds: reader.roundCount,
-            firstRound: first?.index, lastRound: last?.index, spanSeconds: span, events: events,
+            firstRound: first?.index, lastRound: last?.index, spanSeconds: span, events: events, faults: faults,
             modes: HarvestMode.allCases.compactMap { mode in perMode[mode].map { ModeTotals(mode: mode.rawValue, $0) } },
             total: ModeTotals(mode: "total", total), warnings: warnings)
     }
@@ -133,6 +139,7 @@ public struct RecordingSummary {
         field("rounds", "\(d.rounds)\(range) over \(String(format: "%.3f", d.spanSeconds)) s, busy \(Self.duration(d.total.busyNanos))")
         let events = d.events.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
         field("events", d.events.isEmpty ? "none" : events)
+        for (i, fault) in d.faults.enumerated() { field(i == 0 ? "faults" : "", fault) }
         lines.append("")
         let header = ["mode", "rounds", "reported", "false+", "fp%", "initial", "copied", "bytes", "missed", "GET mean/max", "CLEAR mean/max"]
         var rows = [header]
@@ -155,7 +162,16 @@ public struct RecordingSummary {
             lines.append("warnings")
             lines.append(contentsOf: d.warnings.map { "  " + $0 })
         }
-        return lines.joined(separator: "\n") + "\n"
+        // Names, paths and reasons come from the file: no byte of them may drive the terminal.
+        return lines.map(Self.printable).joined(separator: "\n") + "\n"
+    }
+
+    /// Guest faults listed by `inspect`.
+    static let maxFaults = 8
+
+    /// `text` with control characters shown as "?" (a recording's strings may hold any).
+    static func printable(_ text: String) -> String {
+        String(String.UnicodeScalarView(text.unicodeScalars.map { $0.value < 0x20 || (0x7f...0x9f).contains($0.value) ? "?" : $0 }))
     }
 
     /// The name of an event's case, as in the source.
