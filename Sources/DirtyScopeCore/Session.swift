@@ -171,6 +171,11 @@ final class SessionLoop: @unchecked Sendable {
         var due = false
         if let limit = config.roundLimit, roundBase + harvesterRounds >= limit {
             due = false
+            // Nothing more will be harvested: park the vCPUs, so a finished session idles.
+            if !paused && !parkedAtLimit {
+                machine.pause()
+                parkedAtLimit = true
+            }
         } else if paused {
             if stepRequested > 0 { stepRequested -= 1; due = true }
         } else if t >= next {
@@ -217,6 +222,8 @@ final class SessionLoop: @unchecked Sendable {
     }
 
     private var harvesterRounds: UInt64 = 0
+    /// The vCPUs were parked because the round limit was reached.
+    private var parkedAtLimit = false
     /// Ring reset mismatches already reported as notes (for the current harvester).
     private var ringMismatchesShown: UInt64 = 0
 
