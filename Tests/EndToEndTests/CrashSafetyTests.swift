@@ -1,0 +1,93 @@
+import Foundation
+import XCTest
+
+/// A recording survives what ends a session badly: kill -9, a full disk, a guest fault.
+final class CrashSafetyTests: XCTestCase {
+    private var scratch: URL!
+    private var file: String { scratch.appendingPathComponent("r.dsrec").path }
+
+    override func setUpWithError() throws {
+        scratch = try makeScratch()
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: scratch)
+    }
+
+    /// kill -9 at a moment the test does not choose: the file reads, and the rounds it
+    /// lost are those harvested in about the last second (the writer hands records to
+    /// write(2) when the oldest is half a second old). "Harvested" is the rounds that
+    /// started before the kill, from the file's own clock: start time plus round offsets.
+    func testKillNineLosesAtMostTheLastSecond() throws {
+        try requireKVM()
+        for wait in [1.3, 2.1] {
+            try? FileManager.default.removeItem(atPath: file)
+            let record = try Running(try Tool.binary(), ["record", file, "--duration", "60s", "--interval", "50ms", "--slots", "4M"],
+                                     in: scratch)
+            defer { if record.isRunning { kill(record.pid, SIGKILL) } }
+            XCTAssertNotNil(poll(timeout: 20, "rounds in the file") { () -> Int? in
+                let rounds = (try? inspectJSON(file, in: scratch))?.json?["rounds"] as? Int ?? 0
+                return rounds >= 1 ? rounds : nil
+            })
+            usleep(UInt32(wait * 1e6))
+            let killedAt = Date().timeIntervalSince1970
+            kill(record.pid, SIGKILL)
+            let outcome = record.finish(timeout: 10)
+            XCTAssertFalse(outcome.exited, "record should have died of SIGKILL")
+
+            let (inspect, json) = try inspectJSON(file, in: scratch)
+            XCTAssertEqual(inspect.status, 0, inspect.stderr)
+            XCTAssertEqual(json?["finished"] as? Bool, false)
+            let rounds = json?["rounds"] as? Int ?? 0
+            let session = json?["session"] as? [String: Any]
+            let start = session?["startTime"] as? Double ?? 0
+            let span = json?["spanSeconds"] as? Double ?? 0
+            let first = (try? firstRoundStart()) ?? 0
+            // The file's last round ended at start + first + span; the kill came after.
+            let lost = killedAt - (start + first + span)
+            XCTAssertGreaterThan(rounds, 0)
+            XCTAssertLessThanOrEqual(lost, 1.0 + 0.25, "kill -9 after \(wait) s lost \(lost) s of rounds (\(rounds) survived)")
+            print("kill -9 after \(wait) s: \(rounds) rounds survived; the last ended \(String(format: "%.3f", lost)) s before the kill")
+        }
+    }
+
+    /// Seconds from the session's start to its first round, from the CSV.
+    private func firstRoundStart() throws -> Double {
+        let csv = try dirtyscope(["export", file, "--csv"], in: scratch)
+        guard csv.stdoutLines.count > 1 else { return 0 }
+        return Double(csv.stdoutLines[1].split(separator: ",")[1]) ?? 0
+    }
+
+    /// A file size limit (`ulimit -f`, as a full disk): record says the write failed and
+    /// how many rounds the file holds, exits 1, and the file reads back that many.
+    func testFullDiskIsAnErrorNamingTheRoundsKept() throws {
+        try requireKVM()
+        let script = "ulimit -f 16; exec \(shellQuote(try Tool.binary())) record \(shellQuote(file)) --slots 16M --interval 10ms --rounds 400 --workload sweep --rate 0"
+        let outcome = try shell(script, in: scratch, timeout: 60)
+        XCTAssertTrue(outcome.exited, "record died of signal \(outcome.status)")
+        XCTAssertEqual(outcome.status, 1, outcome.stderr)
+        let message = outcome.stderrLines.last ?? ""
+        XCTAssertTrue(message.contains("recording failed") && message.contains("File too large"), message)
+        let held = firstMatch(message, #"holds (\d+) of the \d+ rounds"#).flatMap { Int($0) }
+        XCTAssertNotNil(held, message)
+        let (inspect, json) = try inspectJSON(file, in: scratch)
+        XCTAssertEqual(inspect.status, 0)
+        XCTAssertEqual(json?["rounds"] as? Int, held)
+        XCTAssertLessThan(held ?? 400, 400)
+    }
+
+    /// A guest that halts: record says which vCPU faulted and why, and exits 1; inspect
+    /// shows the reason.
+    func testGuestFaultIsReportedAndInspectShowsIt() throws {
+        try requireKVM()
+        let guest = scratch.appendingPathComponent("hlt.bin").path
+        FileManager.default.createFile(atPath: guest, contents: Data([0xf4]))   // hlt
+        let outcome = try dirtyscope(["record", file, "--guest-file", guest, "--slots", "4M", "--rounds", "50"], in: scratch)
+        XCTAssertEqual(outcome.status, 1, outcome.stderr)
+        XCTAssertTrue(outcome.stderr.contains("guest fault: vCPU 0: guest halted (HLT)"), outcome.stderr)
+        let text = try dirtyscope(["inspect", file], in: scratch)
+        XCTAssertTrue(text.stdoutLines.contains { $0.hasPrefix("faults") && $0.contains("vCPU 0: guest halted (HLT)") }, text.stdout)
+        let (_, json) = try inspectJSON(file, in: scratch)
+        XCTAssertEqual((json?["faults"] as? [String])?.first?.hasPrefix("vCPU 0: guest halted (HLT)"), true)
+    }
+}
