@@ -22,6 +22,8 @@ public final class Harvester {
     public var method: FalsePositiveMethod
     /// Consumer bandwidth in bytes per second; 0 copies as fast as memcpy goes.
     public var bandwidth: UInt64
+    /// Set from another thread to make a paced copy finish at once (a stop request).
+    public var copyStop = CopyStop()
     let destination: Destination
     /// The blocks the user last cleared, per slot, as a page mask (for `SlotRound.watched`).
     private var watched: [(mask: DirtyBitmap, blocks: Int)?]
@@ -155,7 +157,7 @@ public final class Harvester {
         //    and copied. Timestamps are shared between phases: three clock reads per dirty
         //    chunk. Bookkeeping is everything but the CLEARs and the copy loop (which walks
         //    the chunk's bits and compares each page as it copies it).
-        var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize)
+        var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize, stop: copyStop)
         var slotRounds: [SlotRound] = []
         var copyNanos: UInt64 = 0
         var mark = monotonicNanos()
@@ -309,7 +311,7 @@ public final class Harvester {
             calls += 1
             runStart = runEnd + 1
         }
-        var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize)
+        var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize, stop: copyStop)
         var ignored = DirtyBitmap(pageCount: s.pageCount)
         let r = dirty.withUnsafeWords { words in
             consumer.copy(words: words, 0..<words.count, slot: slot, source: s.memory, destination: destination,
@@ -330,13 +332,15 @@ public final class Harvester {
 struct Consumer {
     let bandwidth: UInt64
     let pageSize: Int
+    let stop: CopyStop
     private(set) var bytes: UInt64 = 0
     private var started: UInt64 = 0
     private var sincePace = 0
 
-    init(bandwidth: UInt64, pageSize: Int) {
+    init(bandwidth: UInt64, pageSize: Int, stop: CopyStop) {
         self.bandwidth = bandwidth
         self.pageSize = pageSize
+        self.stop = stop
     }
 
     /// Classifies then copies the pages set in `words[range]` (a bitmap's words, bit 0 of
@@ -375,13 +379,17 @@ struct Consumer {
         return (initial, copied)
     }
 
-    /// Sleeps while the copy is ahead of the bandwidth.
+    /// Sleeps while the copy is ahead of the bandwidth, in slices of at most 100 ms with
+    /// a look at `stop` between them.
     private func pace() {
         guard bandwidth > 0 else { return }
-        let due = started + bytes * 1_000_000_000 / bandwidth
-        let now = monotonicNanos()
-        if due > now + 200_000 {
-            var ts = timespec(tv_sec: Int((due - now) / 1_000_000_000), tv_nsec: Int((due - now) % 1_000_000_000))
+        let (scaled, overflow) = bytes.multipliedReportingOverflow(by: 1_000_000_000)
+        let due = started &+ (overflow ? UInt64.max / bandwidth : scaled / bandwidth)
+        while !stop.isRequested {
+            let now = monotonicNanos()
+            guard due > now + 200_000 else { return }
+            let slice = min(due - now, CopyStop.sliceNanos)
+            var ts = timespec(tv_sec: Int(slice / 1_000_000_000), tv_nsec: Int(slice % 1_000_000_000))
             nanosleep(&ts, nil)
         }
     }

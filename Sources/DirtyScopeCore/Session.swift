@@ -56,6 +56,8 @@ final class SessionLoop: @unchecked Sendable {
     private var config: SessionConfig
     private var machine: GuestMachine
     private var harvester: Harvester
+    /// Asked by `stop`, from any thread; every harvester's consumer looks at it.
+    private let copyStop = CopyStop()
     private let startNanos = monotonicNanos()
     private var roundBase: UInt64 = 0
 
@@ -119,6 +121,7 @@ final class SessionLoop: @unchecked Sendable {
 
     /// Stops harvesting, finishes any recording and tears the VM down. Idempotent.
     func stop() {
+        copyStop.request()   // a copy paced at a low bandwidth finishes at once
         lock.lock()
         stopRequested = true
         lock.broadcast()
@@ -332,6 +335,7 @@ final class SessionLoop: @unchecked Sendable {
 
     private func wireMachine() {
         machine.paceCapNanos = config.intervalNanos
+        harvester.copyStop = copyStop
         machine.onFault = { [weak self] fault in self?.post(.guestFault(fault.description)) }
         machine.onRingFull = { [weak self] vcpu in self?.post(.ringFull(vcpu: vcpu)) }
         machine.onConsoleLine = { [weak self] line in self?.post(.note("guest: \(line)")) }

@@ -90,4 +90,21 @@ final class CrashSafetyTests: XCTestCase {
         let (_, json) = try inspectJSON(file, in: scratch)
         XCTAssertEqual((json?["faults"] as? [String])?.first?.hasPrefix("vCPU 0: guest halted (HLT)"), true)
     }
+
+    /// At 1 byte a second a round's copy would take days; SIGTERM still ends record
+    /// (the copy checks for a stop every 100 ms), with the file finished.
+    func testSIGTERMEndsASlowCopy() throws {
+        try requireKVM()
+        let record = try Running(try Tool.binary(), ["record", file, "--bandwidth", "1", "--slots", "16M", "--workload", "sweep",
+                                                     "--rate", "0", "--duration", "60s"], in: scratch)
+        defer { if record.isRunning { kill(record.pid, SIGKILL) } }
+        XCTAssertNotNil(poll(timeout: 20, "the recording's header") { FileManager.default.fileExists(atPath: file) ? true : nil })
+        usleep(1_000_000)   // the first round's copy is under way
+        kill(record.pid, SIGTERM)
+        let outcome = record.finish(timeout: 10)   // fails the test if record is still alive
+        XCTAssertTrue(outcome.exited, "record died of signal \(outcome.status)")
+        XCTAssertEqual(outcome.status, 128 + SIGTERM, outcome.stderr)
+        let (_, json) = try inspectJSON(file, in: scratch)
+        XCTAssertEqual(json?["finished"] as? Bool, true)
+    }
 }
