@@ -289,9 +289,9 @@ public final class GuestMachine: @unchecked Sendable {
         control.store(vcpu, .commandPage, UInt64(linearPage))
         control.store(vcpu, .commandSeq, seq)
         threads.wakeIdle()
-        let deadline = Date().addingTimeInterval(timeout)
+        let deadline = monotonicNanos() + UInt64(timeout * 1e9)
         while control.load(vcpu, .commandAck) != seq {
-            if Date() > deadline || currentFault != nil { return false }
+            if monotonicNanos() > deadline || currentFault != nil { return false }
             usleep(100)
         }
         return true
@@ -308,8 +308,8 @@ public final class GuestMachine: @unchecked Sendable {
         // A heartbeat advancing twice after the switch means the guest has re-read its block.
         for i in 0..<vcpus.count {
             let beat = control.load(i, .heartbeat)
-            let deadline = Date().addingTimeInterval(5)
-            while control.load(i, .heartbeat) < beat &+ 2 && Date() < deadline && currentFault == nil { usleep(200) }
+            let deadline = monotonicNanos() + 5_000_000_000
+            while control.load(i, .heartbeat) < beat &+ 2 && monotonicNanos() < deadline && currentFault == nil { usleep(200) }
         }
     }
 

@@ -61,7 +61,7 @@ final class SessionLoop: @unchecked Sendable {
     private let startNanos = monotonicNanos()
     private var roundBase: UInt64 = 0
 
-    private let lock = NSCondition()
+    private let lock = MonotonicCondition()
     private var commands: [SessionCommand] = []
     private var pendingEvents: [SessionEvent] = []
     private var stopRequested = false
@@ -195,7 +195,7 @@ final class SessionLoop: @unchecked Sendable {
         lock.lock()
         if commands.isEmpty && pendingEvents.isEmpty && !stopRequested {
             let wait = idle ? 0.5 : Double(next - min(next, monotonicNanos())) / 1e9
-            lock.wait(until: Date().addingTimeInterval(min(0.5, wait)))
+            lock.wait(nanos: UInt64(min(0.5, wait) * 1e9))
         }
         lock.unlock()
         return true
