@@ -107,4 +107,26 @@ final class CrashSafetyTests: XCTestCase {
         let (_, json) = try inspectJSON(file, in: scratch)
         XCTAssertEqual(json?["finished"] as? Bool, true)
     }
+
+    /// kill -9 of `run --record` in tmux: the file reads, and it lacks at most the rounds
+    /// of the last second (20 at 50 ms, plus one for the screen's lag) of those the header
+    /// showed just before the kill.
+    func testKillNineOfTheLiveUIKeepsAllButTheLastSecond() throws {
+        let tmux = try requireTmux()
+        try requireKVM()
+        let s = try TmuxSession(tmux: tmux, scratch: scratch, name: "kill9", width: 160, height: 48,
+                                argv: [try Tool.binary(), "run", "--slots", "8M", "--interval", "50ms", "--record", file])
+        defer { s.kill() }
+        let round = { firstMatch(s.header(), #"round (\d+)"#).flatMap { Int($0) } ?? 0 }
+        s.waitFor("round 30") { _ in round() >= 30 }
+        guard let pid = s.programPID() else { return XCTFail("no program pid") }
+        let shown = round()
+        XCTAssertEqual(kill(pid, SIGKILL), 0)
+        _ = s.waitForExit()
+        let (inspect, json) = try inspectJSON(file, in: scratch)
+        XCTAssertEqual(inspect.status, 0, inspect.stderr)
+        let kept = json?["rounds"] as? Int ?? 0
+        XCTAssertGreaterThanOrEqual(kept, shown - 21, "kill -9 with round \(shown) on screen left \(kept) rounds")
+        print("kill -9 of run --record: round \(shown) on screen, \(kept) rounds in the file")
+    }
 }
