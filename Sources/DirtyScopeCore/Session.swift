@@ -323,6 +323,7 @@ final class SessionLoop: @unchecked Sendable {
             harvester = h
             roundBase += harvesterRounds
             harvesterRounds = 0
+            parkedAtLimit = false   // the new machine's vCPUs run until the limit check parks them
             ringMismatchesShown = 0
             wireMachine()
             m.start()
