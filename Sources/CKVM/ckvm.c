@@ -75,3 +75,7 @@ void ckvm_store_release_u32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __
 uint64_t ckvm_load_acquire_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 uint64_t ckvm_load_relaxed_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 void ckvm_store_release_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+
+uint64_t ckvm_run_mmio_address(const struct kvm_run *run) { return run->mmio.phys_addr; }
+uint32_t ckvm_run_mmio_length(const struct kvm_run *run) { return run->mmio.len; }
+uint8_t  ckvm_run_mmio_is_write(const struct kvm_run *run) { return run->mmio.is_write; }

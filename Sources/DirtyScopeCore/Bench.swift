@@ -32,10 +32,21 @@ public struct BenchConfig: Sendable {
         guard memoryPerVCPU > 0, memoryPerVCPU % page == 0 else {
             throw .invalidArgument("memory per vCPU \(memoryPerVCPU) bytes is not a positive multiple of the page size \(page)")
         }
-        guard vcpus >= 1 else { throw .invalidArgument("\(vcpus) vCPUs: at least 1 is needed") }
-        guard slots >= 1 else { throw .invalidArgument("\(slots) memslots: at least 1 is needed") }
+        guard vcpus >= 1, vcpus <= SessionLimits.maxVCPUs else {
+            throw .invalidArgument("\(vcpus) vCPUs: allowed 1 to \(SessionLimits.maxVCPUs)")
+        }
+        guard slots >= 1, slots <= SessionLimits.maxSlots else {
+            throw .invalidArgument("\(slots) memslots: allowed 1 to \(SessionLimits.maxSlots)")
+        }
+        let (total, overflow) = memoryPerVCPU.multipliedReportingOverflow(by: vcpus)
+        guard !overflow, total / page <= SessionLimits.maxTotalPages else {
+            throw .invalidArgument("memory per vCPU \(memoryPerVCPU) bytes times \(vcpus) vCPUs exceeds the \(SessionLimits.maxTotalPages)-page limit (\(SessionLimits.maxTotalPages / (1 << 30 / page)) GiB of \(page)-byte pages)")
+        }
         guard (memoryPerVCPU * vcpus / page) / slots >= 1 else {
             throw .invalidArgument("\(slots) memslots cannot share \(memoryPerVCPU * vcpus / page) pages")
+        }
+        guard ringEntries >= 16, ringEntries <= SessionLimits.maxRingEntries, ringEntries & (ringEntries - 1) == 0 else {
+            throw .invalidArgument("ring size \(ringEntries) entries is not a power of two from 16 to the kernel's maximum of \(SessionLimits.maxRingEntries)")
         }
         guard iterations >= 1 else { throw .invalidArgument("\(iterations) iterations: at least 1 is needed") }
         guard (1...100).contains(dirtyPercent) else { throw .invalidArgument("dirty percent \(dirtyPercent) is not between 1 and 100") }

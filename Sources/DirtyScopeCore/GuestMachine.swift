@@ -21,6 +21,13 @@ public enum GuestProgram: Equatable, Sendable {
             return (name, bytes, true)
         case .file(let path):
             let limit = Int(DS_MAX_GUEST_BYTES)
+            var st = stat()
+            guard stat(path, &st) == 0 else {
+                throw .invalidArgument("guest file '\(path)' cannot be read: \(String(cString: strerror(errno)))")
+            }
+            guard st.st_mode & S_IFMT == S_IFREG else {
+                throw .invalidArgument("guest file '\(path)' is not a regular file (a directory, FIFO or device)")
+            }
             guard let handle = FileHandle(forReadingAtPath: path) else {
                 throw .invalidArgument("guest file '\(path)' cannot be read: \(String(cString: strerror(errno)))")
             }
@@ -230,6 +237,16 @@ public final class GuestMachine: @unchecked Sendable {
     /// Stops the world: returns once every vCPU is out of KVM_RUN and parked.
     public func pause() { threads.pause() }
 
+    /// The longest a guest's pace call may make a vCPU thread sleep (the harvest interval;
+    /// 0 means 100 ms): no value the guest writes makes the host sleep longer.
+    public var paceCapNanos: UInt64 {
+        get { threads.paceCapNanos }
+        set { threads.paceCapNanos = newValue }
+    }
+
+    /// Console lines and ring-full reports the rate limit dropped.
+    public var droppedReports: (consoleLines: UInt64, ringFull: UInt64) { threads.dropped }
+
     /// Lets the vCPUs run again.
     public func resume() { threads.resume() }
 
@@ -256,6 +273,15 @@ public final class GuestMachine: @unchecked Sendable {
     /// Page writes the guest has done in total (from its own counters).
     public var guestWrites: UInt64 { (0..<vcpus.count).reduce(0) { $0 &+ control.load($1, .writes) } }
 
+    /// Guest writes between two readings of `guestWrites` taken `nanos` apart, bounded:
+    /// the counters are guest-written, and a scribbling guest can step them back or to
+    /// 2^64 - 2. No vCPU stores to more than one page a nanosecond, so the count is at most
+    /// `nanos` per vCPU.
+    public func writes(from old: UInt64, to new: UInt64, overNanos nanos: UInt64) -> UInt64 {
+        let (limit, overflow) = nanos.multipliedReportingOverflow(by: UInt64(vcpus.count))
+        return min(new &- old, overflow ? .max : limit)
+    }
+
 
     /// Makes vCPU `vcpu` (running the command workload) write linear page `linearPage`
     /// once, and waits until it has. Returns false on timeout or fault.
@@ -264,9 +290,9 @@ public final class GuestMachine: @unchecked Sendable {
         control.store(vcpu, .commandPage, UInt64(linearPage))
         control.store(vcpu, .commandSeq, seq)
         threads.wakeIdle()
-        let deadline = Date().addingTimeInterval(timeout)
+        let deadline = monotonicNanos() + UInt64(timeout * 1e9)
         while control.load(vcpu, .commandAck) != seq {
-            if Date() > deadline || currentFault != nil { return false }
+            if monotonicNanos() > deadline || currentFault != nil { return false }
             usleep(100)
         }
         return true
@@ -283,8 +309,8 @@ public final class GuestMachine: @unchecked Sendable {
         // A heartbeat advancing twice after the switch means the guest has re-read its block.
         for i in 0..<vcpus.count {
             let beat = control.load(i, .heartbeat)
-            let deadline = Date().addingTimeInterval(5)
-            while control.load(i, .heartbeat) < beat &+ 2 && Date() < deadline && currentFault == nil { usleep(200) }
+            let deadline = monotonicNanos() + 5_000_000_000
+            while control.load(i, .heartbeat) < beat &+ 2 && monotonicNanos() < deadline && currentFault == nil { usleep(200) }
         }
     }
 

@@ -30,6 +30,8 @@ public final class Harvester {
     public var method: FalsePositiveMethod
     /// Consumer bandwidth in bytes per second; 0 copies as fast as memcpy goes.
     public var bandwidth: UInt64
+    /// Set from another thread to make a paced copy finish at once (a stop request).
+    public var copyStop = CopyStop()
     let destination: Destination
     /// The blocks the user last cleared, per slot, as a page mask: watched every round
     /// (`SlotRound.watched`), and under the hand policy the only blocks re-protected.
@@ -39,6 +41,8 @@ public final class Harvester {
     private var roundIndex: UInt64 = 0
     private let startNanos: UInt64
     private var lastWrites: UInt64 = 0
+    /// When `lastWrites` was read: bounds the next count of guest-written writes.
+    private var lastWritesAt: UInt64 = 0
     private var lastFaults: UInt64 = 0
     private var lastExits: UInt64 = 0
     private var lastRingFull: UInt64 = 0
@@ -82,6 +86,7 @@ public final class Harvester {
             try setManualProtect(entry.manualProtect)
         }
         lastWrites = machine.guestWrites
+        lastWritesAt = monotonicNanos()
         lastFaults = machine.vcpuStatSum(Self.faultStats)
         lastExits = machine.vcpuStatSum(Self.exitStats)
     }
@@ -188,7 +193,7 @@ public final class Harvester {
         // 2. Consume, chunk by chunk. Timestamps are shared between phases: a few clock
         //    reads per dirty chunk. Bookkeeping is everything but the CLEARs and the copy
         //    loop (which walks the chunk's bits and compares each page as it copies it).
-        var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize)
+        var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize, stop: copyStop)
         var slotRounds: [SlotRound] = []
         var copyNanos: UInt64 = 0
         var lostPages = 0
@@ -307,11 +312,12 @@ public final class Harvester {
         bookkeeping += t1 - mark - verifyNanos
         let writes = machine.guestWrites, faults = machine.vcpuStatSum(Self.faultStats)
         let exits = machine.vcpuStatSum(Self.exitStats), ringFull = machine.ringFullExits
-        defer { lastWrites = writes; lastFaults = faults; lastExits = exits; lastRingFull = ringFull }
+        defer { lastWrites = writes; lastWritesAt = t1; lastFaults = faults; lastExits = exits; lastRingFull = ringFull }
         return Round(index: roundIndex, startNanos: t0 - startNanos, durationNanos: t1 - t0, mode: mode, clearChunk: clearChunk,
                      clearPolicy: effectivePolicy, slots: slotRounds, getLatency: get, clearLatency: clear, bytesCopied: consumer.bytes,
                      copyNanos: copyNanos, bookkeepingNanos: bookkeeping,
-                     guestWrites: writes &- lastWrites, writeProtectFaults: faults &- lastFaults, exits: exits &- lastExits,
+                     guestWrites: machine.writes(from: lastWrites, to: writes, overNanos: t1 &- lastWritesAt),
+                     writeProtectFaults: faults &- lastFaults, exits: exits &- lastExits,
                      ringEntries: ringEntries, ringFullExits: ringFull &- lastRingFull, verification: verification,
                      origins: consumer.origins, lostPages: lostPages)
     }
@@ -405,7 +411,7 @@ public final class Harvester {
         var calls = 0
         var nanos: UInt64 = 0
         var copied = 0
-        var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize)
+        var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize, stop: copyStop)
         var ignored = DirtyBitmap(pageCount: s.pageCount)
         var runStart = 0
         while runStart < sorted.count {
@@ -452,15 +458,17 @@ public final class Harvester {
 struct Consumer {
     let bandwidth: UInt64
     let pageSize: Int
+    let stop: CopyStop
     private(set) var bytes: UInt64 = 0
     /// Where the false positives found so far came from.
     private(set) var origins = FalsePositiveOrigins()
     private var started: UInt64 = 0
     private var sincePace = 0
 
-    init(bandwidth: UInt64, pageSize: Int) {
+    init(bandwidth: UInt64, pageSize: Int, stop: CopyStop) {
         self.bandwidth = bandwidth
         self.pageSize = pageSize
+        self.stop = stop
     }
 
     /// Classifies then copies the pages set in `words[range]` (a bitmap's words, bit 0 of
@@ -519,13 +527,16 @@ struct Consumer {
         return overflow ? .max : nanos
     }
 
-    /// Sleeps while the copy is ahead of the bandwidth.
+    /// Sleeps while the copy is ahead of the bandwidth, in slices of at most 100 ms with
+    /// a look at `stop` between them.
     private func pace() {
         guard bandwidth > 0 else { return }
         let due = Self.due(started: started, bytes: bytes, bandwidth: bandwidth)
-        let now = monotonicNanos()
-        if due > now + 200_000 {
-            var ts = timespec(tv_sec: Int((due - now) / 1_000_000_000), tv_nsec: Int((due - now) % 1_000_000_000))
+        while !stop.isRequested {
+            let now = monotonicNanos()
+            guard due > now + 200_000 else { return }
+            let slice = min(due - now, CopyStop.sliceNanos)
+            var ts = timespec(tv_sec: Int(slice / 1_000_000_000), tv_nsec: Int(slice % 1_000_000_000))
             nanosleep(&ts, nil)
         }
     }

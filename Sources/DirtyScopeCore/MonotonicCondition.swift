@@ -2,9 +2,9 @@
 import Glibc
 #endif
 
-/// A mutex and condition variable whose timed waits run on CLOCK_MONOTONIC, so a step
-/// of the wall clock (NTP, `date -s`) neither stalls nor hurries a wait. The same
-/// lock/unlock/broadcast shape as `NSCondition`, whose `wait(until: Date)` is wall-clock.
+/// A mutex and a condition variable whose timed waits run on `CLOCK_MONOTONIC`, so a
+/// wall-clock step (NTP, `date -s`) can neither stretch nor cut a wait short, as it can
+/// for `NSCondition.wait(until: Date)`. Owns both pthread objects.
 final class MonotonicCondition: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
@@ -29,18 +29,20 @@ final class MonotonicCondition: @unchecked Sendable {
     func unlock() { pthread_mutex_unlock(mutex) }
     func broadcast() { pthread_cond_broadcast(cond) }
 
-    /// With the lock held: waits for a broadcast or until `monotonicNanos()` reaches
+    /// Waits (the lock held) until a broadcast; spurious wakeups happen, so callers loop.
+    func wait() { pthread_cond_wait(cond, mutex) }
+
+    /// Waits (the lock held) for a broadcast or until `monotonicNanos()` reaches
     /// `deadline`; returns false on the deadline.
     @discardableResult
     func wait(untilNanos deadline: UInt64) -> Bool {
-        var ts = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+        var ts = timespec(tv_sec: Int(min(deadline / 1_000_000_000, UInt64(Int.max))), tv_nsec: Int(deadline % 1_000_000_000))
         return pthread_cond_timedwait(cond, mutex, &ts) == 0
     }
 
-    /// With the lock held: waits at most `nanos` nanoseconds.
+    /// Waits (the lock held) at most `nanos`, at most an hour, or until a broadcast.
     @discardableResult
-    func wait(forNanos nanos: UInt64) -> Bool {
-        let now = monotonicNanos()
-        return wait(untilNanos: now > UInt64.max - nanos ? .max : now + nanos)
+    func wait(nanos: UInt64) -> Bool {
+        wait(untilNanos: monotonicNanos() &+ min(nanos, 3_600_000_000_000))
     }
 }

@@ -56,6 +56,8 @@ final class SessionLoop: @unchecked Sendable {
     private var config: SessionConfig
     private var machine: GuestMachine
     private var harvester: Harvester
+    /// Asked by `stop`, from any thread; every harvester's consumer looks at it.
+    private let copyStop = CopyStop()
     private let startNanos = monotonicNanos()
     private var roundBase: UInt64 = 0
 
@@ -120,6 +122,7 @@ final class SessionLoop: @unchecked Sendable {
 
     /// Stops harvesting, finishes any recording and tears the VM down. Idempotent.
     func stop() {
+        copyStop.request()   // a copy paced at a low bandwidth finishes at once
         lock.lock()
         stopRequested = true
         lock.broadcast()
@@ -174,6 +177,11 @@ final class SessionLoop: @unchecked Sendable {
         var due = false
         if let limit = config.roundLimit, roundBase + harvesterRounds >= limit {
             due = false
+            // Nothing more will be harvested: park the vCPUs, so a finished session idles.
+            if !paused && !parkedAtLimit {
+                machine.pause()
+                parkedAtLimit = true
+            }
         } else if paused {
             if stepRequested > 0 { stepRequested -= 1; due = true }
         } else if t >= next {
@@ -184,10 +192,13 @@ final class SessionLoop: @unchecked Sendable {
             harvestOnce()
             return true
         }
+        // With the round limit reached nothing is due: wait like a paused session, not
+        // until a `next` that has passed (that spun a core once the rounds were done).
+        let idle = paused || config.roundLimit.map { roundBase + harvesterRounds >= $0 } ?? false
         lock.lock()
         if commands.isEmpty && pendingEvents.isEmpty && !stopRequested {
             let now = monotonicNanos()
-            lock.wait(untilNanos: paused ? now + 500_000_000 : min(now + 500_000_000, max(next, now)))
+            lock.wait(untilNanos: idle ? now + 500_000_000 : min(now + 500_000_000, max(next, now)))
         }
         lock.unlock()
         return true
@@ -221,6 +232,8 @@ final class SessionLoop: @unchecked Sendable {
     }
 
     private var harvesterRounds: UInt64 = 0
+    /// The vCPUs were parked because the round limit was reached.
+    private var parkedAtLimit = false
     /// Ring reset mismatches already reported as notes (for the current harvester).
     private var ringMismatchesShown: UInt64 = 0
 
@@ -287,6 +300,7 @@ final class SessionLoop: @unchecked Sendable {
             emit(.event(TimedEvent(nanos: now, event: .workloadChanged(config.workload))))
         case .setIntervalNanos(let nanos):
             config.intervalNanos = nanos
+            machine.paceCapNanos = nanos
             emit(.event(TimedEvent(nanos: now, event: .intervalChanged(nanos: nanos))))
         case .setBandwidth(let bytes):
             guard bytes > 0 else { note("bandwidth must be above 0"); return }
@@ -326,6 +340,7 @@ final class SessionLoop: @unchecked Sendable {
             harvester = h
             roundBase += harvesterRounds
             harvesterRounds = 0
+            parkedAtLimit = false   // the new machine's vCPUs run until the limit check parks them
             ringMismatchesShown = 0
             wireMachine()
             m.start()
@@ -337,6 +352,8 @@ final class SessionLoop: @unchecked Sendable {
     }
 
     private func wireMachine() {
+        machine.paceCapNanos = config.intervalNanos
+        harvester.copyStop = copyStop
         machine.onFault = { [weak self] fault in self?.post(.guestFault(fault.description)) }
         machine.onRingFull = { [weak self] vcpu in self?.post(.ringFull(vcpu: vcpu)) }
         machine.onConsoleLine = { [weak self] line in self?.post(.note("guest: \(line)")) }
@@ -371,7 +388,23 @@ final class SessionLoop: @unchecked Sendable {
         lock.lock()
         let r = recorder
         lock.unlock()
-        do { try r?.flushIfDue() } catch { note("recording: \(error)") }
+        guard let r else { return }
+        do { try r.flushIfDue() } catch { recordingFailed(r, error) }
+    }
+
+    /// A write to the recording failed (a full disk): recording stops, the file keeps what
+    /// reached it, and the queues hear why and that it stopped (the UI drops its REC mark).
+    private func recordingFailed(_ r: RecordSink, _ error: Error) {
+        lock.lock()
+        let queues = subscribers
+        let path = recorderPath
+        if recorder === r { recorder = nil }
+        lock.unlock()
+        for q in queues {
+            q.push(.event(TimedEvent(nanos: now, event: .note("recording stopped: \(error)"))))
+            q.push(.event(TimedEvent(nanos: now, event: .recordingStopped(path: path))))
+        }
+        try? r.finish()
     }
 
     private func emit(_ record: SessionRecord) {
@@ -381,11 +414,7 @@ final class SessionLoop: @unchecked Sendable {
         lock.unlock()
         for q in queues { q.push(record) }
         if let r {
-            do { try r.append(record) } catch {
-                lock.lock(); recorder = nil; lock.unlock()
-                for q in queues { q.push(.event(TimedEvent(nanos: now, event: .note("recording stopped: \(error)")))) }
-                try? r.finish()
-            }
+            do { try r.append(record) } catch { recordingFailed(r, error) }
         }
     }
 }

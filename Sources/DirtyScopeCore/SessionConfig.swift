@@ -35,19 +35,32 @@ public struct SessionConfig: Sendable {
     /// Checks what can be checked without KVM; errors name the value and what is allowed.
     public func validate() throws(SessionError) {
         guard !slotBytes.isEmpty else { throw .invalidArgument("at least one memslot is needed") }
-        for (i, b) in slotBytes.enumerated() where b <= 0 || b % PageSize.system != 0 {
-            throw .invalidArgument("memslot \(i) size \(b) bytes is not a positive multiple of the page size \(PageSize.system)")
+        guard slotBytes.count <= SessionLimits.maxSlots else {
+            throw .invalidArgument("\(slotBytes.count) memslots: at most \(SessionLimits.maxSlots)")
         }
-        guard vcpus >= 1 else { throw .invalidArgument("\(vcpus) vCPUs: at least 1 is needed") }
+        var pages = 0
+        for (i, b) in slotBytes.enumerated() {
+            guard b > 0, b % PageSize.system == 0 else {
+                throw .invalidArgument("memslot \(i) size \(b) bytes is not a positive multiple of the page size \(PageSize.system)")
+            }
+            pages += b / PageSize.system  // each below 2^50 bytes (the parser's limit), 32 at most: no overflow
+            guard pages <= SessionLimits.maxTotalPages else {
+                throw .invalidArgument("memslots of \(slotBytes.map(String.init).joined(separator: ", ")) bytes exceed the limit of \(SessionLimits.maxTotalPages) pages in all (\(SessionLimits.maxTotalPages / (1 << 30 / PageSize.system)) GiB of \(PageSize.system)-byte pages)")
+            }
+        }
+        guard vcpus >= 1, vcpus <= SessionLimits.maxVCPUs else {
+            throw .invalidArgument("\(vcpus) vCPUs: allowed 1 to \(SessionLimits.maxVCPUs)")
+        }
         if case .pages(let n) = clearChunk, n <= 0 || n % 64 != 0 {
             throw .invalidArgument("clear chunk \(n) is not a positive multiple of 64 pages")
         }
-        if mode.entry.source == .rings {
-            guard ringEntries >= 16, ringEntries & (ringEntries - 1) == 0 else {
-                throw .invalidArgument("ring size \(ringEntries) entries is not a power of two of at least 16")
-            }
+        // Checked in every mode: the UI can switch to ring mode later.
+        guard ringEntries >= 16, ringEntries <= SessionLimits.maxRingEntries, ringEntries & (ringEntries - 1) == 0 else {
+            throw .invalidArgument("ring size \(ringEntries) entries is not a power of two from 16 to the kernel's maximum of \(SessionLimits.maxRingEntries)")
         }
-        if let roundLimit, roundLimit < 1 { throw .invalidArgument("--rounds \(roundLimit): at least 1 round is needed") }
+        if let roundLimit, roundLimit < 1 || roundLimit > SessionLimits.maxRounds {
+            throw .invalidArgument("--rounds \(roundLimit): allowed 1 to \(SessionLimits.maxRounds)")
+        }
         guard verifyEvery >= 0 else { throw .invalidArgument("verify interval \(verifyEvery) rounds must not be negative") }
         _ = try guest.load()   // an empty, oversized or unreadable guest file is bad input too
     }

@@ -5,12 +5,23 @@ import KVM
 /// One thread per vCPU and everything they share: pause and stop flags, pacing, lockstep
 /// iterations, ring-full waits, the console, and the first fault. The threads hold this
 /// object, never the `GuestMachine`, so the machine's deinit can stop them.
+///
+/// The guest is untrusted: nothing it writes (pace counts, its own `rate`, console bytes,
+/// ring-full exits) can make a host thread sleep longer than `paceCapNanos`, miss a pause
+/// or stop, or flood the session: console lines and ring-full reports are rate-limited and
+/// what is dropped is counted. Every timed wait runs on the monotonic clock.
 final class VCPUThreads: @unchecked Sendable {
+    /// Console lines and ring-full reports passed on per second (all vCPUs together); a
+    /// burst of this many passes at once.
+    static let reportsPerSecond: UInt64 = 20
+    /// Longest console line kept; the rest of a longer line is cut.
+    static let consoleLineBytes = 200
+
     private let vcpus: [VCPU]
     private let control: ControlBlock
     private let lockstep: Bool
 
-    private let lock = NSCondition()
+    private let lock = MonotonicCondition()
     private var threads: [pthread_t] = []
     private var started = false
     private var stopping = false
@@ -22,8 +33,17 @@ final class VCPUThreads: @unchecked Sendable {
     private var ringResets: UInt64 = 0
     private var ringFullCount: UInt64 = 0
     private var firstFault: GuestFault?
-    /// The console line being written (DS_PORT_PUTC), until a newline or 200 bytes.
-    private var consoleLine: [UInt8] = []
+    /// Each vCPU's console line being written (DS_PORT_PUTC), until a newline or
+    /// `consoleLineBytes`, so lines from several vCPUs do not interleave byte by byte.
+    private var consoleLines: [[UInt8]]
+    /// Longest sleep a guest's pace call may cause: one harvest interval (100 ms when the
+    /// session harvests back to back).
+    private var paceCap: UInt64 = 100_000_000
+    /// Token bucket for console lines and ring-full reports: tokens, last refill.
+    private var reportTokens = VCPUThreads.reportsPerSecond
+    private var reportRefill: UInt64 = 0
+    private var droppedLines: UInt64 = 0
+    private var droppedRingFull: UInt64 = 0
     /// Called from a vCPU thread; set before `start`.
     var onFault: (@Sendable (GuestFault) -> Void)?
     var onRingFull: (@Sendable (Int) -> Void)?
@@ -34,6 +54,19 @@ final class VCPUThreads: @unchecked Sendable {
         self.control = control
         self.lockstep = lockstep
         passDone = [UInt64](repeating: 0, count: vcpus.count)
+        consoleLines = Array(repeating: [], count: vcpus.count)
+    }
+
+    /// The longest a guest's pace call may make its vCPU thread sleep; the session sets it
+    /// to its harvest interval (0, back to back, means 100 ms).
+    var paceCapNanos: UInt64 {
+        get { lock.lock(); defer { lock.unlock() }; return paceCap }
+        set { lock.lock(); paceCap = newValue == 0 ? 100_000_000 : newValue; lock.broadcast(); lock.unlock() }
+    }
+
+    /// Console lines and ring-full reports dropped by the rate limit.
+    var dropped: (consoleLines: UInt64, ringFull: UInt64) {
+        lock.lock(); defer { lock.unlock() }; return (droppedLines, droppedRingFull)
     }
 
     /// Starts one thread per vCPU (once).
@@ -64,18 +97,21 @@ final class VCPUThreads: @unchecked Sendable {
     }
 
     /// Returns once every running vCPU is out of KVM_RUN and parked.
+    /// A vCPU thread sleeping in a pace, idle, pass or ring-full wait wakes at once (the
+    /// broadcast); one in KVM_RUN is kicked out, again every 50 ms until all are parked.
     func pause() {
         lock.lock()
         pauseRequested = true
+        lock.broadcast()
         lock.unlock()
         kickAll()
         lock.lock()
         while started && !stopping && parked < running {
-            if !lock.wait(until: Date().addingTimeInterval(0.05)) {
-                lock.unlock()
-                kickAll()
-                lock.lock()
-            }
+            lock.wait(nanos: 50_000_000)
+            guard parked < running else { break }
+            lock.unlock()
+            kickAll()
+            lock.lock()
         }
         lock.unlock()
     }
@@ -100,7 +136,7 @@ final class VCPUThreads: @unchecked Sendable {
     func waitForPass(poll: (() -> Void)?) {
         lock.lock()
         while !stopping && firstFault == nil && passDone.contains(where: { $0 < iteration }) {
-            lock.wait(until: Date().addingTimeInterval(poll == nil ? 0.1 : 0.002))
+            lock.wait(nanos: poll == nil ? 100_000_000 : 2_000_000)
             if let poll {
                 lock.unlock()
                 poll()
@@ -173,10 +209,15 @@ final class VCPUThreads: @unchecked Sendable {
             ringFullCount += 1
             let seen = ringResets
             lock.unlock()
-            onRingFull?(vcpu.id)
+            lock.lock()
+            let report = takeReportToken()
+            if !report { droppedRingFull += 1 }
+            lock.unlock()
+            // Unreported, the ring waits for the next round's reset (at most one interval).
+            if report { onRingFull?(vcpu.id) }
             lock.lock()
             while ringResets == seen && !stopping && !pauseRequested {
-                lock.wait(until: Date().addingTimeInterval(0.05))
+                lock.wait(nanos: 50_000_000)
             }
             lock.unlock()
             return true
@@ -186,6 +227,8 @@ final class VCPUThreads: @unchecked Sendable {
             reportFault(vcpu, "KVM_EXIT_INTERNAL_ERROR (suberror \(sub))")
         case .failEntry(let reason):
             reportFault(vcpu, "KVM_EXIT_FAIL_ENTRY (hardware reason 0x\(String(reason, radix: 16)))")
+        case .mmio(let address, let length, let isWrite):
+            reportFault(vcpu, "KVM_EXIT_MMIO: \(length)-byte \(isWrite ? "write to" : "read of") unbacked guest-physical address 0x\(String(address, radix: 16))")
         case .other(let reason):
             reportFault(vcpu, "unhandled exit reason \(reason)")
         }
@@ -195,34 +238,50 @@ final class VCPUThreads: @unchecked Sendable {
     private func handlePort(_ vcpu: VCPU, port: UInt16, value: UInt32, deadline: inout UInt64) {
         switch port {
         case UInt16(DS_PORT_PACE):
+            // Both the count and the rate come from the guest: the debt is capped at one
+            // harvest interval, so no value (0xffffffff writes at rate 1) sleeps longer.
             let rate = control.load(vcpu.id, .rate)
             guard rate > 0 else { return }
             let now = monotonicNanos()
-            deadline += UInt64(value) * 1_000_000_000 / rate
-            if deadline + 50_000_000 < now { deadline = now }   // fell far behind: don't burst
+            let cap = paceCapNanos
+            let owed = UInt64(value) * 1_000_000_000 / rate   // below 2^32 * 10^9: no overflow
+            deadline = min(max(deadline, now &- 50_000_000) &+ owed, now &+ cap)   // far behind: no burst
             if deadline > now { sleep(until: deadline) }
         case UInt16(DS_PORT_PASS):
             lock.lock()
             passDone[vcpu.id] = iteration
             lock.broadcast()
             while lockstep && passDone[vcpu.id] >= iteration && !stopping && !pauseRequested {
-                lock.wait(until: Date().addingTimeInterval(0.05))
+                lock.wait(nanos: 50_000_000)
             }
             lock.unlock()
             deadline = monotonicNanos()
         case UInt16(DS_PORT_IDLE):
             lock.lock()
-            if !stopping && !pauseRequested { lock.wait(until: Date().addingTimeInterval(0.001)) }
+            if !stopping && !pauseRequested { lock.wait(nanos: 1_000_000) }
             lock.unlock()
             deadline = monotonicNanos()
         case UInt16(DS_PORT_PUTC):
             let byte = UInt8(truncatingIfNeeded: value)
             lock.lock()
-            if byte != 10 { consoleLine.append(byte) }
-            let line = byte == 10 || consoleLine.count >= 200 ? consoleLine : nil
-            if line != nil { consoleLine.removeAll() }
+            if byte != 10 { consoleLines[vcpu.id].append(byte) }
+            var line: [UInt8]?
+            var droppedBefore: UInt64 = 0
+            if byte == 10 || consoleLines[vcpu.id].count >= Self.consoleLineBytes {
+                if takeReportToken() {
+                    line = consoleLines[vcpu.id]
+                    droppedBefore = droppedLines
+                    droppedLines = 0
+                } else {
+                    droppedLines += 1
+                }
+                consoleLines[vcpu.id].removeAll(keepingCapacity: true)
+            }
             lock.unlock()
-            if let line { onConsoleLine?(String(decoding: line, as: UTF8.self)) }
+            if let line {
+                let prefix = droppedBefore > 0 ? "(\(droppedBefore) console lines dropped) " : ""
+                onConsoleLine?(prefix + (vcpus.count > 1 ? "vCPU \(vcpu.id): " : "") + Self.printable(line))
+            }
         default:
             break
         }
@@ -234,9 +293,41 @@ final class VCPUThreads: @unchecked Sendable {
         while !stopping && !pauseRequested {
             let now = monotonicNanos()
             if now >= deadline { break }
-            lock.wait(until: Date().addingTimeInterval(Double(deadline - now) / 1e9))
+            lock.wait(nanos: deadline - now)
         }
         lock.unlock()
+    }
+
+    /// Takes a token for one report (lock held); false when the rate limit is reached.
+    private func takeReportToken() -> Bool {
+        let now = monotonicNanos()
+        let earned = (now &- reportRefill) / (1_000_000_000 / Self.reportsPerSecond)
+        if earned > 0 {
+            reportTokens = min(Self.reportsPerSecond, reportTokens &+ earned)
+            reportRefill = now
+        }
+        guard reportTokens > 0 else { return false }
+        reportTokens -= 1
+        return true
+    }
+
+    /// Console bytes as text that cannot drive a terminal: C0 controls and DEL become caret
+    /// notation (ESC is "^["), C1 controls and invalid UTF-8 become "?".
+    static func printable(_ bytes: [UInt8]) -> String {
+        var ascii: [UInt8] = []
+        ascii.reserveCapacity(bytes.count)
+        for b in bytes {
+            switch b {
+            case 0x09: ascii.append(0x20)
+            case 0..<0x20: ascii += [UInt8(ascii: "^"), b + 0x40]
+            case 0x7f: ascii += [UInt8(ascii: "^"), UInt8(ascii: "?")]
+            default: ascii.append(b)
+            }
+        }
+        let text = String(decoding: ascii, as: UTF8.self)
+        return String(String.UnicodeScalarView(text.unicodeScalars.map {
+            (0x80...0x9f).contains($0.value) || $0 == "\u{FFFD}" ? "?" : $0
+        }))
     }
 
     private func reportFault(_ vcpu: VCPU, _ reason: String) {

@@ -15,13 +15,13 @@ public struct LatencyStats: Equatable, Codable, Sendable {
 
     /// Adds one call that took `nanos`.
     public mutating func record(_ nanos: UInt64) {
-        count += 1
+        count &+= 1
         totalNanos &+= nanos
         maxNanos = max(maxNanos, nanos)
         lastNanos = nanos
         if histogram.isEmpty { histogram = [UInt64](repeating: 0, count: Self.bucketCount) }
         let bucket = nanos <= 1 ? 0 : min(Self.bucketCount - 1, 63 - nanos.leadingZeroBitCount)
-        histogram[bucket] += 1
+        histogram[bucket] &+= 1
     }
 
     /// Adds every call of `other` (sums wrap rather than trap: they may come from a file).
@@ -39,13 +39,17 @@ public struct LatencyStats: Equatable, Codable, Sendable {
     public var meanNanos: UInt64 { count == 0 ? 0 : totalNanos / count }
 
     /// An upper bound of the p-th percentile (0...1) from the histogram, in nanoseconds.
+    /// Counts may come from a file: the target and the running sum saturate, never trap.
     public func percentileUpperBound(_ p: Double) -> UInt64 {
         guard count > 0 else { return 0 }
-        let target = UInt64((Double(count) * p).rounded(.up))
+        let wanted = (Double(count) * min(1, max(0, p))).rounded(.up)
+        // Double(UInt64.max) rounds up to 2^64, which UInt64 cannot hold.
+        let target = wanted >= 0x1p64 ? UInt64.max : max(1, UInt64(wanted))
         var seen: UInt64 = 0
         for (i, n) in histogram.enumerated() {
-            seen += n
-            if seen >= max(1, target) { return min(maxNanos, (UInt64(1) << UInt64(i + 1)) - 1) }
+            let (sum, overflow) = seen.addingReportingOverflow(n)
+            seen = overflow ? .max : sum
+            if seen >= target { return min(maxNanos, i >= 63 ? .max : (UInt64(1) << UInt64(i + 1)) - 1) }
         }
         return maxNanos
     }

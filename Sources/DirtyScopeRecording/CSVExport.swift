@@ -20,7 +20,8 @@ public enum CSVExport {
     public static func write(_ reader: RecordingReader, to stream: UnsafeMutablePointer<FILE>, name: String = "<stream>") throws {
         fputs(columns.joined(separator: ",") + "\n", stream)
         let origin = RowExport.recordingStart(reader)
-        for i in 0..<reader.roundCount {
+        // A failed write (a closed pipe, a full disk) stops the export at once.
+        for i in 0..<reader.roundCount where ferror(stream) == 0 {
             fputs(row(try reader.metrics(at: i), events: reader.index.rounds[i].events.count, origin: origin) + "\n", stream)
         }
         if fflush(stream) != 0 || ferror(stream) != 0 {

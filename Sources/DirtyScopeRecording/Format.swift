@@ -1,3 +1,5 @@
+import DirtyScopeModel
+
 /// The layout of a replay file; FORMAT.md at the repository root describes it in words.
 enum Format {
     /// First 8 bytes of every recording (PNG-style: a high byte, a name, CR LF, ^Z, LF,
@@ -7,8 +9,10 @@ enum Format {
     static let version: UInt16 = 1
     /// Magic, version (u16), flags (u16), header length (u32), header CRC32 (u32).
     static let fileHeaderSize = 20
-    /// Longest JSON session description a reader accepts.
-    static let maxHeaderJSON = 16 << 20
+    /// Longest JSON session description a reader accepts: the largest a session within
+    /// `SessionLimits` writes is under 64 KiB (32 slots, 256 capabilities, three 4 KiB
+    /// names even when every byte needs a 6-byte escape), so it is refused before decoding.
+    static let maxHeaderJSON = 256 << 10
 
     /// Starts every record. 0xFF and 0xFE never occur in UTF-8, so never in an event's JSON.
     static let sync: [UInt8] = [0xFF, 0x44, 0x53, 0xFE]
@@ -18,11 +22,12 @@ enum Format {
     /// Where the CRC32's coverage starts inside a record.
     static let checksummedFrom = 8
 
+    /// Warnings a reader keeps; past these it only counts them.
+    static let maxWarnings = 100
     /// Rounds per cumulative-totals checkpoint in the reader's index.
     static let totalsCheckpointInterval = 64
-    /// Largest page count a slot may declare (16 TiB of 4 KiB pages); bounds every bitmap
-    /// a reader allocates.
-    static let maxSlotPages = 1 << 32
+    /// Most calls one round's latency may count: one GET per slot, one CLEAR per 64 pages.
+    static let maxLatencyCalls = SessionLimits.maxTotalPages
     /// Longest latency histogram a reader accepts.
     static let maxHistogramBuckets = 1024
     /// Longest event record a reader accepts.

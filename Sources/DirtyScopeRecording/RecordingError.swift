@@ -20,6 +20,10 @@ public enum RecordingError: Error, Equatable, CustomStringConvertible {
     case corruptRecord(path: String, offset: Int, reason: String)
     /// `entry(at:)` was asked for a round the file does not have.
     case noSuchRound(path: String, index: Int, count: Int)
+    /// The path is a FIFO, a device or a directory, not a file.
+    case notARegularFile(path: String)
+    /// The file shrank while it was open for replay.
+    case fileChanged(path: String, openedBytes: Int, nowBytes: Int)
     /// `append` after `finish`.
     case finished(path: String)
 
@@ -41,6 +45,10 @@ public enum RecordingError: Error, Equatable, CustomStringConvertible {
             return "\(path): corrupt record at offset \(offset): \(reason)"
         case .noSuchRound(let path, let index, let count):
             return "\(path): no round \(index) (the recording has \(count))"
+        case .notARegularFile(let path):
+            return "\(path): not a regular file (a recording is a file; FIFOs, devices and directories are refused)"
+        case .fileChanged(let path, let opened, let now):
+            return "\(path): the file changed while open: \(opened) bytes when opened, \(now) now; reopen it"
         case .finished(let path):
             return "\(path): recording already finished"
         }

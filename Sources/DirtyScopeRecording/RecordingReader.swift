@@ -93,6 +93,7 @@ public final class RecordingReader: RecordedSession {
         guard i >= 0, i < index.rounds.count else {
             throw RecordingError.noSuchRound(path: path, index: i, count: index.rounds.count)
         }
+        try file.checkSize(path)
         var r = reader(for: i)
         do {
             return try RoundCodec.decode(&r, layout).metrics
@@ -112,8 +113,10 @@ public final class RecordingReader: RecordedSession {
             do {
                 totals.add(try metrics(at: j))
             } catch {
-                // The scan decoded these metrics already: only a file rewritten while open fails here.
-                warnings.append("\(error); left out of the totals (was the file changed while open?)")
+                // The scan decoded these metrics already: only a file changed while open fails here.
+                let warning = "\(error); the rounds from \(j) on are left out of the totals"
+                if !warnings.contains(warning) { warnings.append(warning) }
+                break
             }
         }
         return totals
@@ -139,6 +142,7 @@ public final class RecordingReader: RecordedSession {
 
     private func decodeRound(_ j: Int, previous: Round?) throws -> Round {
         let entry = index.rounds[j]
+        try file.checkSize(path)
         var r = reader(for: j)
         do {
             let metrics = try RoundCodec.decode(&r, layout).metrics
@@ -171,7 +175,10 @@ public final class RecordingReader: RecordedSession {
             _ = try r.u16()  // flags, none defined in version 1
             let length = Int(try r.u32())
             let checksum = try r.u32()
-            guard length <= Format.maxHeaderJSON, length <= r.remaining else {
+            guard length <= Format.maxHeaderJSON else {
+                throw RecordingError.badHeader(path: path, reason: "session description length \(length) exceeds \(Format.maxHeaderJSON)")
+            }
+            guard length <= r.remaining else {
                 throw RecordingError.badHeader(path: path, reason: "a \(length)-byte session description does not fit in the file (truncated?)")
             }
             let json = try r.bytes(length)

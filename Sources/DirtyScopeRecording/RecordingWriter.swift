@@ -30,6 +30,10 @@ public final class RecordingWriter {
     private var bufferedSince: UInt64?
     private let json = JSONEncoder()
     private var finished = false
+    /// The first failed `write(2)` (a full disk, a file size limit): later calls throw it
+    /// again instead of buffering without end. The file keeps every record written before
+    /// it (the last one may be torn, which a reader reports and skips).
+    public private(set) var failure: RecordingError?
 
     /// Creates (or truncates) `path` and writes the header describing `info`.
     ///
@@ -92,6 +96,7 @@ public final class RecordingWriter {
     /// - Throws: `RecordingError.invalidRound` for a round that does not fit the header's
     ///   slots (nothing is written), `.ioFailed` when `write(2)` fails, `.finished` after `finish`.
     public func append(_ record: SessionRecord) throws {
+        if let failure { throw failure }
         guard !finished else { throw RecordingError.finished(path: path) }
         switch record {
         case .round(let round):
@@ -120,6 +125,7 @@ public final class RecordingWriter {
 
     /// Writes every buffered record now (`write(2)`, no sync).
     public func flush() throws {
+        if let failure { throw failure }
         guard !buffer.bytes.isEmpty else { return }
         var written = 0
         defer {
@@ -139,7 +145,10 @@ public final class RecordingWriter {
             if n < 0 {
                 let e = errno
                 if e == EINTR { continue }
-                throw RecordingError.ioFailed(path: path, call: "write", errno: e)
+                let error = RecordingError.ioFailed(path: path, call: "write", errno: e)
+                failure = error
+                written = buffer.count   // dropped: nothing more reaches this file
+                throw error
             }
             written += n
         }
@@ -151,6 +160,7 @@ public final class RecordingWriter {
         guard !finished else { return }
         finished = true
         defer { close(fd) }
+        if let failure { throw failure }
         payload.removeAll()
         payload.varint(UInt64(roundCount))
         payload.varint(UInt64(eventCount))

@@ -4,11 +4,12 @@ import DirtyScopeModel
 struct SlotLayout {
     let pages: [Int]
 
+    /// Checks the header against `SessionLimits` first, so every size below is bounded.
     init(_ info: SessionInfo) throws(FormatViolation) {
-        for (i, slot) in info.slots.enumerated() {
-            guard slot.pages >= 0, slot.pages <= Format.maxSlotPages else {
-                throw FormatViolation("slot \(i) has \(slot.pages) pages (at most \(Format.maxSlotPages))")
-            }
+        do {
+            try info.checkLimits()
+        } catch {
+            throw FormatViolation(error.description)
         }
         pages = info.slots.map(\.pages)
     }
@@ -43,12 +44,24 @@ enum RoundCodec {
                 try inRange(w.falsePositives, pages, "slot \(s.slot) watched false positives")
             }
         }
-        for latency in [m.getLatency, m.clearLatency] where latency.histogram.count > Format.maxHistogramBuckets {
-            throw FormatViolation("latency histogram has \(latency.histogram.count) buckets (at most \(Format.maxHistogramBuckets))")
+        for latency in [m.getLatency, m.clearLatency] {
+            guard latency.histogram.count <= Format.maxHistogramBuckets else {
+                throw FormatViolation("latency histogram has \(latency.histogram.count) buckets (at most \(Format.maxHistogramBuckets))")
+            }
+            try inRange(latency.count, Format.maxLatencyCalls, "latency call count")
+            var calls: UInt64 = 0
+            for n in latency.histogram {
+                let (sum, overflow) = calls.addingReportingOverflow(n)
+                guard !overflow, sum <= latency.count else {
+                    throw FormatViolation("latency histogram counts add up to more than its \(latency.count) calls")
+                }
+                calls = sum
+            }
         }
+        if case .pages(let n) = m.clearChunk { try inRange(n, SessionLimits.maxTotalPages, "clear chunk") }
         if let v = m.verification {
-            for missed in v.missedPerSlot { try inRange(missed, Format.maxSlotPages, "verification missed count") }
-            try inRange(v.comparedPages, Int.max, "verification compared pages")
+            for missed in v.missedPerSlot { try inRange(missed, SessionLimits.maxTotalPages, "verification missed count") }
+            try inRange(v.comparedPages, SessionLimits.maxTotalPages, "verification compared pages")
         }
     }
 
@@ -169,7 +182,7 @@ enum RoundCodec {
         if mask & RoundField.getLatency != 0 { m.getLatency = try latency(&r) }
         if mask & RoundField.verification != 0 {
             // Each entry takes at least a byte, so the count is bounded by what remains.
-            let n = try r.count(upTo: r.remaining, "verification slot count")
+            let n = try r.count(upTo: SessionLimits.maxSlots, "verification slot count")
             var missed: [Int] = []
             missed.reserveCapacity(n)
             for _ in 0..<n { missed.append(try r.zigzag()) }
@@ -177,8 +190,9 @@ enum RoundCodec {
         }
         if mask & RoundField.clearLatency != 0 { m.clearLatency = try latency(&r) }
         if mask & RoundField.origins != 0 {
-            // A round's false positives are at most the pages of its slots.
-            let limit = layout.pages.reduce(0) { min(Format.maxSlotPages * 64, $0 + $1) }
+            // A round's false positives are at most the pages of its slots (the header's
+            // slots total at most SessionLimits.maxTotalPages).
+            let limit = layout.pages.reduce(0, +)
             m.origins.neverCleared = try r.count(upTo: limit, "never-cleared false positives")
             let buckets = FalsePositiveOrigins.bucketCount
             let nonzero = try r.count(upTo: buckets, "false-positive window buckets")
@@ -191,7 +205,7 @@ enum RoundCodec {
             }
         }
         if mask & RoundField.lostPages != 0 {
-            m.lostPages = try r.count(upTo: layout.pages.reduce(0) { min(Format.maxSlotPages * 64, $0 + $1) }, "lost pages")
+            m.lostPages = try r.count(upTo: layout.pages.reduce(0, +), "lost pages")
         }
         let slotCount = try r.count(upTo: layout.count, "slot count")
         m.slots.reserveCapacity(slotCount)
@@ -204,7 +218,7 @@ enum RoundCodec {
             let slot = Int(slotAndFlags >> SlotField.bits)
             func value(_ bit: UInt8, _ r: inout ByteReader) throws(FormatViolation) -> Int {
                 guard flags & bit != 0 else { return 0 }
-                let v = try r.count(upTo: Format.maxSlotPages, "slot \(slot) count")
+                let v = try r.count(upTo: SessionLimits.maxTotalPages, "slot \(slot) count")
                 guard v != 0 else { throw FormatViolation("slot \(slot) stores a zero it should have left out") }
                 return v
             }
@@ -212,11 +226,11 @@ enum RoundCodec {
                                       falsePositiveCount: try value(SlotField.falsePositives, &r),
                                       initialCount: try value(SlotField.initial, &r),
                                       copiedPages: try value(SlotField.copied, &r), missed: nil, watched: nil)
-            if flags & SlotField.missed != 0 { s.missed = try r.count(upTo: Format.maxSlotPages, "missed") }
+            if flags & SlotField.missed != 0 { s.missed = try r.count(upTo: SessionLimits.maxTotalPages, "missed") }
             if flags & SlotField.watched != 0 {
-                s.watched = WatchedBlocks(blocks: try r.count(upTo: Format.maxSlotPages, "watched blocks"),
-                                          reported: try r.count(upTo: Format.maxSlotPages, "watched reported"),
-                                          falsePositives: try r.count(upTo: Format.maxSlotPages, "watched false positives"))
+                s.watched = WatchedBlocks(blocks: try r.count(upTo: SessionLimits.maxTotalPages, "watched blocks"),
+                                          reported: try r.count(upTo: SessionLimits.maxTotalPages, "watched reported"),
+                                          falsePositives: try r.count(upTo: SessionLimits.maxTotalPages, "watched false positives"))
             }
             m.slots.append(s)
         }
@@ -261,6 +275,10 @@ enum RoundCodec {
 
     private static func inRange(_ v: Int, _ limit: Int, _ what: String) throws(FormatViolation) {
         guard v >= 0, v <= limit else { throw FormatViolation("\(what) \(v) is outside 0...\(limit)") }
+    }
+
+    private static func inRange(_ v: UInt64, _ limit: Int, _ what: String) throws(FormatViolation) {
+        guard v <= UInt64(limit) else { throw FormatViolation("\(what) \(v) exceeds \(limit)") }
     }
 
     private static func modeCode(_ mode: HarvestMode) -> UInt64 {

@@ -77,6 +77,8 @@ public struct RecordingSummary {
         /// From the first round's start to the last round's end.
         public var spanSeconds: Double
         public var events: [String: Int]
+        /// Why the guest stopped, for each guest fault recorded (the first `maxFaults`).
+        public var faults: [String]
         public var modes: [ModeTotals]
         public var total: ModeTotals
         public var warnings: [String]
@@ -103,12 +105,16 @@ public struct RecordingSummary {
             }
         }
         var events: [String: Int] = [:]
-        for e in reader.events { events[Self.kind(of: e.event), default: 0] += 1 }
+        var faults: [String] = []
+        for e in reader.events {
+            events[Self.kind(of: e.event), default: 0] += 1
+            if case .guestFault(let reason) = e.event, faults.count < Self.maxFaults { faults.append(reason) }
+        }
         let span = first.flatMap { f in last.map { l in Double(l.startNanos &+ l.durationNanos &- f.startNanos) / 1e9 } } ?? 0
         document = Document(
             file: reader.path, fileBytes: reader.fileSize, formatVersion: reader.formatVersion,
             finished: reader.isFinished, session: reader.info, rounds: reader.roundCount,
-            firstRound: first?.index, lastRound: last?.index, spanSeconds: span, events: events,
+            firstRound: first?.index, lastRound: last?.index, spanSeconds: span, events: events, faults: faults,
             modes: perMode.keys.sorted().map { ModeTotals(mode: $0.description, perMode[$0]!) },
             total: ModeTotals(mode: "total", total), warnings: warnings)
     }
@@ -142,6 +148,7 @@ public struct RecordingSummary {
         field("rounds", "\(d.rounds)\(range) over \(String(format: "%.3f", d.spanSeconds)) s, busy \(Self.duration(d.total.busyNanos))")
         let events = d.events.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
         field("events", d.events.isEmpty ? "none" : events)
+        for (i, fault) in d.faults.enumerated() { field(i == 0 ? "faults" : "", fault) }
         lines.append("")
         let header = ["mode", "rounds", "reported", "false+", "fp%", "initial", "copied", "bytes", "missed", "lost", "GET mean/max", "CLEAR mean/max"]
         var rows = [header]
@@ -164,7 +171,16 @@ public struct RecordingSummary {
             lines.append("warnings")
             lines.append(contentsOf: d.warnings.map { "  " + $0 })
         }
-        return lines.joined(separator: "\n") + "\n"
+        // Names, paths and reasons come from the file: no byte of them may drive the terminal.
+        return lines.map(Self.printable).joined(separator: "\n") + "\n"
+    }
+
+    /// Guest faults listed by `inspect`.
+    static let maxFaults = 8
+
+    /// `text` with control characters shown as "?" (a recording's strings may hold any).
+    static func printable(_ text: String) -> String {
+        String(String.UnicodeScalarView(text.unicodeScalars.map { $0.value < 0x20 || (0x7f...0x9f).contains($0.value) ? "?" : $0 }))
     }
 
     /// The name of an event's case, as in the source.
@@ -209,8 +225,14 @@ public struct RecordingSummary {
         }
     }
 
+    /// UTC, ISO 8601 to the second ("2023-11-14T22:13:20Z"); `seconds` is within the
+    /// header's limit (10^12 s of 1970), which gmtime_r handles.
     private static func date(_ seconds: Double) -> String {
-        let formatter = ISO8601DateFormatter()
-        return formatter.string(from: Date(timeIntervalSince1970: seconds))
+        var t = time_t(seconds.rounded(.down))
+        var parts = tm()
+        guard gmtime_r(&t, &parts) != nil else { return "\(seconds) s since 1970" }
+        var text = [CChar](repeating: 0, count: 64)
+        let n = strftime(&text, text.count, "%Y-%m-%dT%H:%M:%SZ", &parts)
+        return String(decoding: text.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -2,9 +2,15 @@ import CZlib
 
 /// zlib's CRC-32 (the one in gzip and PNG), over records and the header.
 enum CRC32 {
-    static func of(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+    /// The CRC of `bytes`, or of what came before (whose CRC is `crc`) followed by `bytes`.
+    static func of(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
         // Safe: crc32_z only reads `count` bytes from the base address (NULL with 0 is allowed).
-        UInt32(truncatingIfNeeded: crc32_z(0, bytes.baseAddress?.assumingMemoryBound(to: Bytef.self), z_size_t(bytes.count)))
+        UInt32(truncatingIfNeeded: crc32_z(UInt(crc), bytes.baseAddress?.assumingMemoryBound(to: Bytef.self), z_size_t(bytes.count)))
+    }
+
+    /// The CRC of A followed by B from CRC(A), CRC(B) and B's length (zlib's `crc32_combine`).
+    static func combine(_ a: UInt32, _ b: UInt32, _ lengthB: Int) -> UInt32 {
+        UInt32(truncatingIfNeeded: crc32_combine(UInt(a), UInt(b), Int(lengthB)))
     }
 
     static func of(_ bytes: [UInt8]) -> UInt32 {

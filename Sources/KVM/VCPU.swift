@@ -26,13 +26,16 @@ public enum VCPUExit: Equatable, Sendable {
     case internalError(suberror: UInt32)
     /// VM entry failed (KVM_EXIT_FAIL_ENTRY).
     case failEntry(reason: UInt64)
+    /// The guest touched guest-physical memory no memslot backs (KVM_EXIT_MMIO): a
+    /// `length`-byte read or write at `address`.
+    case mmio(address: UInt64, length: Int, isWrite: Bool)
     /// Any other exit reason, by number.
     case other(reason: UInt32)
 
     /// True for exits that end the guest: it cannot go on.
     public var isFault: Bool {
         switch self {
-        case .shutdown, .internalError, .failEntry, .other: return true
+        case .shutdown, .internalError, .failEntry, .mmio, .other: return true
         default: return false
         }
     }
@@ -146,6 +149,9 @@ public final class VCPU: @unchecked Sendable {
             return .internalError(suberror: ckvm_run_internal_suberror(shared))
         case KVM_EXIT_FAIL_ENTRY:
             return .failEntry(reason: ckvm_run_fail_entry_reason(shared))
+        case KVM_EXIT_MMIO:
+            return .mmio(address: ckvm_run_mmio_address(shared), length: Int(ckvm_run_mmio_length(shared)),
+                         isWrite: ckvm_run_mmio_is_write(shared) != 0)
         default:
             return .other(reason: UInt32(reason))
         }

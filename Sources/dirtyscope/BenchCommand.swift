@@ -16,34 +16,38 @@ struct BenchCommand: ParsableCommand {
             false positives are real and counted from the guest's stamps.
             """)
 
-    @Option(help: "Guest memory per vCPU (e.g. 256M, 8G).")
+    @Option(parsing: .unconditional, help: "Guest memory per vCPU (e.g. 256M, 8G).")
     var mem = "256M"
-    @Option(help: "vCPUs.")
+    @Option(parsing: .unconditional, help: "vCPUs.")
     var vcpus = 2
-    @Option(help: "Memslots the memory is split into.")
+    @Option(parsing: .unconditional, help: "Memslots the memory is split into.")
     var slots = 1
-    @Option(help: "Iterations after the populating pass.")
+    @Option(parsing: .unconditional, help: "Iterations after the populating pass.")
     var iterations = 10
     @Option(help: "Workload: sweep, random, hotset, stripes, wave.")
     var workload = "sweep"
-    @Option(name: .customLong("dirty-percent"), help: "Percent of each vCPU's memory written per iteration.")
+    @Option(name: .customLong("dirty-percent"), parsing: .unconditional, help: "Percent of each vCPU's memory written per iteration.")
     var dirtyPercent = 100
-    @Option(help: "Guest writes per second per vCPU (0 = as fast as it can).")
+    @Option(parsing: .unconditional, help: "Guest writes per second per vCPU (0 = as fast as it can).")
     var rate: UInt64 = 0
     @Option(help: "Harvest modes to compare, comma-separated: legacy, manual, ring.")
     var modes = "legacy,manual"
-    @Option(name: .customLong("clear-chunk"), help: "Manual-mode KVM_CLEAR_DIRTY_LOG chunks to try, comma-separated: 64, 4096, slot.")
+    @Option(name: .customLong("clear-chunk"), parsing: .unconditional, help: "Manual-mode KVM_CLEAR_DIRTY_LOG chunks to try, comma-separated: 64, 4096, slot.")
     var clearChunk = "64"
     @Option(name: .customLong("clear-policy"), help: "Manual-mode clear policies to try, comma-separated: auto, hand, after-copy, at-get.")
     var clearPolicy = "auto"
-    @Option(help: "Consumer copy bandwidth (e.g. 1G/s); unlimited when not given.")
+    @Option(parsing: .unconditional, help: "Consumer copy bandwidth (e.g. 1G/s); unlimited when not given.")
     var bandwidth: String?
-    @Option(name: .customLong("ring-entries"), help: "Dirty ring entries per vCPU (ring mode; a power of two).")
+    @Option(name: .customLong("ring-entries"), parsing: .unconditional, help: "Dirty ring entries per vCPU (ring mode; a power of two).")
     var ringEntries = 65536
     @Flag(help: "Print JSON: one object per mode, units in the key names.")
     var json = false
-    @Option(help: "What to measure: kvm (the harvest modes), render (the heatmap UI), recording (replay files), plot (SVG pictures).")
+    @Option(help: "What to measure: kvm (the harvest modes), render (the heatmap UI), recording (replay files), plot (SVG pictures), fuzz (forged replay files through the reader).")
     var suite = "kvm"
+    @Option(parsing: .unconditional, help: "Fuzz suite: forged files to read.")
+    var inputs = "1000000"
+    @Option(parsing: .unconditional, help: "Fuzz suite: seed of the forgeries.")
+    var seed = "1"
 
     func run() throws {
         switch suite {
@@ -64,8 +68,11 @@ struct BenchCommand: ParsableCommand {
                 throw ExitCode(1)
             }
             return
+        case "fuzz":
+            try runFuzz()
+            return
         default:
-            printError("suite '\(suite)' is not one of kvm, render, recording, plot")
+            printError("suite '\(suite)' is not one of kvm, render, recording, plot, fuzz")
             throw ExitCode(2)
         }
         let results = try reportingErrors { () throws(SessionError) -> [BenchResult] in
@@ -98,6 +105,31 @@ struct BenchCommand: ParsableCommand {
         } else {
             print("")
             print(benchTables(results), terminator: "")
+        }
+    }
+}
+
+extension BenchCommand {
+    /// `--suite fuzz`: forged recordings through the reader, in-process; the slowest input
+    /// is kept in the temporary directory when it took over a second.
+    func runFuzz() throws {
+        let count = try reportingErrors { () throws(SessionError) in try parseCount(inputs, option: "--inputs", range: 1...Int(UInt32.max)) }
+        let seedValue = try reportingErrors { () throws(SessionError) in try parseCount(seed, option: "--seed", range: 0...Int.max) }
+        var fuzzer: RecordingFuzzer
+        do { fuzzer = try RecordingFuzzer(seed: UInt64(seedValue)) } catch {
+            printError("\(error)")
+            throw ExitCode(1)
+        }
+        let report = fuzzer.run(inputs: count) { progress in
+            print(progress.text(), terminator: "")
+            fflush(nil)
+        }
+        print(report.text(), terminator: "")
+        if report.hangs > 0 {
+            let path = NSTemporaryDirectory() + "dirtyscope-fuzz-slowest.dsrec"
+            FileManager.default.createFile(atPath: path, contents: Data(report.slowestInput))
+            printError("slowest input kept in \(path)")
+            throw ExitCode(1)
         }
     }
 }

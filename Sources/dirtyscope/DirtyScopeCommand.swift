@@ -19,6 +19,11 @@ struct DirtyScopeCommand: ParsableCommand {
     /// Like ParsableCommand's main, but bad command lines exit with 2, as every other bad
     /// input does (swift-argument-parser's own code for them is 64).
     static func main() {
+        // A closed pipe (`export | head`) is a write error that commands report or end on,
+        // not a signal that kills the process mid-line.
+        signal(SIGPIPE, SIG_IGN)
+        // Past `ulimit -f`, write(2) fails with EFBIG and the recording reports it.
+        signal(SIGXFSZ, SIG_IGN)
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -33,7 +33,8 @@ func parseBandwidth(_ text: String) throws(SessionError) -> UInt64 {
 }
 
 /// Parses an interval such as "100ms", "1s", "250us", "0" (back to back); bare numbers are ms.
-func parseInterval(_ text: String) throws(SessionError) -> UInt64 {
+/// `what` names the option in the error.
+func parseInterval(_ text: String, what: String = "interval") throws(SessionError) -> UInt64 {
     let units: [(String, Double)] = [("ms", 1e6), ("us", 1e3), ("ns", 1), ("s", 1e9)]
     var number = text
     var scale = 1e6
@@ -43,7 +44,7 @@ func parseInterval(_ text: String) throws(SessionError) -> UInt64 {
         break
     }
     guard let v = Double(number), v.isFinite, v >= 0, v * scale <= 3600e9 else {
-        throw .invalidArgument("interval '\(text)' is not a duration between 0 (back to back) and 1h (examples: 100ms, 1s, 0)")
+        throw .invalidArgument("\(what) '\(text)' is not a duration between 0\(what == "interval" ? " (back to back)" : "") and 1h (examples: 100ms, 1s\(what == "interval" ? ", 0" : ""))")
     }
     return UInt64(v * scale)
 }
@@ -59,6 +60,15 @@ func parseModes(_ text: String) throws(SessionError) -> [HarvestMode] {
     }
     guard !modes.isEmpty else { throw .invalidArgument("no mode given (allowed: legacy, manual, ring)") }
     return modes
+}
+
+/// Parses one mode: a session harvests in one mode at a time (`bench` compares several).
+func parseMode(_ text: String) throws(SessionError) -> HarvestMode {
+    let modes = try parseModes(text)
+    guard modes.count == 1 else {
+        throw .invalidArgument("mode '\(text)' names \(modes.count) modes; a session starts in one of legacy, manual, ring")
+    }
+    return modes[0]
 }
 
 /// Parses a workload name.
@@ -139,4 +149,12 @@ struct ScriptedStep {
             throw .invalidArgument(usage)
         }
     }
+}
+
+/// Parses a whole number for `option` that must lie in `range`; the error names the value and the range.
+func parseCount(_ text: String, option: String, range: ClosedRange<Int>) throws(SessionError) -> Int {
+    guard let v = Int(text), range.contains(v) else {
+        throw .invalidArgument("\(option) '\(text)' is not a whole number in \(range.lowerBound)...\(range.upperBound)")
+    }
+    return v
 }

@@ -13,7 +13,7 @@ struct RecordCommand: ParsableCommand {
     @Argument(help: "The replay file to write.")
     var file: String
     @OptionGroup var session: SessionOptions
-    @Option(help: "Stop after this long (e.g. 10s, 500ms); without it and --rounds, 100 rounds.")
+    @Option(parsing: .unconditional, help: "Stop after this long (e.g. 10s, 500ms); without it and --rounds, 100 rounds.")
     var duration: String?
     @Option(name: .customLong("at"), help: ArgumentHelp(
         "After round N, do ACTION, as the UI's keys would: N:mode=manual, N:policy=hand, N:clear=SLOT:A-B, N:drop=SLOT, N:workload=NAME, N:pause, N:resume (repeatable).",
@@ -27,12 +27,13 @@ struct RecordCommand: ParsableCommand {
             script.sort { $0.afterRound < $1.afterRound }
             var deadline = UInt64.max
             if let duration {
-                let d = try parseInterval(duration)
+                let d = try parseInterval(duration, what: "--duration")
                 guard d > 0 else { throw .invalidArgument("--duration \(duration) must be above 0") }
                 deadline = monotonicNanos() + d
             }
-            let limit = session.rounds.map { Int($0) } ?? (duration == nil ? 100 : Int.max)
             var config = try session.sessionConfig()
+            // Checked: at most SessionLimits.maxRounds.
+            let limit = config.roundLimit.map { Int($0) } ?? (duration == nil ? 100 : Int.max)
             if config.roundLimit == nil && duration == nil { config.roundLimit = 100 }
             let host = try KVMSystemInfo.open()
             try checkHostSupports([config.mode], ringEntries: config.ringEntries, system: host)
@@ -52,24 +53,37 @@ struct RecordCommand: ParsableCommand {
         s.start()
         var seen = 0
         var missed = 0, lost = 0
-        while seen < limitRounds && monotonicNanos() < deadline && !stop.isSet {
+        var fault: String?
+        var recordingFailure: String?
+        func take(_ records: [SessionRecord]) {
+            for record in records {
+                switch record {
+                case .round(let r):
+                    seen += 1
+                    missed += r.missed ?? 0
+                    lost += r.lostPages
+                case .event(let e):
+                    if case .guestFault(let reason) = e.event, fault == nil { fault = reason }
+                    if case .note(let text) = e.event, text.hasPrefix("recording stopped: "), recordingFailure == nil {
+                        recordingFailure = String(text.dropFirst("recording stopped: ".count))
+                    }
+                }
+            }
+        }
+        while seen < limitRounds && monotonicNanos() < deadline && !stop.isSet && fault == nil && recordingFailure == nil {
             // The session itself stops harvesting at the limit, so exactly that many are recorded.
             usleep(20_000)
-            for case .round(let r) in queue.drain() {
-                seen += 1
-                missed += r.missed ?? 0
-                lost += r.lostPages
-            }
+            take(queue.drain())
             while let step = script.first, UInt64(seen) >= step.afterRound {
                 s.send(step.command)
                 script.removeFirst()
             }
         }
         s.stop()
-        for case .round(let r) in queue.drain() {
-            seen += 1
-            missed += r.missed ?? 0
-            lost += r.lostPages
+        take(queue.drain())
+        if let recordingFailure {
+            printError("recording failed: \(recordingFailure); \(file) holds \(roundsInFile()) of the \(seen) rounds harvested")
+            throw ExitCode(1)
         }
         print("recorded \(seen) rounds to \(file)")
         if lost > 0 {
@@ -78,7 +92,16 @@ struct RecordCommand: ParsableCommand {
         if missed > 0 {
             print("WARNING: verification found \(missed) pages that changed but were never reported")
         }
+        if let fault {
+            printError("guest fault: \(fault); recording stopped there")
+            throw ExitCode(1)
+        }
         if let n = stop.caughtSignal { throw ExitCode(128 + n) }
+    }
+
+    /// Rounds the finished file replays (what survived a failed write).
+    private func roundsInFile() -> Int {
+        (try? RecordingReader(path: file))?.roundCount ?? 0
     }
 }
 

@@ -57,6 +57,7 @@ struct InspectCommand: ParsableCommand {
     func run() throws {
         let summary = RecordingSummary(try openRecording(file))
         print(json ? summary.json() : summary.text(), terminator: json ? "\n" : "")
+        try finishStdout()
     }
 }
 
@@ -106,9 +107,21 @@ struct ExportCommand: ParsableCommand {
                 guard fputs(line + "\n", stream) >= 0 else { throw RecordingError.ioFailed(path: path, call: "write", errno: errno) }
             }
             if fflush(stream) != 0 || ferror(stream) != 0 { throw RecordingError.ioFailed(path: path, call: "write", errno: errno) }
+        } catch RecordingError.ioFailed(_, _, EPIPE) {
+            return  // the reader of the pipe has what it wanted (`export FILE | head`)
         } catch {
             printError("\(error)")
             throw ExitCode(1)
         }
     }
+}
+
+/// Flushes stdout; a write that failed (a full disk, `> /dev/full`) is an error (exit 1),
+/// a closed pipe is not: its reader stopped reading.
+func finishStdout() throws {
+    guard fflush(nil) != 0 else { return }
+    let e = errno
+    guard e != EPIPE else { return }
+    printError("stdout: write failed: \(String(cString: strerror(e))) (errno \(e))")
+    throw ExitCode(1)
 }

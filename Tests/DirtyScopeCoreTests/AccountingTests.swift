@@ -73,9 +73,9 @@ final class AccountingTests: XCTestCase {
         defer { machine.stop() }
         let harvester = try Harvester(machine: machine, mode: .manual, clearChunk: .pages(64), method: .stamp, bandwidth: 0)
         for p in [3, 70, 130, 700] { XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: p)) }
-        let result = try harvester.clearBlocks(slot: 0, blocks: [1, 0, 2])     // pages 0..<192, merged into one call
+        let result = try harvester.clearBlocks(slot: 0, blocks: [1, 0, 2])     // pages 0..<192
         XCTAssertEqual(result.blocks, [0, 1, 2])
-        XCTAssertEqual(result.calls, 1)
+        XCTAssertEqual(result.calls, 3, "one call per clear chunk (64 pages here), each chunk copied right after")
         XCTAssertEqual(result.pagesCleared, 3)
         XCTAssertEqual(result.pagesCopied, 3)
         XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: 5))
@@ -84,6 +84,9 @@ final class AccountingTests: XCTestCase {
         XCTAssertEqual(round.slots[0].watched, WatchedBlocks(blocks: 3, reported: 1, falsePositives: 0))
         XCTAssertEqual(round.missed, 0)
         XCTAssertThrowsError(try harvester.clearBlocks(slot: 0, blocks: [1_000_000]))
+        // With 4096-page chunks the three adjacent blocks are one call.
+        harvester.clearChunk = .pages(4096)
+        XCTAssertEqual(try harvester.clearBlocks(slot: 0, blocks: [0, 1, 2, 5]).calls, 2, "blocks 0-2 merged, block 5 alone")
     }
 
     /// A session obeys commands from its controller and says so in events.

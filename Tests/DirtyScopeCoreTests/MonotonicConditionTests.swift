@@ -21,7 +21,7 @@ final class MonotonicConditionTests: XCTestCase {
         let flag = LockedFlag()
         Thread.detachNewThread {
             c.lock()
-            while !flag.value { c.wait(forNanos: 5_000_000_000) }
+            while !flag.value { c.wait(nanos: 5_000_000_000) }
             c.unlock()
             done.fulfill()
         }

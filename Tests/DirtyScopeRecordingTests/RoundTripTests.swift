@@ -84,6 +84,8 @@ import Testing
         #expect(reader.totals(through: 10_000) == totals)
     }
 
+    /// The largest values a round may hold: unbounded times and counters, and counts at
+    /// the limits a real session has (`SessionLimits`).
     @Test func extremeValuesRoundTrip() throws {
         let info = SyntheticRounds.sessionInfo(slots: 2, pagesPerSlot: 130)
         var reported = DirtyBitmap(pageCount: 130)
@@ -92,14 +94,14 @@ import Testing
         for nanos: UInt64 in [0, 1, 2, 1 << 62, .max] { latency.record(nanos) }
         var emptyHistogram = LatencyStats()
         emptyHistogram.count = 5
-        let round = Round(index: .max, startNanos: .max, durationNanos: .max, mode: .ring, clearChunk: .pages(-64),
+        let round = Round(index: .max, startNanos: .max, durationNanos: .max, mode: .ring, clearChunk: .pages(SessionLimits.maxTotalPages),
                           slots: [SlotRound(slot: 1, reported: reported, falsePositives: reported, initialCount: 130,
                                             copiedPages: 130, missed: 0, watched: WatchedBlocks(blocks: 3, reported: 130, falsePositives: 0)),
                                   SlotRound(slot: 0, reported: DirtyBitmap(pageCount: 130), falsePositives: DirtyBitmap(pageCount: 130))],
                           getLatency: latency, clearLatency: emptyHistogram, bytesCopied: .max, copyNanos: .max,
                           bookkeepingNanos: .max, guestWrites: .max, writeProtectFaults: .max, exits: .max,
                           ringEntries: .max, ringFullExits: .max,
-                          verification: Verification(missedPerSlot: [0, 0, 5], comparedPages: .max))
+                          verification: Verification(missedPerSlot: [0, 0, 5], comparedPages: SessionLimits.maxTotalPages))
         let path = try writeRecording(info, [.round(round), .event(TimedEvent(nanos: .max, event: .intervalChanged(nanos: .max)))])
         defer { unlink(path) }
         let reader = try RecordingReader(path: path)

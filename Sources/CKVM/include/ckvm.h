@@ -56,6 +56,9 @@ uint32_t ckvm_run_io_count(const struct kvm_run *run);
 uint64_t ckvm_run_io_data_offset(const struct kvm_run *run);
 uint64_t ckvm_run_fail_entry_reason(const struct kvm_run *run);
 uint32_t ckvm_run_internal_suberror(const struct kvm_run *run);
+uint64_t ckvm_run_mmio_address(const struct kvm_run *run);
+uint32_t ckvm_run_mmio_length(const struct kvm_run *run);
+uint8_t  ckvm_run_mmio_is_write(const struct kvm_run *run);
 void     ckvm_run_set_immediate_exit(struct kvm_run *run, uint8_t value);
 
 /* kvm_dirty_gfn.flags, shared with the kernel: acquire load, release store. */

@@ -1,0 +1,66 @@
+import Foundation
+import XCTest
+
+/// Hostile guests under the live heatmap (tmux): the screen says what the guest did, and
+/// `q` still quits. The guests are a few instructions each, given as bytes with their
+/// assembly (Tests/HostileGuests has them as C, built and tested in KVMTests).
+final class LiveHostileGuestTests: XCTestCase {
+    private var scratch: URL!
+    private var session: TmuxSession?
+
+    override func setUpWithError() throws {
+        scratch = try makeScratch()
+    }
+
+    override func tearDownWithError() throws {
+        session?.kill()
+        if let scratch { try? FileManager.default.removeItem(at: scratch) }
+    }
+
+    private func start(_ name: String, _ code: [UInt8]) throws -> TmuxSession {
+        let tmux = try requireTmux()
+        try requireKVM()
+        let guest = scratch.appendingPathComponent("\(name).bin").path
+        FileManager.default.createFile(atPath: guest, contents: Data(code))
+        let s = try TmuxSession(tmux: tmux, scratch: scratch, name: "hostile-\(name)", width: 160, height: 48,
+                                argv: [try Tool.binary(), "run", "--slots", "8M", "--vcpus", "2", "--interval", "50ms",
+                                       "--guest-file", guest])
+        session = s
+        return s
+    }
+
+    private func quit(_ s: TmuxSession) {
+        s.send("q", literal: true)
+        let (code, _) = s.waitForExit(timeout: 10)
+        XCTAssertEqual(code, 0)
+    }
+
+    func testMMIOFaultIsShownWithItsAddress() throws {
+        // mov eax, [0x30000000]; jmp $
+        let s = try start("mmio", [0x8b, 0x04, 0x25, 0x00, 0x00, 0x00, 0x30, 0xeb, 0xfe])
+        s.waitFor(text: "KVM_EXIT_MMIO")
+        XCTAssertTrue(s.capture().contains("0x30000000"), s.capture())
+        quit(s)
+    }
+
+    /// Escape sequences reach the screen as text (the screen is not cleared), and the
+    /// flood leaves the UI responsive.
+    func testConsoleFloodIsShownAsText() throws {
+        // mov edx, 0x5d3; 1: mov al, ESC / '[' / '2' / 'J' / 'A' / '\n', out dx, al each; jmp 1b
+        var code: [UInt8] = [0xba, 0xd3, 0x05, 0x00, 0x00]
+        for byte: UInt8 in [0x1b, 0x5b, 0x32, 0x4a, 0x41, 0x0a] { code += [0xb0, byte, 0xee] }
+        code += [0xeb, 0xec]
+        let s = try start("console", code)
+        s.waitFor(text: "^[[2JA")
+        s.send("p", literal: true)
+        s.waitFor(text: "PAUSED", timeout: 10)
+        quit(s)
+    }
+
+    /// A guest that never exits to the host on its own: pause and q still work.
+    func testSpinningGuestLeavesTheUIResponsive() throws {
+        let s = try start("spin", [0xeb, 0xfe])   // jmp $
+        s.waitFor("a harvested round") { (firstMatch($0, #"round (\d+)"#).flatMap { Int($0) } ?? 0) >= 2 }
+        quit(s)
+    }
+}
