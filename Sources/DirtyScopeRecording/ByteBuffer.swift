@@ -9,6 +9,17 @@ struct ByteWriter {
 
     mutating func u8(_ v: UInt8) { bytes.append(v) }
 
+    /// The file header (FORMAT.md): magic, version, flags, then the session's JSON with its
+    /// length and CRC32.
+    mutating func fileHeader(json: [UInt8]) {
+        append(contentsOf: Format.magic)
+        u16(Format.version)
+        u16(0)
+        u32(UInt32(json.count))
+        u32(CRC32.of(json))
+        append(contentsOf: json)
+    }
+
     mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
     mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
     mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }

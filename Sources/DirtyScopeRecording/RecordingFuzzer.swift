@@ -357,12 +357,7 @@ public struct RecordingFuzzer {
     static func assemble(_ parts: Parts, crcs: Bool = true) -> [UInt8] {
         let json = parts.headerJSON
         var w = ByteWriter()
-        w.append(contentsOf: Format.magic)
-        w.u16(Format.version)
-        w.u16(0)
-        w.u32(UInt32(json.count))
-        w.u32(CRC32.of(json))
-        w.append(contentsOf: json)
+        w.fileHeader(json: json)
         for (type, payload) in parts.records {
             var body = ByteWriter()
             body.u8(type)

@@ -70,12 +70,7 @@ public final class RecordingWriter {
             close(fd)
             throw RecordingError.badHeader(path: path, reason: "cannot encode the session: \(error)")
         }
-        buffer.append(contentsOf: Format.magic)
-        buffer.u16(Format.version)
-        buffer.u16(0)
-        buffer.u32(UInt32(headerJSON.count))
-        buffer.u32(CRC32.of(headerJSON))
-        buffer.append(contentsOf: headerJSON)
+        buffer.fileHeader(json: headerJSON)
         bytesWritten = UInt64(buffer.count)
         do {
             try flush()

@@ -135,29 +135,6 @@ final class ClearPolicyTests: XCTestCase {
         XCTAssertEqual(next.missed, 0)
     }
 
-    /// Legacy's false positive from the seed's race is attributed to its window too.
-    func testLegacyRaceIsAttributedToAWindow() throws {
-        let system = try kvmOrSkip()
-        let machine = try commandMachine(system, mode: .legacy)
-        defer { machine.stop() }
-        let harvester = try Harvester(machine: machine, mode: .legacy, clearChunk: .pages(64), method: .stamp, bandwidth: 0)
-        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
-        _ = try harvester.harvestRound()
-        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
-        let collected = try harvester.collect()
-        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
-        let first = try harvester.consume(collected)
-        XCTAssertEqual(first.clearPolicy, .auto, "the policy does not apply outside manual mode")
-        let second = try harvester.harvestRound()
-        XCTAssertEqual(second.falsePositives, 1)
-        XCTAssertEqual(second.origins.raced, 1)
-        // The window runs from the GET to the copy: at least the guest's write, so at least
-        // a microsecond, and well under a minute.
-        let bucket = try XCTUnwrap(second.origins.byWindow.firstIndex { $0 > 0 })
-        XCTAssertGreaterThanOrEqual(FalsePositiveOrigins.lowerBoundNanos(bucket: bucket + 1), 1_000)
-        XCTAssertLessThan(FalsePositiveOrigins.lowerBoundNanos(bucket: bucket), 60_000_000_000)
-    }
-
     func testPolicyOnlyAppliesInManualMode() {
         XCTAssertEqual(HarvestSetting(mode: .legacy, policy: .hand).policy, .auto)
         XCTAssertEqual(HarvestSetting(mode: .manual, policy: .hand).description, "manual/hand")

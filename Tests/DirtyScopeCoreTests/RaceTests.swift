@@ -47,6 +47,14 @@ final class RaceTests: XCTestCase {
         XCTAssertEqual(r.second.reported, 1)
         XCTAssertEqual(r.second.falsePositives, 1)
         XCTAssertTrue(r.second.slots[0].falsePositives[page])
+        XCTAssertEqual(r.first.clearPolicy, .auto, "the clear policy does not apply outside manual mode")
+        // Attributed to the race: the window from the GET to the copy held the guest's
+        // write, so at least a microsecond, and well under a minute.
+        XCTAssertEqual(r.second.origins.raced, 1)
+        XCTAssertEqual(r.second.origins.neverCleared, 0)
+        let bucket = try XCTUnwrap(r.second.origins.byWindow.firstIndex { $0 > 0 })
+        XCTAssertGreaterThanOrEqual(FalsePositiveOrigins.lowerBoundNanos(bucket: bucket + 1), 1_000)
+        XCTAssertLessThan(FalsePositiveOrigins.lowerBoundNanos(bucket: bucket), 60_000_000_000)
     }
 
     func testManualWithClearBeforeCopyReportsNothing() throws {
