@@ -363,22 +363,6 @@ public final class GuestMachine: @unchecked Sendable {
     }
 }
 
-/// CLOCK_MONOTONIC in nanoseconds.
-public func monotonicNanos() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
-/// "512 MiB", "1.5 GiB".
-public func formatBytes(_ bytes: UInt64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-    var v = Double(bytes)
-    var u = 0
-    while v >= 1024 && u < units.count - 1 { v /= 1024; u += 1 }
-    return v == v.rounded() ? "\(Int(v)) \(units[u])" : String(format: "%.1f %@", v, units[u])
-}
-
 /// Joins `threads`, except the calling thread itself, which is detached (a last release,
 /// and so a deinit that stops its owner, may happen on one of the owner's own threads).
 func joinOrDetach(_ threads: [pthread_t]) {

@@ -1,3 +1,4 @@
+import DirtyScopeModel
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,4 +1,5 @@
 import CKVM
+import DirtyScopeModel
 import Foundation
 import KVM
 

@@ -29,16 +29,6 @@ enum Ticks {
         return out
     }
 
-    /// Bytes as "512 MiB", "1.5 GiB", "0".
-    static func bytes(_ value: Double) -> String {
-        guard value > 0 else { return "0" }
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var v = value
-        var unit = 0
-        while v >= 1024 && unit < units.count - 1 { v /= 1024; unit += 1 }
-        return (v == v.rounded() ? "\(Int(v))" : String(format: "%.1f", v)) + " " + units[unit]
-    }
-
     /// Byte ticks at 1, 2 or 5 times a power-of-two unit, about `count` of them.
     static func byteTicks(_ total: Double, count: Int = 6) -> [Double] {
         guard total > 0 else { return [0] }

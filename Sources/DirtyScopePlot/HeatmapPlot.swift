@@ -62,7 +62,7 @@ enum HeatmapPlot {
         var svg = SVG(width: Int(left + plotWidth + right), height: Int(top + plotHeight + bottom))
         svg.comment("dirtyscope plot --kind heatmap --slot \(options.slot): \(reader.path)")
         let bytes = Double(slot.pages) * Double(info.pageSize)
-        svg.text("Dirty pages of slot \(options.slot) (\(Ticks.bytes(bytes)) at 0x\(String(slot.guestPhysicalAddress, radix: 16))), "
+        svg.text("Dirty pages of slot \(options.slot) (\(formatBytes(UInt64(bytes))) at 0x\(String(slot.guestPhysicalAddress, radix: 16))), "
                  + "rounds \(selection.firstRound)–\(selection.lastRound)", x: left, y: 24, size: 16, bold: true)
         svg.text("\(info.guestName), \(info.vcpus) vCPUs, \(info.workload.summary); recorded on Linux \(info.hostKernel)",
                  x: left, y: 42, size: 11, fill: "#555555")
@@ -73,7 +73,7 @@ enum HeatmapPlot {
         for t in Ticks.byteTicks(bytes) {
             let x = left + plotWidth * t / bytes
             svg.line(x1: x, y1: top + plotHeight, x2: x, y2: top + plotHeight + 5, stroke: "#444444")
-            svg.text(Ticks.bytes(t), x: x, y: top + plotHeight + 18, anchor: .middle, size: 11)
+            svg.text(formatBytes(UInt64(t)), x: x, y: top + plotHeight + 18, anchor: .middle, size: 11)
         }
         svg.text("offset in slot", x: left + plotWidth / 2, y: top + plotHeight + 36, anchor: .middle)
         // Round axis, first round on top.

@@ -113,9 +113,9 @@ public enum RecordingBenchmark {
         for k in 0..<options.rounds {
             let round = generator.nextRound()
             if k < codecSampleRounds { comparison.add(round) }
-            let start = MonotonicClock.nanos()
+            let start = monotonicNanos()
             try writer.append(.round(round))
-            let took = MonotonicClock.nanos() - start
+            let took = monotonicNanos() - start
             appendTotal += took
             appendMax = max(appendMax, took)
         }
@@ -123,20 +123,20 @@ public enum RecordingBenchmark {
         try writer.finish()
 
         // Open, play in order, then seek at random.
-        var start = MonotonicClock.nanos()
+        var start = monotonicNanos()
         let reader = try RecordingReader(path: path)
-        let openNanos = MonotonicClock.nanos() - start
-        start = MonotonicClock.nanos()
+        let openNanos = monotonicNanos() - start
+        start = monotonicNanos()
         for i in 0..<reader.roundCount { _ = try reader.entry(at: i) }
-        let playNanos = MonotonicClock.nanos() - start
+        let playNanos = monotonicNanos() - start
         var random = SplitMix64(seed: 9)
         var seekTotal: UInt64 = 0
         var seekMax: UInt64 = 0
         for _ in 0..<options.seeks {
             let target = Int(random.next() % UInt64(max(1, reader.roundCount)))
-            let t0 = MonotonicClock.nanos()
+            let t0 = monotonicNanos()
             _ = try reader.entry(at: target)
-            let took = MonotonicClock.nanos() - t0
+            let took = monotonicNanos() - t0
             seekTotal += took
             seekMax = max(seekMax, took)
         }

@@ -91,12 +91,12 @@ public struct RecordingFuzzer {
     /// Forges and reads `inputs` files; `progress` hears every 10% of them.
     public mutating func run(inputs: Int, progress: (Report) -> Void = { _ in }) -> Report {
         var report = Report()
-        let start = MonotonicClock.nanos()
+        let start = monotonicNanos()
         for n in 0..<inputs {
             let input = next()
-            let t0 = MonotonicClock.nanos()
+            let t0 = monotonicNanos()
             report.roundsDecoded += Self.read(input, sink: sink, opened: &report.opened)
-            let took = MonotonicClock.nanos() - t0
+            let took = monotonicNanos() - t0
             if took > report.slowestNanos {
                 report.slowestNanos = took
                 report.slowestInput = input
@@ -104,11 +104,11 @@ public struct RecordingFuzzer {
             if took > Report.slowNanos { report.hangs += 1 }
             report.inputs += 1
             if inputs >= 10, (n + 1) % (inputs / 10) == 0 {
-                report.elapsedNanos = MonotonicClock.nanos() - start
+                report.elapsedNanos = monotonicNanos() - start
                 progress(report)
             }
         }
-        report.elapsedNanos = MonotonicClock.nanos() - start
+        report.elapsedNanos = monotonicNanos() - start
         return report
     }
 

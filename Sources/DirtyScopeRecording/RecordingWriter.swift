@@ -113,7 +113,7 @@ public final class RecordingWriter {
     /// Writes the buffered records if the oldest is due; call it while idle, at least every second.
     public func flushIfDue() throws {
         guard let since = bufferedSince else { return }
-        if buffer.count >= Format.flushBytes || MonotonicClock.nanos() &- since >= Format.flushNanos {
+        if buffer.count >= Format.flushBytes || monotonicNanos() &- since >= Format.flushNanos {
             try flush()
         }
     }
@@ -200,7 +200,7 @@ public final class RecordingWriter {
 
     /// Frames `body` as a record (sync, CRC32, type, varint length) at the end of the buffer.
     private func appendRecord(_ type: RecordType, _ body: [UInt8]) {
-        if bufferedSince == nil { bufferedSince = MonotonicClock.nanos() }
+        if bufferedSince == nil { bufferedSince = monotonicNanos() }
         let start = buffer.count
         buffer.append(contentsOf: Format.sync)
         buffer.u32(0)

@@ -133,16 +133,16 @@ public struct RecordingSummary {
         let s = d.session
         var lines: [String] = []
         func field(_ name: String, _ value: String) { lines.append(name.padding(toLength: 11, withPad: " ", startingAt: 0) + value) }
-        field("recording", "\(d.file) (\(Self.bytes(UInt64(d.fileBytes))), format \(d.formatVersion)\(d.finished ? "" : ", not finished"))")
+        field("recording", "\(d.file) (\(formatBytes(UInt64(d.fileBytes))), format \(d.formatVersion)\(d.finished ? "" : ", not finished"))")
         field("recorded", "\(Self.date(s.startTime)) by dirtyscope \(s.toolVersion) on Linux \(s.hostKernel), \(s.pageSize)-byte pages")
         field("guest", "\(s.guestName), \(s.vcpus) vCPUs, \(s.workload.summary)")
         for slot in s.slots {
-            field(slot.index == 0 ? "slots" : "", "\(slot.index): KVM slot \(slot.kvmSlot) at 0x\(String(slot.guestPhysicalAddress, radix: 16)), \(slot.pages) pages (\(Self.bytes(UInt64(slot.pages) * UInt64(s.pageSize))))")
+            field(slot.index == 0 ? "slots" : "", "\(slot.index): KVM slot \(slot.kvmSlot) at 0x\(String(slot.guestPhysicalAddress, radix: 16)), \(slot.pages) pages (\(formatBytes(UInt64(slot.pages) * UInt64(s.pageSize))))")
         }
         let interval = s.intervalNanos == 0 ? "back to back" : "every \(Self.duration(s.intervalNanos))"
         let ring = s.mode.entry.source == .rings ? ", ring \(s.ringEntries) entries" : ""
         let policy = s.mode.entry.manualProtect ? " (clear policy \(s.clearPolicy.rawValue))" : ""
-        field("settings", "\(s.mode.rawValue)\(policy), clear chunk \(s.clearChunk), \(interval), bandwidth \(Self.bytes(s.bandwidth))/s\(ring), false positives by \(s.falsePositiveMethod.rawValue)")
+        field("settings", "\(s.mode.rawValue)\(policy), clear chunk \(s.clearChunk), \(interval), bandwidth \(formatBytes(s.bandwidth))/s\(ring), false positives by \(s.falsePositiveMethod.rawValue)")
         field("caps", s.capabilities.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         let range = d.firstRound.map { f in " (#\(f)...#\(d.lastRound ?? f))" } ?? ""
         field("rounds", "\(d.rounds)\(range) over \(String(format: "%.3f", d.spanSeconds)) s, busy \(Self.duration(d.total.busyNanos))")
@@ -155,7 +155,7 @@ public struct RecordingSummary {
         for m in d.modes + [d.total] {
             rows.append([m.mode, "\(m.rounds)", "\(m.reported)", "\(m.falsePositives)",
                          String(format: "%.1f", m.falsePositiveRate * 100), "\(m.initial)", "\(m.copiedPages)",
-                         Self.bytes(m.bytesCopied), m.verifications == 0 ? "-" : "\(m.missed)/\(m.verifications)v", "\(m.lostPages)",
+                         formatBytes(m.bytesCopied), m.verifications == 0 ? "-" : "\(m.missed)/\(m.verifications)v", "\(m.lostPages)",
                          "\(Self.duration(m.getMeanNanos))/\(Self.duration(m.getMaxNanos))",
                          "\(Self.duration(m.clearMeanNanos))/\(Self.duration(m.clearMaxNanos))"])
         }
@@ -203,17 +203,6 @@ public struct RecordingSummary {
         case .recordingStopped: return "recordingStopped"
         case .note: return "note"
         }
-    }
-
-    static func bytes(_ n: UInt64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var value = Double(n)
-        var unit = 0
-        while value >= 1024 && unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        return unit == 0 ? "\(n) B" : String(format: "%.1f ", value) + units[unit]
     }
 
     static func duration(_ nanos: UInt64) -> String {

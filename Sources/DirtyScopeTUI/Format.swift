@@ -30,15 +30,6 @@ enum Format {
         fixed(Double(bytesPerSecond) / 1_048_576, bytesPerSecond < 10 * 1_048_576 ? 1 : 0) + " MiB/s"
     }
 
-    /// Bytes as "512 KiB", "4.0 MiB", "64 GiB".
-    static func bytes(_ bytes: UInt64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var v = Double(bytes)
-        var unit = 0
-        while v >= 1024, unit < units.count - 1 { v /= 1024; unit += 1 }
-        return (v == v.rounded() ? "\(Int(v))" : fixed(v, 1)) + " " + units[unit]
-    }
-
     static func fixed(_ value: Double, _ decimals: Int) -> String {
         guard value.isFinite else { return "-" }
         var scale = 1.0

@@ -28,7 +28,7 @@ enum Heatmap {
             ((selected ? "> " : "") + "slot \(info.index)", 0, false),
             (" (\(panel.slot + 1)/\(state.session.slots.count))", 3, true),
             ("kvm \(info.kvmSlot)", 6, false), ("0x" + String(info.guestPhysicalAddress, radix: 16), 5, false),
-            (Format.bytes(UInt64(info.pages) * UInt64(state.info.pageSize)), 4, false),
+            (formatBytes(UInt64(info.pages) * UInt64(state.info.pageSize)), 4, false),
         ]
         if state.view == .time {
             parts.append(("address across, rounds down (newest on top)", 1, false))
@@ -168,7 +168,7 @@ enum Heatmap {
         screen.put("addr", x: body.x, y: axisY, role: dim, maxWidth: labelWidth - 1)
         var free = plot.x
         for q in 0...4 {
-            let label = Format.bytes(bytes * UInt64(q) / 4)
+            let label = formatBytes(bytes * UInt64(q) / 4)
             let tick = plot.x + (plot.width - 1) * q / 4
             let x = q == 4 ? tick - label.count + 1 : (q == 0 ? tick : tick - label.count / 2)
             guard x >= free else { continue }

@@ -2,6 +2,7 @@ import ArgumentParser
 import DirtyScopeCore
 import KVM
 import Foundation
+import DirtyScopeModel
 
 struct CapsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,5 +1,6 @@
 @testable import DirtyScopeCore
 import XCTest
+import DirtyScopeModel
 
 /// Timed waits run on CLOCK_MONOTONIC: a deadline taken from `monotonicNanos()` is never
 /// reached early. (On CLOCK_REALTIME such a deadline, decades before now, would return at once.)

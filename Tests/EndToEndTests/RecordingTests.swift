@@ -122,7 +122,7 @@ final class RecordingTests: XCTestCase {
         XCTAssertEqual(text.status, 0, text.stderr)
         XCTAssertTrue(text.stdout.hasPrefix("recording  \(file) "), text.stdout)
         let textRounds = firstMatch(text.stdout, #"(?m)^rounds\s+(\d+) "#).flatMap { Int($0) }
-        XCTAssertTrue(text.stdout.contains("1024 pages (4.0 MiB)"), "two 4 MiB slots:\n\(text.stdout)")
+        XCTAssertTrue(text.stdout.contains("1024 pages (4 MiB)"), "two 4 MiB slots:\n\(text.stdout)")
         XCTAssertTrue(text.stdout.contains("every 20.0ms"), text.stdout)
 
         let (inspect, parsed) = try inspectJSON(file, in: scratch)

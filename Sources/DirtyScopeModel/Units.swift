@@ -1,0 +1,23 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// CLOCK_MONOTONIC in nanoseconds: the one clock for round times, waits, pacing and
+/// benchmarks (the wall clock may step; this one does not).
+public func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// Bytes in binary units, whole numbers bare: "512 KiB", "1.5 GiB", "640 B". Every
+/// byte count the tool prints goes through here.
+public func formatBytes(_ bytes: UInt64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+    var v = Double(bytes)
+    var unit = 0
+    while v >= 1024 && unit < units.count - 1 { v /= 1024; unit += 1 }
+    let rounded = (v * 10).rounded() / 10
+    let text = rounded == rounded.rounded() ? "\(Int(rounded))" : "\(rounded)"
+    return text + " " + units[unit]
+}
