@@ -13,6 +13,9 @@
  *       DS_LOAD_GPA       the guest's flat binary, entered at its first byte
  *       DS_STACK_GPA      one DS_STACK_BYTES stack per vCPU
  *   [DS_DATA_GPA, ...)    data slots, dirty-logged: the memory DirtyScope watches.
+ *                         None covers [DS_MMIO_HOLE_GPA, DS_MMIO_HOLE_END): the IOAPIC
+ *                         (0xfec00000) and local APIC (0xfee00000) pages live there, as
+ *                         on real machines; a slot that would cross it starts above it.
  *
  * Entry: 64-bit long mode, CPL 0, paging on, interrupts off, no IDT.
  *   rdi = vCPU index, rsi = DS_CONTROL_GPA, rsp = top of this vCPU's stack.
@@ -55,6 +58,9 @@
 #define DS_STACK_BYTES      0x00004000ull
 #define DS_SYSTEM_BYTES     0x00400000ull
 #define DS_DATA_GPA         0x40000000ull
+/* No data memory here: the APIC/IOAPIC hole below 4 GiB. */
+#define DS_MMIO_HOLE_GPA    0xc0000000ull
+#define DS_MMIO_HOLE_END    0x100000000ull
 /* One PML4 entry, one PDPT page and up to 254 page directories of 2 MiB pages. */
 #define DS_MAX_GPA          (254ull << 30)
 
@@ -129,6 +135,8 @@ _Static_assert(DS_MAX_VCPUS <= (1u << DS_STAMP_VCPU_BITS), "vCPU fits the stamp"
 _Static_assert(sizeof(struct ds_control) <= DS_CONTROL_BYTES, "ds_control fits its area");
 _Static_assert(__builtin_offsetof(struct ds_control, vcpu) == 1024, "vCPU blocks start at 1 KiB");
 _Static_assert(DS_MAX_VCPUS * DS_STACK_BYTES <= DS_SYSTEM_BYTES - DS_STACK_GPA, "stacks fit");
+_Static_assert(DS_DATA_GPA < DS_MMIO_HOLE_GPA && DS_MMIO_HOLE_GPA <= 0xfec00000ull &&
+               DS_MMIO_HOLE_END >= 0xff000000ull, "the hole holds the IOAPIC and local APIC");
 #endif
 
 #endif /* DIRTYSCOPE_ABI_H */
