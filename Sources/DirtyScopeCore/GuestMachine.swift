@@ -322,6 +322,9 @@ public final class GuestMachine: @unchecked Sendable {
     /// Times a vCPU stopped on a full ring, in total.
     public var ringFullExits: UInt64 { threads.ringFullExits }
 
+    /// DS_PORT_PACE calls the guest has made, all vCPUs (it makes them only while a rate is set).
+    public var paceCalls: UInt64 { threads.paceCalls }
+
     /// The vCPUs' dirty rings (ring mode).
     public var rings: [DirtyRing] { vcpus.compactMap(\.dirtyRing) }
 

@@ -21,6 +21,7 @@ final class VCPUThreads: @unchecked Sendable {
     private var passDone: [UInt64]
     private var ringResets: UInt64 = 0
     private var ringFullCount: UInt64 = 0
+    private var paceCallCount: UInt64 = 0
     private var firstFault: GuestFault?
     /// The console line being written (DS_PORT_PUTC), until a newline or 200 bytes.
     private var consoleLine: [UInt8] = []
@@ -89,6 +90,7 @@ final class VCPUThreads: @unchecked Sendable {
 
     var fault: GuestFault? { lock.lock(); defer { lock.unlock() }; return firstFault }
     var ringFullExits: UInt64 { lock.lock(); defer { lock.unlock() }; return ringFullCount }
+    var paceCalls: UInt64 { lock.lock(); defer { lock.unlock() }; return paceCallCount }
 
     /// Wakes vCPUs sleeping in DS_PORT_IDLE (the control block changed).
     func wakeIdle() {
@@ -195,6 +197,9 @@ final class VCPUThreads: @unchecked Sendable {
     private func handlePort(_ vcpu: VCPU, port: UInt16, value: UInt32, deadline: inout UInt64) {
         switch port {
         case UInt16(DS_PORT_PACE):
+            lock.lock()
+            paceCallCount += 1
+            lock.unlock()
             let rate = control.load(vcpu.id, .rate)
             guard rate > 0 else { return }
             let now = monotonicNanos()

@@ -6,7 +6,7 @@ import XCTest
 
 /// Where data memory lies (never in the APIC/IOAPIC hole below 4 GiB) and what one pass of
 /// the built-in guest leaves behind: every page of the share stamped, stamps unique, in
-/// order per vCPU.
+/// order per vCPU, and no host call but the pass end when no rate is set.
 final class GuestLayoutTests: XCTestCase {
     private let gib = 1 << 30, mib = 1 << 20
 
@@ -56,6 +56,7 @@ final class GuestLayoutTests: XCTestCase {
         machine.start()
         machine.waitForPass()
         XCTAssertNil(machine.currentFault)
+        XCTAssertEqual(machine.paceCalls, 0, "no rate: no pacing calls")
 
         let share = machine.totalPages / 2
         var last: [UInt64] = [0, 0]
@@ -72,5 +73,21 @@ final class GuestLayoutTests: XCTestCase {
         XCTAssertEqual(unstamped, 0, "pages the pass did not write")
         XCTAssertEqual(wrongVCPU, 0, "stamps without their writer's vCPU in the low bits")
         XCTAssertEqual(outOfOrder, 0, "stamps not ascending along a vCPU's sweep")
+    }
+
+    /// With a rate, the guest calls DS_PORT_PACE once per `batch` writes; without, never.
+    func testPacingCallsOnlyWithARate() throws {
+        let system = try openKVM()
+        for (rate, paced) in [(UInt64(0), false), (UInt64(200_000), true)] {
+            let machine = try GuestMachine(system: system, config: MachineConfig(
+                slotBytes: [4 * mib], vcpus: 1, workload: WorkloadSettings(workload: .sweep, rate: rate), lockstep: true))
+            defer { machine.stop() }
+            machine.start()
+            machine.waitForPass()
+            XCTAssertNil(machine.currentFault)
+            XCTAssertEqual(machine.guestWrites, UInt64(machine.totalPages), "one pass writes the share once")
+            // 1024 pages at batch rate/500 = 400: three calls, the last with the pass end.
+            XCTAssertEqual(machine.paceCalls, paced ? 3 : 0, "rate \(rate)")
+        }
     }
 }
