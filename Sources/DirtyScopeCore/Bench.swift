@@ -88,12 +88,23 @@ public struct BenchResult: Codable, Sendable {
     public var source_resident_bytes: UInt64
     public var destination_resident_bytes: UInt64
     public var peak_rss_bytes: UInt64
+    /// Page writes the guest made per timed iteration (all vCPUs).
+    public var guest_writes_per_iteration: UInt64
+    /// vCPU statistics (`Bench.breakdownStats`) summed over vCPUs, per timed iteration:
+    /// where the guest's time goes (exits by kind, page faults, emulated instructions).
+    public var vcpu_stats_per_iteration: [String: UInt64]
 }
 
 /// dirty_log_perf_test's loop with a pre-copy consumer: each iteration every vCPU writes
 /// its share (lockstep); the host then collects the log, starts the next iteration, and
 /// copies what was reported while the guest writes again, so the GET/CLEAR race is real.
 public enum Bench {
+    /// The vCPU statistics the bench reports per iteration, in print order.
+    public static let breakdownStats = [
+        "exits", "io_exits", "signal_exits", "irq_exits", "mmio_exits", "halt_exits",
+        "pf_taken", "pf_fixed", "pf_fast", "pf_spurious", "pf_emulate", "pf_guest", "insn_emulation", "tlb_flush",
+    ]
+
     /// Runs every mode (and clear chunk); `progress` gets a line per phase.
     public static func run(_ config: BenchConfig, system: KVMSystem, progress: (String) -> Void = { _ in }) throws(SessionError) -> [BenchResult] {
         try config.validate()
@@ -139,6 +150,8 @@ public enum Bench {
         var ringEntries: UInt64 = 0
         var longest: UInt64 = 0
         var pending: Harvester.Collected?
+        let statsBefore = breakdownStats.map { machine.vcpuStatSum([$0]) }
+        let writesBefore = machine.guestWrites
         for i in 1...config.iterations {
             machine.startNextIteration()
             let start = monotonicNanos()
@@ -153,6 +166,12 @@ public enum Bench {
             pending = try harvester.collect()
             progress("[\(label)] iteration \(i): dirty memory time \(formatNanos(dirty))")
         }
+        let n = UInt64(config.iterations)
+        var perIteration: [String: UInt64] = [:]
+        for (name, before) in zip(breakdownStats, statsBefore) where machine.vcpuStatNames.contains(name) {
+            perIteration[name] = (machine.vcpuStatSum([name]) &- before) / n
+        }
+        let writesPerIteration = (machine.guestWrites &- writesBefore) / n
         // The last harvest is consumed with the world stopped, then every page is verified.
         machine.pause()
         if let p = pending { account(try harvester.consume(p, verify: true)) }
@@ -165,7 +184,6 @@ public enum Bench {
             longest = max(longest, round.getLatency.maxNanos, round.clearLatency.maxNanos)
         }
 
-        let n = UInt64(config.iterations)
         let ioctl = totals.get.totalNanos + totals.clear.totalNanos
         let page = UInt64(PageSize.system)
         let sourceResident = machine.dataSlots.reduce(0) { $0 + UInt64($1.memory.residentPages().count) } * page
@@ -185,7 +203,8 @@ public enum Bench {
             ring_full_exits: machine.ringFullExits, missed_pages: totals.missed, userspace_total_ns: bookkeeping,
             userspace_percent_of_ioctl: ioctl > 0 ? Double(bookkeeping) * 100 / Double(ioctl) : 0, copy_total_ns: copy,
             source_resident_bytes: sourceResident, destination_resident_bytes: UInt64(harvester.destinationResidentPages) * page,
-            peak_rss_bytes: peakResidentBytes())
+            peak_rss_bytes: peakResidentBytes(), guest_writes_per_iteration: writesPerIteration,
+            vcpu_stats_per_iteration: perIteration)
     }
 }
 

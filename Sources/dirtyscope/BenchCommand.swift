@@ -104,6 +104,9 @@ func benchTables(_ results: [BenchResult]) -> String {
         out += "  Dirty memory time:      total \(formatNanos(r.dirty_memory_total_ns)), avg \(formatNanos(r.dirty_memory_avg_ns))/iteration\n"
         out += "  Get dirty log time:     total \(formatNanos(r.get_dirty_log_total_ns)), avg \(formatNanos(r.get_dirty_log_avg_ns))/iteration (\(r.get_dirty_log_calls) calls)\n"
         out += "  Clear dirty log time:   total \(formatNanos(r.clear_dirty_log_total_ns)), avg \(formatNanos(r.clear_dirty_log_avg_ns))/iteration (\(r.clear_dirty_log_calls) calls)\n"
+        out += "  Per iteration:          \(r.guest_writes_per_iteration) page writes; vCPU stats: "
+        out += Bench.breakdownStats.compactMap { name in r.vcpu_stats_per_iteration[name].map { "\(name) \($0)" } }
+            .joined(separator: ", ") + "\n"
     }
     out += "\n"
     let header = ["mode", "chunk", "reported", "false pos", "FP rate", "copied", "wp faults", "exits", "longest ioctl", "userspace", "% of ioctl", "missed"]
