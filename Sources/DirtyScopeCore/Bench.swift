@@ -21,6 +21,10 @@ public struct BenchConfig: Sendable {
     public var bandwidth: UInt64 = 0
     public var ringEntries = 65536
     public var falsePositiveMethod: FalsePositiveMethod = .stamp
+    /// Copy (and, in manual mode, CLEAR) while the guest writes the next iteration, so the
+    /// race is real; false does it all before the next iteration starts, with the vCPUs
+    /// waiting, as dirty_log_perf_test does its GET and CLEAR.
+    public var overlap = true
 
     public init() {}
 
@@ -97,7 +101,8 @@ public struct BenchResult: Codable, Sendable {
 
 /// dirty_log_perf_test's loop with a pre-copy consumer: each iteration every vCPU writes
 /// its share (lockstep); the host then collects the log, starts the next iteration, and
-/// copies what was reported while the guest writes again, so the GET/CLEAR race is real.
+/// copies what was reported while the guest writes again, so the GET/CLEAR race is real
+/// (`overlap`; without it the copy is done before the next iteration starts).
 public enum Bench {
     /// The vCPU statistics the bench reports per iteration, in print order.
     public static let breakdownStats = [
@@ -153,6 +158,10 @@ public enum Bench {
         let statsBefore = breakdownStats.map { machine.vcpuStatSum([$0]) }
         let writesBefore = machine.guestWrites
         for i in 1...config.iterations {
+            if !config.overlap, let p = pending {
+                account(try harvester.consume(p))
+                pending = nil
+            }
             machine.startNextIteration()
             let start = monotonicNanos()
             if let p = pending {

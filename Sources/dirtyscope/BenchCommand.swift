@@ -37,10 +37,19 @@ struct BenchCommand: ParsableCommand {
     var bandwidth: String?
     @Option(name: .customLong("ring-entries"), help: "Dirty ring entries per vCPU (ring mode; a power of two).")
     var ringEntries = 65536
+    @Flag(inversion: .prefixedNo, help: ArgumentHelp(
+        "Copy (and CLEAR) while the guest writes the next iteration; --no-overlap does it with the vCPUs waiting, as dirty_log_perf_test does its GET and CLEAR."))
+    var overlap = true
     @Flag(help: "Print JSON: one object per mode, units in the key names.")
     var json = false
     @Option(help: "What to measure: kvm (the harvest modes), render (the heatmap UI), recording (replay files).")
     var suite = "kvm"
+    @Option(name: .customLong("compare-kernel"), help: ArgumentHelp(
+        "Also run this dirty_log_perf_test binary on the same configuration, alternating with the bench, and print both tools' medians and their ratios.",
+        valueName: "path"))
+    var compareKernel: String?
+    @Option(help: "Runs of each tool with --compare-kernel.")
+    var runs = 3
 
     func run() throws {
         switch suite {
@@ -73,14 +82,24 @@ struct BenchCommand: ParsableCommand {
             c.clearChunks = chunks
             if let bandwidth { c.bandwidth = try parseBandwidth(bandwidth) }
             c.ringEntries = ringEntries
+            c.overlap = overlap
             try c.validate()
             let host = try KVMSystemInfo.open()
             try checkHostSupports(c.modes, ringEntries: ringEntries, system: host)
             let quiet = json
+            if let compareKernel {
+                let report = try KernelComparison.run(c, kernelTest: compareKernel, runs: runs, system: host.system) { line in
+                    print(line); fflush(nil)
+                }
+                print("")
+                print(report, terminator: "")
+                return []
+            }
             return try Bench.run(c, system: host.system) { line in
                 if !quiet { print(line); fflush(nil) }
             }
         }
+        if compareKernel != nil { return }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
