@@ -133,6 +133,8 @@ static uint64_t write_chunk(volatile struct ds_control *ctl, struct state *s, ui
 {
     switch (s->workload) {
     case DS_WL_SWEEP: {
+        if (s->cursor >= s->share)  /* left over from another workload */
+            s->cursor = 0;
         uint64_t run = s->share - s->cursor;
         if (run <= n) {
             n = run;
@@ -145,6 +147,8 @@ static uint64_t write_chunk(volatile struct ds_control *ctl, struct state *s, ui
     case DS_WL_STRIPES: {
         uint64_t stride = s->param[0] ? s->param[0] : 1;
         uint64_t lanes = (s->share + stride - 1) / stride;
+        if (s->cursor >= lanes)
+            s->cursor = 0;
         uint64_t run = lanes - s->cursor;
         if (run <= n) {
             n = run;

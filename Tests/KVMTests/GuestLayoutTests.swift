@@ -90,4 +90,30 @@ final class GuestLayoutTests: XCTestCase {
             XCTAssertEqual(machine.paceCalls, paced ? 3 : 0, "rate \(rate)")
         }
     }
+
+    /// Switching workloads while the guest runs keeps its position in range: a sweep left
+    /// 1024 pages into a share, then stripes of 64 (25 lanes), must not write past the share.
+    func testSwitchingWorkloadsKeepsWritesInTheShare() throws {
+        let system = try openKVM()
+        let machine = try makeMachine(system, vcpus: 2, workload: WorkloadSettings(workload: .sweep, rate: 0))
+        defer { machine.stop() }
+        machine.start()
+        for round in 0..<10 {
+            let before = machine.guestWrites
+            machine.setWorkload(WorkloadSettings(workload: round % 2 == 0 ? .stripes : .sweep, rate: 0, param0: 64))
+            let deadline = Date().addingTimeInterval(10)
+            while machine.guestWrites < before + 4096 && machine.currentFault == nil && Date() < deadline { usleep(1000) }
+            XCTAssertNil(machine.currentFault, "round \(round)")
+            XCTAssertGreaterThanOrEqual(machine.guestWrites, before + 4096, "round \(round): the guest stopped writing")
+        }
+        machine.pause()
+        let share = machine.totalPages / 2
+        var foreign = 0
+        for linear in 0..<machine.totalPages {
+            let (slot, page) = machine.locate(linearPage: linear)
+            let stamp = machine.stamp(slot: slot, page: page)
+            if stamp != 0 && Int(stamp & 0xff) != min(linear / share, 1) { foreign += 1 }
+        }
+        XCTAssertEqual(foreign, 0, "pages written by a vCPU they do not belong to")
+    }
 }
