@@ -163,7 +163,7 @@ static uint64_t write_chunk(volatile struct ds_control *ctl, struct state *s, ui
     default: {
         uint64_t st = *stamp, done = 0;
         if (s->base) {
-            /* The inner loop of the random workloads: pick, shift, add, store. */
+            /* hotset and wave: pick, shift, add, store. */
             while (done < n && !*pass_end) {
                 uint64_t page = pick(s, pass_end);
                 *(volatile uint64_t *)(s->base + (page << s->shift)) = st;

@@ -22,7 +22,7 @@ public enum KernelPerfTest {
         public let reason: String
         public var description: String {
             "dirty_log_perf_test printed output of an unknown format: \(reason) "
-                + "(this parser reads the format of Linux 5.10 to 6.12: \"Populate memory time: 1.234567890s\", "
+                + "(this parser reads the format of Linux 6.12's test: \"Populate memory time: 1.234567890s\", "
                 + "\"Iteration 1 dirty memory time: ...s\", \"Get dirty log over 2 iterations took ...s. (Avg ...s/iteration)\")"
         }
     }
