@@ -13,19 +13,24 @@
  *       DS_LOAD_GPA       the guest's flat binary, entered at its first byte
  *       DS_STACK_GPA      one DS_STACK_BYTES stack per vCPU
  *   [DS_DATA_GPA, ...)    data slots, dirty-logged: the memory DirtyScope watches.
+ *                         None covers [DS_MMIO_HOLE_GPA, DS_MMIO_HOLE_END): the IOAPIC
+ *                         (0xfec00000) and local APIC (0xfee00000) pages live there, as
+ *                         on real machines; a slot that would cross it starts above it.
  *
  * Entry: 64-bit long mode, CPL 0, paging on, interrupts off, no IDT.
  *   rdi = vCPU index, rsi = DS_CONTROL_GPA, rsp = top of this vCPU's stack.
  *
  * Stamps: every page write a guest makes is one aligned 8-byte store at the start
- * of the page: DS_STAMP(seq, vcpu), where seq comes from ds_control.stamp
- * (atomically incremented), so stamps are unique and increase monotonically across
- * vCPUs. One store, so the write that dirties a page is the write that changes it.
- * The host compares stamps to know, exactly, which pages changed.
+ * of the page: DS_STAMP(seq, vcpu). A vCPU takes a range of sequence numbers from
+ * ds_control.stamp with one atomic add and uses them in order, so stamps are unique,
+ * increase with every write of one vCPU, and follow the order in which vCPUs took
+ * their ranges. One store, so the write that dirties a page is the write that
+ * changes it. The host compares stamps to know, exactly, which pages changed.
  *
  * Port I/O (guest -> host calls), all 32-bit OUT:
  *   DS_PORT_PACE   value = writes since the last call. The host sleeps to hold
- *                  the vCPU's rate (ds_vcpu.rate) and parks the vCPU while paused.
+ *                  the vCPU's rate (ds_vcpu.rate). Only needed while rate > 0: the
+ *                  host pauses a vCPU by kicking it out of KVM_RUN, not here.
  *   DS_PORT_PASS   value = passes done. In lockstep mode the host holds the vCPU
  *                  until the next iteration starts (dirty_log_perf_test style).
  *   DS_PORT_IDLE   nothing to do: the host sleeps up to 1 ms or until the
@@ -39,7 +44,7 @@
 #include <stdint.h>
 
 #define DS_ABI_MAGIC        0x45504f4353445344ull /* "DSDSCOPE" */
-#define DS_ABI_VERSION      1u
+#define DS_ABI_VERSION      2u
 
 #define DS_MAX_VCPUS        64u
 #define DS_MAX_REGIONS      32u
@@ -55,6 +60,9 @@
 #define DS_STACK_BYTES      0x00004000ull
 #define DS_SYSTEM_BYTES     0x00400000ull
 #define DS_DATA_GPA         0x40000000ull
+/* No data memory here: the APIC/IOAPIC hole below 4 GiB. */
+#define DS_MMIO_HOLE_GPA    0xc0000000ull
+#define DS_MMIO_HOLE_END    0x100000000ull
 /* One PML4 entry, one PDPT page and up to 254 page directories of 2 MiB pages. */
 #define DS_MAX_GPA          (254ull << 30)
 
@@ -89,7 +97,7 @@ struct ds_vcpu {
     uint64_t seed;          /* PRNG seed for random choices */
     uint64_t param[4];      /* workload parameters */
     uint64_t rate;          /* target writes per second, 0 = as fast as possible */
-    uint64_t batch;         /* writes between DS_PORT_PACE calls (>= 1) */
+    uint64_t batch;         /* writes between DS_PORT_PACE calls while rate > 0 (>= 1) */
     uint64_t first_page;    /* this vCPU's share: linear pages [first_page, first_page + num_pages) */
     uint64_t num_pages;
     uint64_t pass_writes;   /* writes that make one pass; 0 = the workload's natural pass */
@@ -97,12 +105,11 @@ struct ds_vcpu {
     uint64_t command_seq;   /* ... when this differs from command_ack */
     uint64_t host_reserved[3];
     /* guest -> host */
-    uint64_t writes;        /* page writes done */
+    uint64_t writes;        /* page writes done (a guest may add them up a chunk at a time) */
     uint64_t passes;        /* passes done */
-    uint64_t heartbeat;     /* bumped every loop, writes or not */
+    uint64_t heartbeat;     /* bumped every loop (chunk of writes, or idle call) */
     uint64_t command_ack;   /* last command_seq carried out */
-    uint64_t last_page;     /* linear page of the last write */
-    uint64_t guest_reserved[11];
+    uint64_t guest_reserved[12];
 };
 
 struct ds_control {
@@ -112,7 +119,7 @@ struct ds_control {
     uint32_t nr_vcpus;
     uint32_t nr_regions;
     uint64_t total_pages;    /* sum of region pages */
-    uint64_t stamp;          /* last stamp handed out; guests increment atomically */
+    uint64_t stamp;          /* last sequence number handed out; guests add atomically */
     uint64_t reserved[59];   /* pads the header to 1 KiB: vCPU blocks start cache-aligned */
     struct ds_region region[DS_MAX_REGIONS];
     struct ds_vcpu vcpu[DS_MAX_VCPUS];
@@ -122,6 +129,8 @@ struct ds_control {
  * number above, the writing vCPU in the low DS_STAMP_VCPU_BITS bits. */
 #define DS_STAMP_VCPU_BITS  8
 #define DS_STAMP(seq, vcpu) (((uint64_t)(seq) << DS_STAMP_VCPU_BITS) | (uint64_t)(vcpu))
+/* DS_STAMP(seq + 1, vcpu) - DS_STAMP(seq, vcpu): the next stamp in a vCPU's range. */
+#define DS_STAMP_STEP       (1ull << DS_STAMP_VCPU_BITS)
 
 #if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
 _Static_assert(sizeof(struct ds_vcpu) == 256, "ds_vcpu is 256 bytes");
@@ -129,6 +138,8 @@ _Static_assert(DS_MAX_VCPUS <= (1u << DS_STAMP_VCPU_BITS), "vCPU fits the stamp"
 _Static_assert(sizeof(struct ds_control) <= DS_CONTROL_BYTES, "ds_control fits its area");
 _Static_assert(__builtin_offsetof(struct ds_control, vcpu) == 1024, "vCPU blocks start at 1 KiB");
 _Static_assert(DS_MAX_VCPUS * DS_STACK_BYTES <= DS_SYSTEM_BYTES - DS_STACK_GPA, "stacks fit");
+_Static_assert(DS_DATA_GPA < DS_MMIO_HOLE_GPA && DS_MMIO_HOLE_GPA <= 0xfec00000ull &&
+               DS_MMIO_HOLE_END >= 0xff000000ull, "the hole holds the IOAPIC and local APIC");
 #endif
 
 #endif /* DIRTYSCOPE_ABI_H */

@@ -47,14 +47,20 @@ static inline volatile uint64_t *ds_page(volatile struct ds_control *ctl, uint64
     return 0;
 }
 
+/* Takes n > 0 sequence numbers with one atomic add; returns the first. Stamps
+ * DS_STAMP(first, vcpu), + DS_STAMP_STEP, ... n of them, are this vCPU's alone. */
+static inline uint64_t ds_take_stamps(volatile struct ds_control *ctl, uint64_t n)
+{
+    return __atomic_add_fetch((uint64_t *)&ctl->stamp, n, __ATOMIC_RELAXED) - n + 1;
+}
+
 /* Write one page: a fresh stamp at its start, in one store. Returns 0 if the page is out of range. */
 static inline int ds_stamp_page(volatile struct ds_control *ctl, uint32_t vcpu, uint64_t linear)
 {
     volatile uint64_t *p = ds_page(ctl, linear);
     if (!p)
         return 0;
-    uint64_t seq = __atomic_add_fetch((uint64_t *)&ctl->stamp, 1, __ATOMIC_RELAXED);
-    *p = DS_STAMP(seq, vcpu);
+    *p = DS_STAMP(ds_take_stamps(ctl, 1), vcpu);
     return 1;
 }
 

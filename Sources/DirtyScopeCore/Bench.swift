@@ -23,6 +23,10 @@ public struct BenchConfig: Sendable {
     public var bandwidth: UInt64 = 0
     public var ringEntries = 65536
     public var falsePositiveMethod: FalsePositiveMethod = .stamp
+    /// Copy (and, in manual mode, CLEAR) while the guest writes the next iteration, so the
+    /// race is real; false does it all before the next iteration starts, with the vCPUs
+    /// waiting, as dirty_log_perf_test does its GET and CLEAR.
+    public var overlap = true
 
     public init() {}
 
@@ -109,12 +113,24 @@ public struct BenchResult: Codable, Sendable {
     public var source_resident_bytes: UInt64
     public var destination_resident_bytes: UInt64
     public var peak_rss_bytes: UInt64
+    /// Page writes the guest made per timed iteration (all vCPUs).
+    public var guest_writes_per_iteration: UInt64
+    /// vCPU statistics (`Bench.breakdownStats`) summed over vCPUs, per timed iteration:
+    /// where the guest's time goes (exits by kind, page faults, emulated instructions).
+    public var vcpu_stats_per_iteration: [String: UInt64]
 }
 
 /// dirty_log_perf_test's loop with a pre-copy consumer: each iteration every vCPU writes
 /// its share (lockstep); the host then collects the log, starts the next iteration, and
-/// copies what was reported while the guest writes again, so the GET/CLEAR race is real.
+/// copies what was reported while the guest writes again, so the GET/CLEAR race is real
+/// (`overlap`; without it the copy is done before the next iteration starts).
 public enum Bench {
+    /// The vCPU statistics the bench reports per iteration, in print order.
+    public static let breakdownStats = [
+        "exits", "io_exits", "signal_exits", "irq_exits", "mmio_exits", "halt_exits",
+        "pf_taken", "pf_fixed", "pf_fast", "pf_spurious", "pf_emulate", "pf_guest", "insn_emulation", "tlb_flush",
+    ]
+
     /// Runs every mode (and clear chunk); `progress` gets a line per phase.
     public static func run(_ config: BenchConfig, system: KVMSystem, progress: (String) -> Void = { _ in }) throws(SessionError) -> [BenchResult] {
         try config.validate()
@@ -173,7 +189,13 @@ public enum Bench {
         var ringEntries: UInt64 = 0
         var longest: UInt64 = 0
         var pending: Harvester.Collected?
+        let statsBefore = breakdownStats.map { machine.vcpuStatSum([$0]) }
+        let writesBefore = machine.guestWrites
         for i in 1...config.iterations {
+            if !config.overlap, let p = pending {
+                account(try harvester.consume(p))
+                pending = nil
+            }
             machine.startNextIteration()
             let start = monotonicNanos()
             if let p = pending {
@@ -187,6 +209,12 @@ public enum Bench {
             pending = try harvester.collect()
             progress("[\(label)] iteration \(i): dirty memory time \(formatNanos(dirty))")
         }
+        let n = UInt64(config.iterations)
+        var perIteration: [String: UInt64] = [:]
+        for (name, before) in zip(breakdownStats, statsBefore) where machine.vcpuStatNames.contains(name) {
+            perIteration[name] = (machine.vcpuStatSum([name]) &- before) / n
+        }
+        let writesPerIteration = (machine.guestWrites &- writesBefore) / n
         // The last harvest is consumed with the world stopped, then every page is verified.
         machine.pause()
         if let p = pending { account(try harvester.consume(p, verify: true)) }
@@ -199,7 +227,6 @@ public enum Bench {
             longest = max(longest, round.getLatency.maxNanos, round.clearLatency.maxNanos)
         }
 
-        let n = UInt64(config.iterations)
         let ioctl = totals.get.totalNanos + totals.clear.totalNanos
         let page = UInt64(PageSize.system)
         let sourceResident = machine.dataSlots.reduce(0) { $0 + UInt64($1.memory.residentPages().count) } * page
@@ -221,7 +248,8 @@ public enum Bench {
             ring_full_exits: machine.ringFullExits, missed_pages: totals.missed, lost_pages: totals.lostPages, userspace_total_ns: bookkeeping,
             userspace_percent_of_ioctl: ioctl > 0 ? Double(bookkeeping) * 100 / Double(ioctl) : 0, copy_total_ns: copy,
             source_resident_bytes: sourceResident, destination_resident_bytes: UInt64(harvester.destinationResidentPages) * page,
-            peak_rss_bytes: peakResidentBytes())
+            peak_rss_bytes: peakResidentBytes(), guest_writes_per_iteration: writesPerIteration,
+            vcpu_stats_per_iteration: perIteration)
     }
 }
 

@@ -144,17 +144,17 @@ public final class GuestMachine: @unchecked Sendable {
         guard !config.slotBytes.isEmpty, config.slotBytes.count <= maxSlots else {
             throw .invalidArgument("\(config.slotBytes.count) memslots: allowed 1 to \(maxSlots) (host limit \(system.maxMemslots) including the system slot, ABI limit \(DS_MAX_REGIONS))")
         }
-        var layout: [(gpa: UInt64, bytes: Int)] = []
-        var gpa = DS_DATA_GPA
         for (i, bytes) in config.slotBytes.enumerated() {
             guard bytes > 0, bytes % page == 0 else {
                 throw .invalidArgument("memslot \(i) size \(bytes) bytes is not a positive multiple of the page size \(page)")
             }
-            layout.append((gpa, bytes))
-            gpa += (UInt64(bytes) + (2 << 20) - 1) & ~((2 << 20) - 1)   // next slot 2 MiB aligned
         }
+        let placed = Self.placeDataSlots(config.slotBytes)
+        let layout = zip(placed.addresses, config.slotBytes).map { (gpa: $0, bytes: $1) }
+        let gpa = placed.end
         guard gpa <= DS_MAX_GPA else {
-            throw .invalidArgument("guest memory of \(formatBytes(gpa - DS_DATA_GPA)) exceeds the \(formatBytes(DS_MAX_GPA - DS_DATA_GPA)) the guest layout maps")
+            let total = UInt64(config.slotBytes.reduce(0, +))
+            throw .invalidArgument("guest memory of \(formatBytes(total)) reaches guest-physical \(formatBytes(gpa)) (data starts at \(formatBytes(DS_DATA_GPA)), no data in the \(formatBytes(DS_MMIO_HOLE_END - DS_MMIO_HOLE_GPA)) APIC hole below 4 GiB), above the \(formatBytes(DS_MAX_GPA)) the guest layout maps")
         }
         let vm: VirtualMachine
         do {
@@ -222,6 +222,23 @@ public final class GuestMachine: @unchecked Sendable {
     }
 
     deinit { stop() }
+
+    /// Guest-physical addresses of data slots of `slotBytes` bytes, in order from
+    /// DS_DATA_GPA, each 2 MiB aligned; a slot that would overlap the APIC/IOAPIC hole
+    /// `[DS_MMIO_HOLE_GPA, DS_MMIO_HOLE_END)` starts at its end instead. `end` is the
+    /// first address above the last slot (rounded up to 2 MiB): what the guest must map.
+    public static func placeDataSlots(_ slotBytes: [Int]) -> (addresses: [UInt64], end: UInt64) {
+        let align: UInt64 = 2 << 20
+        var gpa = DS_DATA_GPA
+        var addresses: [UInt64] = []
+        for bytes in slotBytes {
+            let size = (UInt64(bytes) + align - 1) & ~(align - 1)
+            if gpa < DS_MMIO_HOLE_END && gpa + size > DS_MMIO_HOLE_GPA { gpa = DS_MMIO_HOLE_END }
+            addresses.append(gpa)
+            gpa += size
+        }
+        return (addresses, gpa)
+    }
 
     /// Total data pages.
     public var totalPages: Int { dataSlots.reduce(0) { $0 + $1.pageCount } }
@@ -331,6 +348,9 @@ public final class GuestMachine: @unchecked Sendable {
 
     /// Times a vCPU stopped on a full ring, in total.
     public var ringFullExits: UInt64 { threads.ringFullExits }
+
+    /// DS_PORT_PACE calls the guest has made, all vCPUs (it makes them only while a rate is set).
+    public var paceCalls: UInt64 { threads.paceCalls }
 
     /// The vCPUs' dirty rings (ring mode).
     public var rings: [DirtyRing] { vcpus.compactMap(\.dirtyRing) }

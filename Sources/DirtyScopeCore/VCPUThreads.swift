@@ -33,6 +33,7 @@ final class VCPUThreads: @unchecked Sendable {
     private var passDone: [UInt64]
     private var ringResets: UInt64 = 0
     private var ringFullCount: UInt64 = 0
+    private var paceCallCount: UInt64 = 0
     private var firstFault: GuestFault?
     /// Each vCPU's console line being written (DS_PORT_PUTC), until a newline or
     /// `consoleLineBytes`, so lines from several vCPUs do not interleave byte by byte.
@@ -126,6 +127,7 @@ final class VCPUThreads: @unchecked Sendable {
 
     var fault: GuestFault? { lock.lock(); defer { lock.unlock() }; return firstFault }
     var ringFullExits: UInt64 { lock.lock(); defer { lock.unlock() }; return ringFullCount }
+    var paceCalls: UInt64 { lock.lock(); defer { lock.unlock() }; return paceCallCount }
 
     /// Wakes vCPUs sleeping in DS_PORT_IDLE (the control block changed).
     func wakeIdle() {
@@ -239,6 +241,9 @@ final class VCPUThreads: @unchecked Sendable {
     private func handlePort(_ vcpu: VCPU, port: UInt16, value: UInt32, deadline: inout UInt64) {
         switch port {
         case UInt16(DS_PORT_PACE):
+            lock.lock()
+            paceCallCount += 1
+            lock.unlock()
             // Both the count and the rate come from the guest: the debt is capped at one
             // harvest interval, so no value (0xffffffff writes at rate 1) sleeps longer.
             let rate = control.load(vcpu.id, .rate)

@@ -40,6 +40,9 @@ struct BenchCommand: ParsableCommand {
     var bandwidth: String?
     @Option(name: .customLong("ring-entries"), parsing: .unconditional, help: "Dirty ring entries per vCPU (ring mode; a power of two).")
     var ringEntries = 65536
+    @Flag(inversion: .prefixedNo, help: ArgumentHelp(
+        "Copy (and CLEAR) while the guest writes the next iteration; --no-overlap does it with the vCPUs waiting, as dirty_log_perf_test does its GET and CLEAR."))
+    var overlap = true
     @Flag(help: "Print JSON: one object per mode, units in the key names.")
     var json = false
     @Option(help: "What to measure: kvm (the harvest modes), render (the heatmap UI), recording (replay files), plot (SVG pictures), fuzz (forged replay files through the reader).")
@@ -48,6 +51,12 @@ struct BenchCommand: ParsableCommand {
     var inputs = "1000000"
     @Option(parsing: .unconditional, help: "Fuzz suite: seed of the forgeries.")
     var seed = "1"
+    @Option(name: .customLong("compare-kernel"), help: ArgumentHelp(
+        "Also run this dirty_log_perf_test binary on the same configuration, alternating with the bench, and print both tools' medians and their ratios.",
+        valueName: "path"))
+    var compareKernel: String?
+    @Option(help: "Runs of each tool with --compare-kernel.")
+    var runs = 3
 
     func run() throws {
         switch suite {
@@ -90,14 +99,24 @@ struct BenchCommand: ParsableCommand {
             c.clearPolicies = try parseClearPolicies(clearPolicy)
             if let bandwidth { c.bandwidth = try parseBandwidth(bandwidth) }
             c.ringEntries = ringEntries
+            c.overlap = overlap
             try c.validate()
             let host = try KVMSystemInfo.open()
             try checkHostSupports(c.modes, ringEntries: ringEntries, system: host)
             let quiet = json
+            if let compareKernel {
+                let report = try KernelComparison.run(c, kernelTest: compareKernel, runs: runs, system: host.system) { line in
+                    print(line); fflush(nil)
+                }
+                print("")
+                print(report, terminator: "")
+                return []
+            }
             return try Bench.run(c, system: host.system) { line in
                 if !quiet { print(line); fflush(nil) }
             }
         }
+        if compareKernel != nil { return }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -146,6 +165,9 @@ func benchTables(_ results: [BenchResult]) -> String {
         out += "  Dirty memory time:      total \(formatNanos(r.dirty_memory_total_ns)), avg \(formatNanos(r.dirty_memory_avg_ns))/iteration\n"
         out += "  Get dirty log time:     total \(formatNanos(r.get_dirty_log_total_ns)), avg \(formatNanos(r.get_dirty_log_avg_ns))/iteration (\(r.get_dirty_log_calls) calls)\n"
         out += "  Clear dirty log time:   total \(formatNanos(r.clear_dirty_log_total_ns)), avg \(formatNanos(r.clear_dirty_log_avg_ns))/iteration (\(r.clear_dirty_log_calls) calls)\n"
+        out += "  Per iteration:          \(r.guest_writes_per_iteration) page writes; vCPU stats: "
+        out += Bench.breakdownStats.compactMap { name in r.vcpu_stats_per_iteration[name].map { "\(name) \($0)" } }
+            .joined(separator: ", ") + "\n"
     }
     out += "\n"
     let header = ["mode", "policy", "chunk", "reported", "false pos", "FP rate", "copied", "wp faults", "exits", "longest ioctl", "userspace", "% of ioctl", "missed", "lost"]

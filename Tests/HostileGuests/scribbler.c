@@ -14,7 +14,7 @@ ENTRY {
         control->stamp = ~0ull - n;
         control->vcpu[vcpu].writes = ~0ull - 1 - n;
         control->vcpu[vcpu].passes = ~0ull;
-        control->vcpu[vcpu].last_page = ~0ull;
+        control->vcpu[vcpu].heartbeat = ~0ull;
         control->vcpu[vcpu].command_ack = ~0ull;
         *(volatile uint64_t *)(DS_DATA_GPA + (n % 256) * 4096) = DS_STAMP(~0ull - n, 255);
         out32(DS_PORT_PACE, 1);

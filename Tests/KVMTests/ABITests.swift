@@ -100,6 +100,10 @@ final class ABITests: XCTestCase {
         XCTAssertEqual(MemoryLayout<ds_vcpu>.offset(of: \.command_ack), 152)
         XCTAssertEqual(DS_ABI_MAGIC, 0x4550_4f43_5344_5344)
         XCTAssertEqual(DS_STAMP_VCPU_BITS, 8)
+        // Version 2: stamps come from per-vCPU ranges of ds_control.stamp; last_page is gone.
+        XCTAssertEqual(DS_ABI_VERSION, 2)
+        XCTAssertEqual(DS_STAMP_STEP, 1 << DS_STAMP_VCPU_BITS)
+        XCTAssertEqual(MemoryLayout<ds_vcpu>.offset(of: \.guest_reserved), 160)
         XCTAssertLessThanOrEqual(DS_MAX_VCPUS, 1 << DS_STAMP_VCPU_BITS)
         // The system area's pieces do not overlap and data starts above it.
         XCTAssertLessThanOrEqual(DS_CONTROL_GPA + DS_CONTROL_BYTES, DS_PAGETABLE_GPA)
@@ -107,6 +111,7 @@ final class ABITests: XCTestCase {
         XCTAssertLessThanOrEqual(DS_LOAD_GPA + DS_MAX_GUEST_BYTES, DS_STACK_GPA)
         XCTAssertLessThanOrEqual(DS_STACK_GPA + UInt64(DS_MAX_VCPUS) * DS_STACK_BYTES, DS_SYSTEM_BYTES)
         XCTAssertLessThanOrEqual(DS_SYSTEM_BYTES, DS_DATA_GPA)
+        XCTAssertLessThan(DS_DATA_GPA, DS_MMIO_HOLE_GPA)
         XCTAssertLessThanOrEqual(UInt64(LongMode.pageTableBytes(mapping: DS_MAX_GPA)), DS_PAGETABLE_BYTES)
     }
 
