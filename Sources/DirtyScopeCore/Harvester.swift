@@ -205,9 +205,8 @@ public final class Harvester {
             let chunkWords = (policy == .none ? 4096 : clearChunk.pages(forSlotOf: s.pageCount)) / 64
             // The chunk's CLEAR mask before its copy: the reported bits, all of them or
             // only those inside the user's blocks.
-            let userBlocksOnly = policy.beforeCopy == .userBlocks
-            let userMask = userBlocksOnly ? watched[i]?.mask : nil
-            var maskWords = [UInt64](repeating: 0, count: policy.beforeCopy == .nothing ? 0 : chunkWords)
+            let userMask = policy.beforeCopy == .userBlocks ? watched[i]?.mask : nil
+            var maskWords = [UInt64](repeating: 0, count: policy.beforeCopy == .userBlocks ? chunkWords : 0)
             var copiedChunks: [Int] = []  // cleared once the whole slot is copied (after-copy)
             var failure: KVMError?
             reported[i].withUnsafeWords { words in
@@ -227,10 +226,32 @@ public final class Harvester {
                 while w < words.count {
                     guard words[w] != 0 else { w += 1; continue }
                     let chunkStart = w / chunkWords * chunkWords, chunkEnd = min(words.count, chunkStart + chunkWords)
-                    var anyMasked: UInt64 = 0
-                    if policy.beforeCopy != .nothing {
+                    // Each word's pages were re-protected by this chunk's CLEAR, or by what
+                    // collect did (GET, the at-get CLEAR, the ring reset), or not at all.
+                    var copyStart: UInt64
+                    switch policy.beforeCopy {
+                    case .nothing:
+                        copyStart = monotonicNanos()
+                        bookkeeping += copyStart - mark
+                        let r = consumer.copy(words: words, w..<chunkEnd, slot: i, source: s.memory, destination: destination,
+                                              method: method, falsePositives: &falsePositives, notes: notes,
+                                              protectedAt: collected.protectedAt[i])
+                        initial += r.initial
+                        copied += r.copied
+                    case .allReported:
+                        // The mask is the reported words themselves: no copy of them needed.
+                        clearChunk(chunkStart, mask: words.baseAddress! + chunkStart)
+                        if failure != nil { return }
+                        windowHook?()
+                        copyStart = mark
+                        let r = consumer.copy(words: words, w..<chunkEnd, slot: i, source: s.memory, destination: destination,
+                                              method: method, falsePositives: &falsePositives, notes: notes, protectedAt: copyStart)
+                        initial += r.initial
+                        copied += r.copied
+                    case .userBlocks:
+                        var anyMasked: UInt64 = 0
                         for k in chunkStart..<chunkEnd {
-                            mask[k - chunkStart] = words[k] & (userBlocksOnly ? userMask?.word(k) ?? 0 : ~0)
+                            mask[k - chunkStart] = words[k] & (userMask?.word(k) ?? 0)
                             anyMasked |= mask[k - chunkStart]
                         }
                         if anyMasked != 0 {
@@ -238,18 +259,15 @@ public final class Harvester {
                             if failure != nil { return }
                             windowHook?()
                         }
-                    }
-                    let copyStart = monotonicNanos()
-                    bookkeeping += copyStart - mark
-                    // Each word's pages were re-protected by this chunk's CLEAR, or by what
-                    // collect did (GET, the at-get CLEAR, the ring reset), or not at all.
-                    for k in w..<chunkEnd where words[k] != 0 {
-                        let masked = anyMasked != 0 && mask[k - chunkStart] != 0
-                        let r = consumer.copy(words: words, k..<(k + 1), slot: i, source: s.memory, destination: destination,
-                                              method: method, falsePositives: &falsePositives, notes: notes,
-                                              protectedAt: masked ? copyStart : collected.protectedAt[i])
-                        initial += r.initial
-                        copied += r.copied
+                        copyStart = monotonicNanos()
+                        bookkeeping += copyStart - mark
+                        for k in w..<chunkEnd where words[k] != 0 {
+                            let r = consumer.copy(words: words, k..<(k + 1), slot: i, source: s.memory, destination: destination,
+                                                  method: method, falsePositives: &falsePositives, notes: notes,
+                                                  protectedAt: mask[k - chunkStart] != 0 ? copyStart : 0)
+                            initial += r.initial
+                            copied += r.copied
+                        }
                     }
                     if policy.clearsAfterCopy { copiedChunks.append(chunkStart) }
                     mark = monotonicNanos()
