@@ -116,7 +116,7 @@ public final class GuestMachine: @unchecked Sendable {
         get { threads.onFault }
         set { threads.onFault = newValue }
     }
-    public var onRingFull: (@Sendable (Int) -> Void)? {
+    public var onRingFull: (@Sendable (Int, UInt64) -> Void)? {
         get { threads.onRingFull }
         set { threads.onRingFull = newValue }
     }

@@ -355,7 +355,10 @@ final class SessionLoop: @unchecked Sendable {
         machine.paceCapNanos = config.intervalNanos
         harvester.copyStop = copyStop
         machine.onFault = { [weak self] fault in self?.post(.guestFault(fault.description)) }
-        machine.onRingFull = { [weak self] vcpu in self?.post(.ringFull(vcpu: vcpu)) }
+        machine.onRingFull = { [weak self] vcpu, dropped in
+            if dropped > 0 { self?.post(.note("(\(dropped) ring-full reports dropped by the rate limit)")) }
+            self?.post(.ringFull(vcpu: vcpu))
+        }
         machine.onConsoleLine = { [weak self] line in self?.post(.note("guest: \(line)")) }
     }
 

@@ -48,7 +48,9 @@ final class VCPUThreads: @unchecked Sendable {
     private var droppedRingFull: UInt64 = 0
     /// Called from a vCPU thread; set before `start`.
     var onFault: (@Sendable (GuestFault) -> Void)?
-    var onRingFull: (@Sendable (Int) -> Void)?
+    /// A vCPU stopped on a full dirty ring: its index, and the ring-full reports the rate
+    /// limit dropped since the last one reported.
+    var onRingFull: (@Sendable (Int, UInt64) -> Void)?
     var onConsoleLine: (@Sendable (String) -> Void)?
 
     init(vcpus: [VCPU], control: ControlBlock, lockstep: Bool) {
@@ -214,10 +216,16 @@ final class VCPUThreads: @unchecked Sendable {
             lock.unlock()
             lock.lock()
             let report = takeReportToken()
-            if !report { droppedRingFull += 1 }
+            var droppedBefore: UInt64 = 0
+            if report {
+                droppedBefore = droppedRingFull
+                droppedRingFull = 0
+            } else {
+                droppedRingFull += 1
+            }
             lock.unlock()
             // Unreported, the ring waits for the next round's reset (at most one interval).
-            if report { onRingFull?(vcpu.id) }
+            if report { onRingFull?(vcpu.id, droppedBefore) }
             lock.lock()
             while ringResets == seen && !stopping && !pauseRequested {
                 lock.wait(nanos: 50_000_000)

@@ -43,6 +43,34 @@ final class LiveHostileGuestTests: XCTestCase {
         quit(s)
     }
 
+    /// HLT with interrupts off can never wake: a fault named HLT, with the guest's rip.
+    func testHaltIsShownAsAFault() throws {
+        let s = try start("halt", [0xf4, 0xeb, 0xfe])   // hlt; jmp $
+        s.waitFor(text: "guest halted (HLT)")
+        XCTAssertTrue(s.capture().contains("GUEST FAULT"), s.capture())
+        quit(s)
+    }
+
+    /// A division by zero with no IDT is a triple fault: KVM_EXIT_SHUTDOWN, named.
+    func testDivideByZeroIsShownAsAShutdown() throws {
+        let s = try start("divide", [0x31, 0xc9, 0xf7, 0xf1, 0xeb, 0xfe])   // xor ecx, ecx; div ecx; jmp $
+        s.waitFor(text: "KVM_EXIT_SHUTDOWN")
+        XCTAssertTrue(s.capture().contains("GUEST FAULT"), s.capture())
+        quit(s)
+    }
+
+    /// A guest that wipes its own page tables cannot fetch its next instruction: the
+    /// fault is shown (KVM says shutdown or internal error, by host), and q still quits.
+    func testPageTableWriterIsShownAsAFault() throws {
+        // mov qword [0x100000], 0; mov rax, cr3; mov cr3, rax; jmp $
+        let s = try start("pagetable", [0x48, 0xc7, 0x04, 0x25, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00,
+                                        0x0f, 0x20, 0xd8, 0x0f, 0x22, 0xd8, 0xeb, 0xfe])
+        s.waitFor("the fault banner") { $0.contains("GUEST FAULT") }
+        let screen = s.capture()
+        XCTAssertTrue(screen.contains("SHUTDOWN") || screen.contains("INTERNAL_ERROR"), screen)
+        quit(s)
+    }
+
     /// Escape sequences reach the screen as text (the screen is not cleared), and the
     /// flood leaves the UI responsive.
     func testConsoleFloodIsShownAsText() throws {
