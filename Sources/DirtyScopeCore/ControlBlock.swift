@@ -18,15 +18,15 @@ struct ControlBlock: @unchecked Sendable {
     }
 
     /// Offsets within `struct ds_vcpu`, from the imported C layout.
-    enum Field {
-        case workload, generation, seed, param0, param1, rate, batch, firstPage, numPages, passWrites
+    /// The 64-bit fields only: `workload` and `generation` (two u32s) are written as one
+    /// word by `configure`, so no field here can be a misaligned 8-byte access.
+    enum Field: CaseIterable {
+        case seed, param0, param1, rate, batch, firstPage, numPages, passWrites
         case commandPage, commandSeq, writes, passes, heartbeat, commandAck
 
         var offset: Int {
             let l = MemoryLayout<ds_vcpu>.self
             switch self {
-            case .workload: return l.offset(of: \.workload)!
-            case .generation: return l.offset(of: \.generation)!
             case .seed: return l.offset(of: \.seed)!
             case .param0: return l.offset(of: \.param)!
             case .param1: return l.offset(of: \.param)! + 8

@@ -14,4 +14,9 @@ final class ControlBlockTests: XCTestCase {
         block.initialize(pageSize: PageSize.system, vcpus: 1, regions: [(gpa: 1 << 30, pages: 16)])
         XCTAssertEqual(block.base.load(as: UInt64.self), 0x4550_4f43_5344_5344, "the ABI magic, written through the block")
     }
+
+    /// Every field read or written as 8 bytes is 8-byte aligned (the u32 pair is not a field).
+    func testEveryFieldIsAnAlignedWord() {
+        for field in ControlBlock.Field.allCases { XCTAssertEqual(field.offset % 8, 0, "\(field)") }
+    }
 }
