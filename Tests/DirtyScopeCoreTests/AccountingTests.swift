@@ -92,12 +92,7 @@ final class AccountingTests: XCTestCase {
     /// A session obeys commands from its controller and says so in events.
     func testSessionCommandsProduceEvents() throws {
         let system = try kvmOrSkip()
-        var config = SessionConfig()
-        config.slotBytes = [4 << 20]
-        config.intervalNanos = 20_000_000
-        let session = try Session(config: config, system: system)
-        let queue = RecordQueue()
-        session.subscribe(queue)
+        let (session, queue) = try smallSession(system)
         session.start()
         defer { session.stop() }
         session.send(.setMode(.manual))

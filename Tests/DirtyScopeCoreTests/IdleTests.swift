@@ -17,14 +17,10 @@ final class IdleTests: XCTestCase {
     /// the bound tells the two apart with a wide margin, on a loaded machine too.)
     func testRoundLimitReachedLeavesNoThreadSpinning() throws {
         let system = try kvmOrSkip()
-        var config = SessionConfig()
-        config.slotBytes = [4 << 20]
-        config.intervalNanos = 20_000_000
-        config.roundLimit = 3
-        config.verifyEvery = 0
-        let session = try Session(config: config, system: system)
-        let queue = RecordQueue()
-        session.subscribe(queue)
+        let (session, queue) = try smallSession(system) { config in
+            config.roundLimit = 3
+            config.verifyEvery = 0
+        }
         session.start()
         defer { session.stop() }
         var rounds = 0

@@ -23,12 +23,7 @@ final class RecordingFailureTests: XCTestCase {
 
     func testFailedWriteStopsTheRecordingAndAnotherCanStart() throws {
         let system = try kvmOrSkip()
-        var config = SessionConfig()
-        config.slotBytes = [4 << 20]
-        config.intervalNanos = 20_000_000
-        let session = try Session(config: config, system: system)
-        let queue = RecordQueue()
-        session.subscribe(queue)
+        let (session, queue) = try smallSession(system)
         let full = FullDisk(accepted: 3)
         session.attachRecorder(full, path: "/full/disk.dsrec")
         let second = FullDisk(accepted: .max)

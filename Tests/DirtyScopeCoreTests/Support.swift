@@ -23,3 +23,16 @@ func commandMachine(_ system: KVMSystem, slotBytes: [Int] = [4 << 20], mode: Har
     machine.enterCommandMode()
     return machine
 }
+
+/// A session on one 4 MiB slot harvesting every 20 ms, with a queue subscribed to it;
+/// `adjust` changes the configuration first. Not started.
+func smallSession(_ system: KVMSystem, _ adjust: (inout SessionConfig) -> Void = { _ in }) throws -> (Session, RecordQueue) {
+    var config = SessionConfig()
+    config.slotBytes = [4 << 20]
+    config.intervalNanos = 20_000_000
+    adjust(&config)
+    let session = try Session(config: config, system: system)
+    let queue = RecordQueue()
+    session.subscribe(queue)
+    return (session, queue)
+}

@@ -3,16 +3,7 @@ import XCTest
 
 /// Bad input on the command line: exit code 2 (1 for environment problems), exactly one
 /// `dirtyscope: ...` line on stderr naming the offending value, nothing on stdout, no file.
-final class CLIInputTests: XCTestCase {
-    private var scratch: URL!
-
-    override func setUpWithError() throws {
-        scratch = try makeScratch()
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: scratch)
-    }
+final class CLIInputTests: ScratchTestCase {
 
     private var target: String { scratch.appendingPathComponent("out.dsrec").path }
 

@@ -2,16 +2,7 @@ import Foundation
 import XCTest
 
 /// `dirtyscope caps` on this host, and with /dev/kvm missing or not a KVM device.
-final class CapsTests: XCTestCase {
-    private var scratch: URL!
-
-    override func setUpWithError() throws {
-        scratch = try makeScratch()
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: scratch)
-    }
+final class CapsTests: ScratchTestCase {
 
     func testCapsReportsTheAPIAndManualProtect() throws {
         try requireKVM()

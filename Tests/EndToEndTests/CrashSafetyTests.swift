@@ -2,17 +2,8 @@ import Foundation
 import XCTest
 
 /// A recording survives what ends a session badly: kill -9, a full disk, a guest fault.
-final class CrashSafetyTests: XCTestCase {
-    private var scratch: URL!
+final class CrashSafetyTests: ScratchTestCase {
     private var file: String { scratch.appendingPathComponent("r.dsrec").path }
-
-    override func setUpWithError() throws {
-        scratch = try makeScratch()
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: scratch)
-    }
 
     /// kill -9 at a moment the test does not choose: the file reads, and the rounds it
     /// lost are those harvested in about the last second (the writer hands records to

@@ -3,16 +3,7 @@ import XCTest
 
 /// Command lines and files from anywhere: negative numbers, mode lists, directories and
 /// FIFOs where files belong, values past the limits, closed pipes and full disks.
-final class HostileInputTests: XCTestCase {
-    private var scratch: URL!
-
-    override func setUpWithError() throws {
-        scratch = try makeScratch()
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: scratch)
-    }
+final class HostileInputTests: ScratchTestCase {
 
     private var target: String { scratch.appendingPathComponent("out.dsrec").path }
 

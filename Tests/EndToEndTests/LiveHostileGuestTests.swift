@@ -4,18 +4,7 @@ import XCTest
 /// Hostile guests under the live heatmap (tmux): the screen says what the guest did, and
 /// `q` still quits. The guests are a few instructions each, given as bytes with their
 /// assembly (Tests/HostileGuests has them as C, built and tested in KVMTests).
-final class LiveHostileGuestTests: XCTestCase {
-    private var scratch: URL!
-    private var session: TmuxSession?
-
-    override func setUpWithError() throws {
-        scratch = try makeScratch()
-    }
-
-    override func tearDownWithError() throws {
-        session?.kill()
-        if let scratch { try? FileManager.default.removeItem(at: scratch) }
-    }
+final class LiveHostileGuestTests: ScratchTestCase {
 
     private func start(_ name: String, _ code: [UInt8]) throws -> TmuxSession {
         let tmux = try requireTmux()

@@ -5,18 +5,7 @@ import Glibc
 #endif
 
 /// The live heatmap driven through tmux: keys in, screen text out.
-final class LiveUITests: XCTestCase {
-    private var scratch: URL!
-    private var session: TmuxSession?
-
-    override func setUpWithError() throws {
-        scratch = try makeScratch()
-    }
-
-    override func tearDownWithError() throws {
-        session?.kill()
-        if let scratch { try? FileManager.default.removeItem(at: scratch) }
-    }
+final class LiveUITests: ScratchTestCase {
 
     /// Starts `dirtyscope run` in tmux; `environment` entries (NAME=value) go before it.
     private func start(width: Int = 160, height: Int = 48, extra: [String] = [], environment: [String] = []) throws -> TmuxSession {

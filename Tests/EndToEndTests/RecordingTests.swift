@@ -5,17 +5,12 @@ import Glibc
 #endif
 
 /// record -> inspect -> export with the real tool, damaged files, and a record stopped by SIGTERM.
-final class RecordingTests: XCTestCase {
-    private var scratch: URL!
+final class RecordingTests: ScratchTestCase {
     private var file: String { scratch.appendingPathComponent("session.dsrec").path }
 
     override func setUpWithError() throws {
         try requireKVM()
-        scratch = try makeScratch()
-    }
-
-    override func tearDownWithError() throws {
-        if let scratch { try? FileManager.default.removeItem(at: scratch) }
+        try super.setUpWithError()
     }
 
     /// `--rounds 15` asks for 15 rounds: the file, inspect, export and the tool's own

@@ -2,18 +2,7 @@ import Foundation
 import XCTest
 
 /// `dirtyscope replay` in tmux with /dev/kvm hidden from it: replay needs no KVM.
-final class ReplayTests: XCTestCase {
-    private var scratch: URL!
-    private var session: TmuxSession?
-
-    override func setUpWithError() throws {
-        scratch = try makeScratch()
-    }
-
-    override func tearDownWithError() throws {
-        session?.kill()
-        if let scratch { try? FileManager.default.removeItem(at: scratch) }
-    }
+final class ReplayTests: ScratchTestCase {
 
     func testReplayRunsWithoutKVM() throws {
         let tmux = try requireTmux()

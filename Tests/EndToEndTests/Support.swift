@@ -230,3 +230,19 @@ func inspectJSON(_ path: String, in scratch: URL, file: StaticString = #filePath
     let json = try? JSONSerialization.jsonObject(with: Data(outcome.stdout.utf8)) as? [String: Any]
     return (outcome, json)
 }
+
+/// An end-to-end test with a scratch folder of its own, removed afterwards, and at most
+/// one tmux session, killed afterwards.
+class ScratchTestCase: XCTestCase {
+    var scratch: URL!
+    var session: TmuxSession?
+
+    override func setUpWithError() throws {
+        scratch = try makeScratch()
+    }
+
+    override func tearDownWithError() throws {
+        session?.kill()
+        if let scratch { try? FileManager.default.removeItem(at: scratch) }
+    }
+}
