@@ -128,7 +128,7 @@ public final class Harvester {
     /// The clear policy in force: manual mode's, `.auto` in the others (where it does not apply).
     public var effectivePolicy: ClearPolicy { HarvestSetting(mode: mode, policy: clearPolicy).policy }
     /// What the mode and policy in force do with KVM_CLEAR_DIRTY_LOG.
-    var policyEntry: ClearPolicyEntry { mode.entry.manualProtect ? clearPolicy.entry : .none }
+    var policyEntry: ClearPolicyEntry { mode.entry.manualProtect ? clearPolicy.entry : .noClear }
 
     /// Harvests every slot, copies and classifies what was reported, and returns the round.
     /// With `verify`, the caller has paused the vCPUs: every page is compared afterwards.
@@ -202,9 +202,9 @@ public final class Harvester {
         for (i, s) in slots.enumerated() {
             var falsePositives = DirtyBitmap(pageCount: s.pageCount)
             var initial = 0, copied = 0
-            let chunkWords = (policy == .none ? 4096 : clearChunk.pages(forSlotOf: s.pageCount)) / 64
-            // The chunk's CLEAR mask before its copy: the reported bits, all of them or
-            // only those inside the user's blocks.
+            let chunkWords = (policy == .noClear ? 4096 : clearChunk.pages(forSlotOf: s.pageCount)) / 64
+            // The hand policy's CLEAR mask for a chunk: its reported bits inside the user's
+            // blocks (auto clears straight from the reported words).
             let userMask = policy.beforeCopy == .userBlocks ? watched[i]?.mask : nil
             var maskWords = [UInt64](repeating: 0, count: policy.beforeCopy == .userBlocks ? chunkWords : 0)
             var copiedChunks: [Int] = []  // cleared once the whole slot is copied (after-copy)

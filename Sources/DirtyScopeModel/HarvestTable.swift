@@ -72,7 +72,7 @@ public struct ClearPolicyEntry: Sendable, Equatable {
     ]
 
     /// What a mode without manual protect does: no CLEAR at all.
-    public static let none = ClearPolicyEntry(policy: .auto, clearsAtGet: false, beforeCopy: .nothing, clearsAfterCopy: false)
+    public static let noClear = ClearPolicyEntry(policy: .auto, clearsAtGet: false, beforeCopy: .nothing, clearsAfterCopy: false)
 }
 
 extension ClearPolicy {
