@@ -21,7 +21,7 @@ public enum RowExport {
 
     /// A cell: what CSV prints bare and JSON prints as a number, string, boolean or null.
     enum Value {
-        case int(Int), uint(UInt64), seconds(UInt64), text(String), bool(Bool), none
+        case int(Int), uint(UInt64), seconds(UInt64), text(String), bool(Bool), empty
 
         var csv: String {
             switch self {
@@ -31,7 +31,7 @@ public enum RowExport {
             case .text(let s): return s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" })
                 ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
             case .bool(let b): return b ? "yes" : "no"
-            case .none: return ""
+            case .empty: return ""
             }
         }
 
@@ -42,7 +42,7 @@ public enum RowExport {
             case .seconds(let nanos): return RowExport.seconds(nanos)
             case .text(let s): return RowExport.jsonString(s)
             case .bool(let b): return b ? "true" : "false"
-            case .none: return "null"
+            case .empty: return "null"
             }
         }
     }
@@ -71,7 +71,7 @@ public enum RowExport {
         case .events:
             for i in 0...reader.roundCount {
                 let events = i < reader.roundCount ? reader.events(at: i) : reader.trailingEvents
-                let before: Value = i < reader.roundCount ? .uint((try? reader.metrics(at: i).index) ?? 0) : .none
+                let before: Value = i < reader.roundCount ? .uint((try? reader.metrics(at: i).index) ?? 0) : .empty
                 for e in events { try line([before, time(e.nanos), .text(RecordingSummary.kind(of: e.event)), .text(detail(e.event))]) }
             }
         case .slots:
@@ -79,7 +79,7 @@ public enum RowExport {
                 let m = try reader.metrics(at: i)
                 for s in m.slots {
                     try line([.uint(m.index), time(m.startNanos), .int(s.slot), .int(s.reportedCount), .int(s.falsePositiveCount),
-                              .int(s.initialCount), .int(s.copiedPages), s.missed.map { .int($0) } ?? .none])
+                              .int(s.initialCount), .int(s.copiedPages), s.missed.map { .int($0) } ?? .empty])
                 }
             }
         case .blocks:
