@@ -17,17 +17,28 @@ final class ClearPolicyTests: XCTestCase {
         return (machine, harvester)
     }
 
+    /// The page written, harvested and copied once (the destination holds it), then
+    /// written again: the next round reports it as really changed.
+    private func settleAndChange(_ machine: GuestMachine, _ harvester: Harvester) throws {
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        _ = try harvester.harvestRound()
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+    }
+
+    /// A round with one more write of the page put into the policy's window.
+    private func roundWithWriteInWindow(_ machine: GuestMachine, _ harvester: Harvester) throws -> Round {
+        harvester.windowHook = { XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: self.page)) }
+        defer { harvester.windowHook = nil }
+        return try harvester.harvestRound()
+    }
+
     /// auto: a write after the chunk's CLEAR and before its copy is in the copy and is
     /// reported again: one false positive, attributed to a short race window.
     func testAutoWriteBetweenClearAndCopyIsOneRacedFalsePositive() throws {
         let (machine, harvester) = try manual(.auto)
         defer { machine.stop() }
-        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
-        _ = try harvester.harvestRound()
-        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
-        harvester.windowHook = { XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: self.page)) }
-        let raced = try harvester.harvestRound()
-        harvester.windowHook = nil
+        try settleAndChange(machine, harvester)
+        let raced = try roundWithWriteInWindow(machine, harvester)
         XCTAssertEqual(raced.falsePositives, 0, "the page changed before this copy")
         XCTAssertEqual(raced.clearPolicy, .auto)
         let next = try harvester.harvestRound(verify: true)
@@ -43,12 +54,8 @@ final class ClearPolicyTests: XCTestCase {
     func testAfterCopyLosesTheWriteBetweenCopyAndClear() throws {
         let (machine, harvester) = try manual(.afterCopy)
         defer { machine.stop() }
-        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
-        _ = try harvester.harvestRound()
-        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
-        harvester.windowHook = { XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: self.page)) }
-        let lossy = try harvester.harvestRound()
-        harvester.windowHook = nil
+        try settleAndChange(machine, harvester)
+        let lossy = try roundWithWriteInWindow(machine, harvester)
         XCTAssertEqual(lossy.reported, 1)
         XCTAssertGreaterThan(lossy.clearLatency.count, 0, "after-copy still calls KVM_CLEAR_DIRTY_LOG")
         XCTAssertEqual(lossy.lostPages, 1, "found as it happened: changed since the copy, and no dirty bit")
@@ -64,9 +71,7 @@ final class ClearPolicyTests: XCTestCase {
     func testAutoDoesNotLoseTheSameWrite() throws {
         let (machine, harvester) = try manual(.auto)
         defer { machine.stop() }
-        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
-        _ = try harvester.harvestRound()
-        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        try settleAndChange(machine, harvester)
         var wrote = false
         harvester.windowHook = { if !wrote { wrote = machine.commandWrite(vcpu: 0, linearPage: self.page) } }
         XCTAssertEqual(try harvester.harvestRound().lostPages, 0)
@@ -122,9 +127,7 @@ final class ClearPolicyTests: XCTestCase {
     func testAtGetHasLegacysWindow() throws {
         let (machine, harvester) = try manual(.atGet)
         defer { machine.stop() }
-        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
-        _ = try harvester.harvestRound()
-        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        try settleAndChange(machine, harvester)
         let collected = try harvester.collect()
         XCTAssertEqual(collected.clear.count, 1, "one CLEAR of the slot inside collect, right after GET")
         XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
