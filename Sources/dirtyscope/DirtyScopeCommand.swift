@@ -8,7 +8,7 @@ struct DirtyScopeCommand: ParsableCommand {
         abstract: "See KVM dirty-page tracking: a live heatmap of every memslot's dirty bitmap, with ground-truth false positives.",
         discussion: """
             With no subcommand, `dirtyscope` is `dirtyscope run`: it starts a small guest on /dev/kvm and opens the live heatmap.
-            Keys in the heatmap: m manual protect, arrows/hjkl move, space mark, v range, c CLEAR, p pause, ? help, q quit.
+            Keys in the heatmap: m manual protect, o clear policy, arrows/hjkl move, space mark, v range, c CLEAR, p pause, ? help, q quit.
             """,
         version: "0.1.0",
         subcommands: [RunCommand.self, BenchCommand.self, RecordCommand.self, ReplayCommand.self, InspectCommand.self,
