@@ -243,9 +243,10 @@ public struct RecordingFuzzer {
         w.varint(random.next() % 2 == 0 ? UInt64(i) : hostileUInt())   // sequence
         let mask = random.next() % 4 == 0 ? hostileUInt() : random.next() & RoundField.all
         w.varint(mask)
-        w.varint(random.next() % 3 == 0 ? hostileUInt() : (random.next() % 8) << 2 | random.next() % 3)
+        // Mode and chunk; mode code 3 (manual with a clear policy) carries the policy, 0 included.
+        w.varint(random.next() % 3 == 0 ? hostileUInt() : (random.next() % 8) << 2 | random.next() % 4)
         if mask & RoundField.all != mask { w.varint(hostileUInt()) }
-        for bit in 0..<14 where mask & (UInt64(1) << UInt64(bit)) != 0 {
+        for bit in 0..<16 where mask & (UInt64(1) << UInt64(bit)) != 0 {
             switch UInt64(1) << UInt64(bit) {
             case RoundField.getLatency, RoundField.clearLatency:
                 w.varint(hostileUInt())
@@ -258,6 +259,14 @@ public struct RecordingFuzzer {
                 w.varint(UInt64(nonzero))
                 for _ in 0..<nonzero {
                     w.varint(random.next() % 8)
+                    w.varint(hostileUInt())
+                }
+            case RoundField.origins:
+                w.varint(hostileUInt())   // never cleared
+                let nonzero = random.next() % 4 == 0 ? hostileUInt() : random.next() % 30
+                w.varint(nonzero)
+                for _ in 0..<min(nonzero, 30) {
+                    w.varint(random.next() % 2 == 0 ? random.next() % 4 : hostileUInt())
                     w.varint(hostileUInt())
                 }
             case RoundField.verification:
