@@ -121,16 +121,20 @@ struct ScriptedStep {
     /// pause, resume.
     init(parsing text: String) throws(SessionError) {
         let usage = "--at '\(text)' is not ROUND:ACTION (mode=M, policy=P, clear=SLOT:A-B, drop=SLOT, workload=W, pause, resume)"
-        guard let colon = text.firstIndex(of: ":"), let round = UInt64(text[..<colon]), round >= 1 else {
+        guard let colon = text.firstIndex(of: ":"), let round = UInt64(text[..<colon]) else {
             throw .invalidArgument(usage)
         }
+        guard round >= 1 else { throw .invalidArgument("--at '\(text)': round \(round) is before the first round (1)") }
         afterRound = round
         let action = String(text[text.index(after: colon)...])
         let parts = action.split(separator: "=", maxSplits: 1).map(String.init)
         switch (parts.first ?? "", parts.count == 2 ? parts[1] : nil) {
         case ("pause", nil): command = .pause
         case ("resume", nil): command = .resume
-        case ("mode", let value?): command = .setMode(try parseModes(value).first!)
+        case ("mode", let value?):
+            let modes = try parseModes(value)
+            guard modes.count == 1 else { throw .invalidArgument("--at '\(text)' names \(modes.count) modes; a step sets one") }
+            command = .setMode(modes[0])
         case ("policy", let value?):
             do { command = .setClearPolicy(try ClearPolicy(parsing: value)) } catch { throw .invalidArgument(error.description) }
         case ("workload", let value?): command = .setWorkload(try parseWorkload(value))

@@ -14,9 +14,9 @@ struct PlotCommand: ParsableCommand {
     var output: String?
     @Option(help: "What to draw: heatmap (address x round), fp (false-positive fraction), latency (GET and CLEAR).")
     var kind = "heatmap"
-    @Option(help: "Data slot to draw (heatmap), as inspect lists them.")
+    @Option(parsing: .unconditional, help: "Data slot to draw (heatmap), as inspect lists them.")
     var slot = "0"
-    @Option(help: "Round numbers to draw, A..B (as the UI and inspect number them); default: all.")
+    @Option(parsing: .unconditional, help: "Round numbers to draw, A..B (as the UI and inspect number them); default: all.")
     var rounds: String?
 
     func run() throws {

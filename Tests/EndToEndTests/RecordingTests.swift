@@ -103,9 +103,15 @@ final class RecordingTests: ScratchTestCase {
         let badSlot = try dirtyscope(["plot", race, "--slot", "7"], in: scratch)
         XCTAssertEqual(badSlot.status, 2)
         XCTAssertTrue(badSlot.stderr.contains("slot 7"), badSlot.stderr)
-        let badStep = try dirtyscope(["record", race, "--at", "5:explode"], in: scratch)
-        XCTAssertEqual(badStep.status, 2)
-        XCTAssertTrue(badStep.stderr.contains("'5:explode'"), badStep.stderr)
+        for (args, named) in [(["record", race, "--at", "5:explode"], "'5:explode'"),
+                              (["record", race, "--at", "5:mode=ring,legacy"], "2 modes"),
+                              (["record", race, "--at", "0:pause"], "round 0"),
+                              (["record", race, "--clear-policy", "hand,auto"], "2 policies"),
+                              (["plot", race, "--slot", "-1"], "'-1'")] {
+            let bad = try dirtyscope(args, in: scratch)
+            XCTAssertEqual(bad.status, 2, "\(args)")
+            XCTAssertTrue(bad.stderr.contains(named), "\(args): \(bad.stderr)")
+        }
     }
 
     /// inspect's text and JSON, and export's CSV, describe the same recording.
