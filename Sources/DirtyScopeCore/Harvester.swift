@@ -503,7 +503,7 @@ struct Consumer {
             var bits = words[w]
             guard bits != 0 else { continue }
             let previous = notes[w]
-            notes[w] = CopyNote.make(protectedAt: protectedAt, copiedAt: monotonicNanos())
+            notes[w] = protectedAt == 0 ? CopyNote.notReprotected : CopyNote.make(protectedAt: protectedAt, copiedAt: monotonicNanos())
             var fpBits: UInt64 = 0
             while bits != 0 {
                 let bit = bits.trailingZeroBitCount
