@@ -4,7 +4,7 @@ import PackageDescription
 // Layers, each a target; arrows point one way:
 //   Pages (dirty bitmaps, page size; no dependencies)
 //   Pages + CKVM (C shim over <linux/kvm.h>) -> KVM
-//   Pages -> DirtyScopeModel (value types: rounds, events, settings, the mode and policy tables)
+//   Pages -> DirtyScopeModel (value types: the metric table, rounds, events, settings, the mode and policy tables)
 //   DirtyScopeModel -> DirtyScopeRecording (replay files; no /dev/kvm, no <linux/kvm.h>)
 //   DirtyScopeModel + KVM + DirtyScopeRecording -> DirtyScopeCore (VM, guest, harvest, accounting)
 //   DirtyScopeRecording -> DirtyScopePlot (SVG pictures of a recording)
@@ -54,7 +54,7 @@ let package = Package(
         .testTarget(name: "DirtyScopeRecordingTests", dependencies: ["DirtyScopeRecording", "DirtyScopeModel", "Pages"]),
         .testTarget(name: "DirtyScopeTUITests", dependencies: ["DirtyScopeTUI", "DirtyScopeModel", "Pages"]),
         .testTarget(name: "DirtyScopePlotTests", dependencies: ["DirtyScopePlot", "DirtyScopeRecording", "DirtyScopeModel", "Pages", "CZlib"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["dirtyscope"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["dirtyscope", "DirtyScopeModel"]),
     ],
     swiftLanguageModes: [.v6]
 )

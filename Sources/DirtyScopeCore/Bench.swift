@@ -67,57 +67,63 @@ public struct BenchConfig: Sendable {
     }
 }
 
-/// One mode's figures, named as dirty_log_perf_test prints them, plus ground truth.
-public struct BenchResult: Codable, Sendable {
-    public var mode: String
-    public var clear_chunk_pages: String
-    /// Manual mode's clear policy ("-" in the other modes).
-    public var clear_policy: String
+/// One mode's figures: dirty_log_perf_test's (populate and dirty memory time, GET and
+/// CLEAR per iteration), the bench's own, and every metric of the table (`Metric`) summed
+/// over the timed iterations. JSON keys are snake_case with units, the metrics' as
+/// `Metric.columns` names them.
+public struct BenchResult: Encodable, Sendable {
+    public var setting: HarvestSetting
+    /// Manual mode's clear chunk (nil in the other modes).
+    public var clearChunk: ClearChunk?
     public var iterations: Int
-    public var memory_bytes: UInt64
+    public var memoryBytes: UInt64
     public var vcpus: Int
     public var slots: Int
     public var workload: String
-    public var populate_memory_ns: UInt64
-    public var dirty_memory_total_ns: UInt64
-    public var dirty_memory_avg_ns: UInt64
-    public var get_dirty_log_total_ns: UInt64
-    public var get_dirty_log_avg_ns: UInt64
-    public var get_dirty_log_calls: UInt64
-    public var get_dirty_log_max_ns: UInt64
-    public var clear_dirty_log_total_ns: UInt64
-    public var clear_dirty_log_avg_ns: UInt64
-    public var clear_dirty_log_calls: UInt64
-    public var clear_dirty_log_max_ns: UInt64
-    public var longest_ioctl_ns: UInt64
-    public var reported_pages: UInt64
-    public var false_positive_pages: UInt64
-    public var false_positive_rate: Double
-    /// False positives from the GET/CLEAR race, and from dirty bits never cleared (hand).
-    public var false_positives_raced: UInt64
-    public var false_positives_never_cleared: UInt64
-    public var initial_pages: UInt64
-    public var copied_pages: UInt64
-    public var copied_bytes: UInt64
-    public var guest_writes: UInt64
-    public var write_protect_faults: UInt64
-    public var vcpu_exits: UInt64
-    public var ring_entries: UInt64
-    public var ring_full_exits: UInt64
-    public var missed_pages: UInt64
-    /// Pages lost between copy and CLEAR (after-copy), found as it happened.
-    public var lost_pages: UInt64
-    public var userspace_total_ns: UInt64
-    public var userspace_percent_of_ioctl: Double
-    public var copy_total_ns: UInt64
-    public var source_resident_bytes: UInt64
-    public var destination_resident_bytes: UInt64
-    public var peak_rss_bytes: UInt64
+    public var populateMemoryNanos: UInt64
+    public var dirtyMemoryTotalNanos: UInt64
+    public var sourceResidentBytes: UInt64
+    public var destinationResidentBytes: UInt64
+    public var peakRSSBytes: UInt64
     /// Page writes the guest made per timed iteration (all vCPUs).
-    public var guest_writes_per_iteration: UInt64
+    public var guestWritesPerIteration: UInt64
     /// vCPU statistics (`Bench.breakdownStats`) summed over vCPUs, per timed iteration:
     /// where the guest's time goes (exits by kind, page faults, emulated instructions).
-    public var vcpu_stats_per_iteration: [String: UInt64]
+    public var vcpuStatsPerIteration: [String: UInt64]
+    /// Every metric, summed over the timed iterations' rounds.
+    public var metrics: MetricValues
+
+    var perIteration: UInt64 { UInt64(max(1, iterations)) }
+    public var dirtyMemoryAverageNanos: UInt64 { dirtyMemoryTotalNanos / perIteration }
+    /// GET (and CLEAR) time per iteration, as dirty_log_perf_test averages it.
+    public var getPerIterationNanos: UInt64 { metrics.getDirtyLog.totalNanos / perIteration }
+    public var clearPerIterationNanos: UInt64 { metrics.clearDirtyLog.totalNanos / perIteration }
+    public var longestIoctlNanos: UInt64 { max(metrics.getDirtyLog.maxNanos, metrics.clearDirtyLog.maxNanos) }
+    /// Bookkeeping as a percentage of the time in GET and CLEAR.
+    public var bookkeepingPercentOfIoctl: Double {
+        let ioctl = metrics.getDirtyLog.totalNanos &+ metrics.clearDirtyLog.totalNanos
+        return ioctl > 0 ? Double(metrics[.bookkeepingNanos]) * 100 / Double(ioctl) : 0
+    }
+
+    /// The keys besides the metrics' columns, in the order `encode` writes them.
+    public static let ownKeys = [
+        "mode", "clear_policy", "clear_chunk_pages", "iterations", "memory_bytes", "vcpus", "slots", "workload",
+        "populate_memory_ns", "dirty_memory_total_ns", "dirty_memory_ns_per_iteration", "get_dirty_log_ns_per_iteration",
+        "clear_dirty_log_ns_per_iteration", "longest_ioctl_ns", "bookkeeping_percent_of_ioctl", "source_resident_bytes",
+        "destination_resident_bytes", "peak_rss_bytes", "guest_writes_per_iteration", "vcpu_stats_per_iteration",
+    ]
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: NameKey.self)
+        let own: [Encodable] = [
+            setting.mode.rawValue, setting.policy.rawValue, clearChunk?.description ?? "-", iterations, memoryBytes, vcpus, slots, workload,
+            populateMemoryNanos, dirtyMemoryTotalNanos, dirtyMemoryAverageNanos, getPerIterationNanos,
+            clearPerIterationNanos, longestIoctlNanos, bookkeepingPercentOfIoctl, sourceResidentBytes,
+            destinationResidentBytes, peakRSSBytes, guestWritesPerIteration, vcpuStatsPerIteration,
+        ]
+        for (key, value) in zip(Self.ownKeys, own) { try c.encode(value, forKey: NameKey(key)) }
+        try metrics.encode(into: &c)
+    }
 }
 
 /// dirty_log_perf_test's loop with a pre-copy consumer: each iteration every vCPU writes
@@ -183,11 +189,8 @@ public enum Bench {
         progress("[\(label)] populate memory time: \(formatNanos(populate))")
         _ = try harvester.harvestRound()
 
-        var totals = RoundTotals()
+        var totals = MetricValues()
         var dirtyTotal: UInt64 = 0
-        var bookkeeping: UInt64 = 0, copy: UInt64 = 0
-        var ringEntries: UInt64 = 0
-        var longest: UInt64 = 0
         var pending: Harvester.Collected?
         let statsBefore = breakdownStats.map { machine.vcpuStatSum([$0]) }
         let writesBefore = machine.guestWrites
@@ -219,37 +222,17 @@ public enum Bench {
         machine.pause()
         if let p = pending { account(try harvester.consume(p, verify: true)) }
 
-        func account(_ round: Round) {
-            totals.add(round)
-            bookkeeping += round.bookkeepingNanos
-            copy += round.copyNanos
-            ringEntries += round.ringEntries
-            longest = max(longest, round.getLatency.maxNanos, round.clearLatency.maxNanos)
-        }
+        func account(_ round: Round) { totals.add(round.values) }
 
-        let ioctl = totals.get.totalNanos + totals.clear.totalNanos
         let page = UInt64(PageSize.system)
         let sourceResident = machine.dataSlots.reduce(0) { $0 + UInt64($1.memory.residentPages().count) } * page
         return BenchResult(
-            mode: mode.rawValue, clear_chunk_pages: entry.manualProtect ? chunk.description : "-",
-            clear_policy: entry.manualProtect ? policy.rawValue : "-", iterations: config.iterations,
-            memory_bytes: UInt64(config.memoryPerVCPU * config.vcpus), vcpus: config.vcpus, slots: config.slots,
-            workload: config.workload.summary, populate_memory_ns: populate,
-            dirty_memory_total_ns: dirtyTotal, dirty_memory_avg_ns: dirtyTotal / n,
-            get_dirty_log_total_ns: totals.get.totalNanos, get_dirty_log_avg_ns: totals.get.totalNanos / n,
-            get_dirty_log_calls: totals.get.count, get_dirty_log_max_ns: totals.get.maxNanos,
-            clear_dirty_log_total_ns: totals.clear.totalNanos, clear_dirty_log_avg_ns: totals.clear.totalNanos / n,
-            clear_dirty_log_calls: totals.clear.count, clear_dirty_log_max_ns: totals.clear.maxNanos,
-            longest_ioctl_ns: longest, reported_pages: totals.reported, false_positive_pages: totals.falsePositives,
-            false_positive_rate: totals.falsePositiveRate, false_positives_raced: UInt64(totals.origins.raced),
-            false_positives_never_cleared: UInt64(totals.origins.neverCleared), initial_pages: totals.initial, copied_pages: totals.copiedPages,
-            copied_bytes: totals.bytesCopied, guest_writes: totals.guestWrites, write_protect_faults: totals.writeProtectFaults,
-            vcpu_exits: machine.vcpuStatSum(Harvester.exitStats), ring_entries: ringEntries,
-            ring_full_exits: machine.ringFullExits, missed_pages: totals.missed, lost_pages: totals.lostPages, userspace_total_ns: bookkeeping,
-            userspace_percent_of_ioctl: ioctl > 0 ? Double(bookkeeping) * 100 / Double(ioctl) : 0, copy_total_ns: copy,
-            source_resident_bytes: sourceResident, destination_resident_bytes: UInt64(harvester.destinationResidentPages) * page,
-            peak_rss_bytes: peakResidentBytes(), guest_writes_per_iteration: writesPerIteration,
-            vcpu_stats_per_iteration: perIteration)
+            setting: setting, clearChunk: entry.manualProtect ? chunk : nil, iterations: config.iterations,
+            memoryBytes: UInt64(config.memoryPerVCPU * config.vcpus), vcpus: config.vcpus, slots: config.slots,
+            workload: config.workload.summary, populateMemoryNanos: populate, dirtyMemoryTotalNanos: dirtyTotal,
+            sourceResidentBytes: sourceResident, destinationResidentBytes: UInt64(harvester.destinationResidentPages) * page,
+            peakRSSBytes: peakResidentBytes(), guestWritesPerIteration: writesPerIteration,
+            vcpuStatsPerIteration: perIteration, metrics: totals)
     }
 }
 

@@ -33,8 +33,8 @@ public final class Harvester {
     /// Set from another thread to make a paced copy finish at once (a stop request).
     public var copyStop = CopyStop()
     let destination: Destination
-    /// The blocks the user last cleared, per slot, as a page mask: watched every round
-    /// (`SlotRound.watched`), and under the hand policy the only blocks re-protected.
+    /// The blocks the user last cleared, per slot, as a page mask: under the hand policy
+    /// the only blocks re-protected.
     private var watched: [(mask: DirtyBitmap, blocks: Int)?]
     /// Per slot and 64-page block, how its last copy went (`CopyNote`).
     private var lastCopy: [[UInt8]]
@@ -194,7 +194,8 @@ public final class Harvester {
         //    reads per dirty chunk. Bookkeeping is everything but the CLEARs and the copy
         //    loop (which walks the chunk's bits and compares each page as it copies it).
         var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize, stop: copyStop)
-        var slotRounds: [SlotRound] = []
+        var slotMetrics: [SlotMetrics] = []
+        var bitmaps: [SlotBitmaps] = []
         var copyNanos: UInt64 = 0
         var lostPages = 0
         var mark = monotonicNanos()
@@ -290,13 +291,9 @@ public final class Harvester {
                 mark = monotonicNanos()
                 bookkeeping += mark - a
             }
-            var slotRound = SlotRound(slot: i, reported: reported[i], falsePositives: falsePositives,
-                                      initialCount: initial, copiedPages: copied)
-            if let w = watched[i] {
-                slotRound.watched = WatchedBlocks(blocks: w.blocks, reported: reported[i].intersection(w.mask).count,
-                                                  falsePositives: falsePositives.intersection(w.mask).count)
-            }
-            slotRounds.append(slotRound)
+            slotMetrics.append(SlotMetrics(slot: i, [.reportedPages: reported[i].count, .falsePositivePages: falsePositives.count,
+                                                     .initialPages: initial, .copiedPages: copied]))
+            bitmaps.append(SlotBitmaps(reported: reported[i], falsePositives: falsePositives))
         }
         let now = monotonicNanos()
         bookkeeping += now - mark
@@ -313,7 +310,7 @@ public final class Harvester {
                 let r = destination.verify(slot: i, source: s.memory)
                 missed.append(r.differing.count)
                 compared += r.compared
-                slotRounds[i].missed = r.differing.count
+                slotMetrics[i][.missedPages] = r.differing.count
                 var blocks: [Int] = []
                 r.differing.withUnsafeWords { words in
                     for (b, word) in words.enumerated() where word != 0 && blocks.count < Verification.maxListedBlocks {
@@ -331,13 +328,25 @@ public final class Harvester {
         let writes = machine.guestWrites, faults = machine.vcpuStatSum(Self.faultStats)
         let exits = machine.vcpuStatSum(Self.exitStats), ringFull = machine.ringFullExits
         defer { lastWrites = writes; lastWritesAt = t1; lastFaults = faults; lastExits = exits; lastRingFull = ringFull }
-        return Round(index: roundIndex, startNanos: t0 - startNanos, durationNanos: t1 - t0, mode: mode, clearChunk: clearChunk,
-                     clearPolicy: effectivePolicy, slots: slotRounds, getLatency: get, clearLatency: clear, bytesCopied: consumer.bytes,
-                     copyNanos: copyNanos, bookkeepingNanos: bookkeeping,
-                     guestWrites: machine.writes(from: lastWrites, to: writes, overNanos: t1 &- lastWritesAt),
-                     writeProtectFaults: faults &- lastFaults, exits: exits &- lastExits,
-                     ringEntries: ringEntries, ringFullExits: ringFull &- lastRingFull, verification: verification,
-                     origins: consumer.origins, lostPages: lostPages)
+        var m = RoundMetrics(mode: mode, clearChunk: clearChunk, clearPolicy: effectivePolicy)
+        m.index = roundIndex
+        m.startNanos = t0 - startNanos
+        m.slots = slotMetrics
+        m.verification = verification
+        m.getDirtyLog = get
+        m.clearDirtyLog = clear
+        m.origins = consumer.origins
+        m[.durationNanos] = t1 - t0
+        m[.copiedBytes] = consumer.bytes
+        m[.copyNanos] = copyNanos
+        m[.bookkeepingNanos] = bookkeeping
+        m[.guestWrites] = machine.writes(from: lastWrites, to: writes, overNanos: t1 &- lastWritesAt)
+        m[.writeProtectFaults] = faults &- lastFaults
+        m[.vcpuExits] = exits &- lastExits
+        m[.ringEntriesHarvested] = ringEntries
+        m[.ringFullExits] = ringFull &- lastRingFull
+        m[.lostPages] = UInt64(lostPages)
+        return Round(metrics: m, bitmaps: bitmaps)
     }
 
     /// After-copy only: the pages copied this round that changed since their copy although
@@ -394,8 +403,8 @@ public final class Harvester {
     /// Clears `blocks` (64-page blocks) of data slot `slot` with KVM_CLEAR_DIRTY_LOG,
     /// adjacent blocks merged into calls of up to a clear chunk, each copied right after. In manual mode a GET first
     /// tells which pages are dirty; in legacy mode the kernel's bits since the last GET
-    /// are unknown, so every page of the blocks is copied. Later rounds report how many
-    /// false positives these blocks produce (`SlotRound.watched`).
+    /// are unknown, so every page of the blocks is copied. The UI compares the false
+    /// positives these blocks produce before and after, from the rounds' bitmaps.
     public func clearBlocks(slot: Int, blocks: [Int]) throws(SessionError) -> BlockClear {
         guard mode.entry.canClear else {
             throw .invalidArgument("KVM_CLEAR_DIRTY_LOG does not apply in \(mode.rawValue) mode: the ring's reset re-arms tracking")

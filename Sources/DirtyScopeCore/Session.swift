@@ -214,7 +214,7 @@ final class SessionLoop: @unchecked Sendable {
                 ringMismatchesShown = harvester.ringResetMismatches
                 note("KVM_RESET_DIRTY_RINGS reset \(m.reset) entries but \(m.harvested) were harvested")
             }
-            round.index = index
+            round.metrics.index = index
             harvesterRounds += 1
             if verify && !paused { machine.resume() }
             // The missed blocks go out with the `verified` event only; the round keeps the counts.

@@ -1,56 +1,5 @@
 import Pages
 
-/// One memslot's share of a harvest round. Counts are ground truth: the guest stamps
-/// every page it writes, so the host knows which reported pages really changed.
-public struct SlotRound: Equatable, Sendable {
-    /// Index into `SessionInfo.slots`.
-    public var slot: Int
-    /// Pages the dirty log (or ring) reported this round.
-    public var reported: DirtyBitmap
-    /// Reported pages that had not changed since they were last copied.
-    public var falsePositives: DirtyBitmap
-    /// Reported pages never copied before (the first, bulk copy); neither true nor false.
-    public var initialCount: Int
-    /// Pages copied to the destination this round.
-    public var copiedPages: Int
-    /// Pages that changed but were never reported, found at a verification point;
-    /// nil when this round did not verify. Must be 0: anything else is a KVM (or ring) loss.
-    public var missed: Int?
-    /// Reported and false-positive pages inside the blocks the user last cleared (`c`),
-    /// so the effect of a manual CLEAR can be compared with the slot as a whole.
-    public var watched: WatchedBlocks?
-
-    public init(slot: Int, reported: DirtyBitmap, falsePositives: DirtyBitmap, initialCount: Int = 0,
-                copiedPages: Int = 0, missed: Int? = nil, watched: WatchedBlocks? = nil) {
-        self.slot = slot
-        self.reported = reported
-        self.falsePositives = falsePositives
-        self.initialCount = initialCount
-        self.copiedPages = copiedPages
-        self.missed = missed
-        self.watched = watched
-    }
-
-    public var reportedCount: Int { reported.count }
-    public var falsePositiveCount: Int { falsePositives.count }
-    /// Reported pages that really changed.
-    public var truePositiveCount: Int { reportedCount - falsePositiveCount - initialCount }
-}
-
-/// Counts inside the set of blocks the user cleared by hand.
-public struct WatchedBlocks: Equatable, Codable, Sendable {
-    /// How many blocks are watched.
-    public var blocks: Int
-    public var reported: Int
-    public var falsePositives: Int
-
-    public init(blocks: Int, reported: Int, falsePositives: Int) {
-        self.blocks = blocks
-        self.reported = reported
-        self.falsePositives = falsePositives
-    }
-}
-
 /// Result of a verification point: vCPUs paused, log harvested, every page of
 /// source and destination compared.
 public struct Verification: Equatable, Codable, Sendable {
@@ -115,87 +64,63 @@ public struct FalsePositiveOrigins: Equatable, Codable, Sendable {
     }
 }
 
-/// One harvest round: every memslot harvested, reported pages copied and classified.
-public struct Round: Equatable, Sendable {
-    /// 1-based round number.
-    public var index: UInt64
-    /// Start of the round, nanoseconds since the session started.
-    public var startNanos: UInt64
-    /// Wall time from the start of the harvest to the end of the copy.
-    public var durationNanos: UInt64
-    public var mode: HarvestMode
-    public var clearChunk: ClearChunk
-    /// Who cleared, and when (manual mode; `.auto` otherwise).
-    public var clearPolicy: ClearPolicy
-    public var slots: [SlotRound]
-    /// `KVM_GET_DIRTY_LOG` calls (ring mode: ring harvests) this round.
-    public var getLatency: LatencyStats
-    /// `KVM_CLEAR_DIRTY_LOG` calls (ring mode: `KVM_RESET_DIRTY_RINGS`) this round.
-    public var clearLatency: LatencyStats
-    public var bytesCopied: UInt64
-    /// Time spent copying pages, including bandwidth pacing.
-    public var copyNanos: UInt64
-    /// Userspace bookkeeping: walking bitmaps, the false-positive check, statistics.
-    public var bookkeepingNanos: UInt64
-    /// Guest page writes during the round (all vCPUs, from the guest's own counters).
-    public var guestWrites: UInt64
-    /// Write-protect faults taken by the vCPUs during the round (KVM binary stats).
-    public var writeProtectFaults: UInt64
-    /// vCPU exits during the round (KVM binary stats).
-    public var exits: UInt64
-    /// Ring mode: entries harvested, and times a vCPU stopped on a full ring.
-    public var ringEntries: UInt64
-    public var ringFullExits: UInt64
-    /// Set when this round ended at a verification point.
-    public var verification: Verification?
-    /// Where this round's false positives came from.
-    public var origins: FalsePositiveOrigins
-    /// Pages whose write landed between their copy and their CLEAR (the after-copy
-    /// policy), found right after the CLEAR: KVM will never report them. A verification
-    /// point counts those still wrong as missed.
-    public var lostPages: Int
+/// One memslot's bitmaps in a harvest round (its counts are in `RoundMetrics.slots`).
+public struct SlotBitmaps: Equatable, Sendable {
+    /// Pages the dirty log (or ring) reported this round.
+    public var reported: DirtyBitmap
+    /// Reported pages that had not changed since they were last copied.
+    public var falsePositives: DirtyBitmap
 
-    public init(index: UInt64, startNanos: UInt64, durationNanos: UInt64, mode: HarvestMode, clearChunk: ClearChunk,
-                clearPolicy: ClearPolicy = .auto, slots: [SlotRound], getLatency: LatencyStats = LatencyStats(), clearLatency: LatencyStats = LatencyStats(),
-                bytesCopied: UInt64 = 0, copyNanos: UInt64 = 0, bookkeepingNanos: UInt64 = 0, guestWrites: UInt64 = 0,
-                writeProtectFaults: UInt64 = 0, exits: UInt64 = 0, ringEntries: UInt64 = 0, ringFullExits: UInt64 = 0,
-                verification: Verification? = nil, origins: FalsePositiveOrigins = FalsePositiveOrigins(),
-                lostPages: Int = 0) {
-        self.index = index
-        self.startNanos = startNanos
-        self.durationNanos = durationNanos
-        self.mode = mode
-        self.clearChunk = clearChunk
-        self.clearPolicy = HarvestSetting(mode: mode, policy: clearPolicy).policy
-        self.slots = slots
-        self.getLatency = getLatency
-        self.clearLatency = clearLatency
-        self.bytesCopied = bytesCopied
-        self.copyNanos = copyNanos
-        self.bookkeepingNanos = bookkeepingNanos
-        self.guestWrites = guestWrites
-        self.writeProtectFaults = writeProtectFaults
-        self.exits = exits
-        self.ringEntries = ringEntries
-        self.ringFullExits = ringFullExits
-        self.verification = verification
-        self.origins = origins
-        self.lostPages = lostPages
+    public init(reported: DirtyBitmap, falsePositives: DirtyBitmap) {
+        self.reported = reported
+        self.falsePositives = falsePositives
     }
 
-    /// Mode and policy as one label.
-    public var setting: HarvestSetting { HarvestSetting(mode: mode, policy: clearPolicy) }
+    /// Empty bitmaps for a slot of `pages` pages.
+    public init(pages: Int) {
+        self.init(reported: DirtyBitmap(pageCount: pages), falsePositives: DirtyBitmap(pageCount: pages))
+    }
+}
 
-    public var reported: Int { slots.reduce(0) { $0 + $1.reportedCount } }
-    public var falsePositives: Int { slots.reduce(0) { $0 + $1.falsePositiveCount } }
-    public var initial: Int { slots.reduce(0) { $0 + $1.initialCount } }
-    public var copiedPages: Int { slots.reduce(0) { $0 + $1.copiedPages } }
-    /// Missed pages found at this round's verification point, or nil if it did not verify.
-    public var missed: Int? { verification?.missed }
+/// One harvest round: its metrics, and each slot's bitmaps (`bitmaps[i]` belongs to
+/// `metrics.slots[i]`). Counts are ground truth: the guest stamps every page it writes, so
+/// the host knows which reported pages really changed. The metrics' fields read through
+/// (`round.index`, `round.mode`).
+@dynamicMemberLookup
+public struct Round: Equatable, Sendable {
+    public var metrics: RoundMetrics
+    public var bitmaps: [SlotBitmaps]
 
-    /// False positives over the reported pages that were not first copies (0...1).
-    public var falsePositiveRate: Double {
-        let base = reported - initial
-        return base > 0 ? Double(falsePositives) / Double(base) : 0
+    /// A round of `metrics` with these bitmaps, one pair per slot of `metrics`, whose
+    /// counts the metrics already hold.
+    public init(metrics: RoundMetrics, bitmaps: [SlotBitmaps]) {
+        precondition(metrics.slots.count == bitmaps.count, "one bitmap pair per slot")
+        self.metrics = metrics
+        self.bitmaps = bitmaps
+    }
+
+    /// A round of `metrics` with these bitmaps; each slot's reported and false-positive
+    /// counts are set from its bitmaps.
+    public init(counting metrics: RoundMetrics, bitmaps: [SlotBitmaps]) {
+        self.init(metrics: metrics, bitmaps: bitmaps)
+        for i in bitmaps.indices {
+            self.metrics.slots[i][.reportedPages] = bitmaps[i].reported.count
+            self.metrics.slots[i][.falsePositivePages] = bitmaps[i].falsePositives.count
+        }
+    }
+
+    /// A metric's value (`RoundMetrics` subscript).
+    public subscript(metric: Metric) -> UInt64 {
+        get { metrics[metric] }
+        set { metrics[metric] = newValue }
+    }
+
+    /// A metric as an `Int`.
+    public func count(_ metric: Metric) -> Int { metrics.count(metric) }
+
+    public subscript<T>(dynamicMember path: KeyPath<RoundMetrics, T>) -> T { metrics[keyPath: path] }
+    public subscript<T>(dynamicMember path: WritableKeyPath<RoundMetrics, T>) -> T {
+        get { metrics[keyPath: path] }
+        set { metrics[keyPath: path] = newValue }
     }
 }

@@ -104,6 +104,31 @@ public enum ClearChunk: Equatable, Hashable, Codable, Sendable, CustomStringConv
         case .wholeSlot: return "slot"
         }
     }
+
+    /// JSON: "slot" or the pages as a number in a string ("64"), as on the command line.
+    /// Recordings before the metric table wrote `{"pages":{"_0":64}}` and `{"wholeSlot":{}}`,
+    /// which still decode.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+
+    public init(from decoder: Decoder) throws {
+        if let text = try? decoder.singleValueContainer().decode(String.self) {
+            if text == "slot" { self = .wholeSlot; return }
+            guard let n = Int(text) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "clear chunk '\(text)' is not a number of pages or 'slot'"))
+            }
+            self = .pages(n)
+            return
+        }
+        let c = try decoder.container(keyedBy: LegacyKeys.self)
+        if c.contains(.wholeSlot) { self = .wholeSlot; return }
+        self = .pages(try c.nestedContainer(keyedBy: LegacyPayload.self, forKey: .pages).decode(Int.self, forKey: ._0))
+    }
+
+    private enum LegacyKeys: String, CodingKey { case pages, wholeSlot }
+    private enum LegacyPayload: String, CodingKey { case _0 }
 }
 
 /// The built-in guest's workloads (ds_workload in Guests/include/dirtyscope_abi.h).

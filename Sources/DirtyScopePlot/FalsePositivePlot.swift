@@ -22,8 +22,8 @@ enum FalsePositivePlot {
             for k in lo..<hi {
                 let m = selection.metrics[k]
                 if m.setting != point.setting { break }  // a point never mixes two settings
-                point.fp += m.falsePositives
-                point.base += max(0, m.reported - m.initial)
+                point.fp += m.count(.falsePositivePages)
+                point.base += max(0, m.count(.reportedPages) - m.count(.initialPages))
             }
             series.append(point)
         }
@@ -77,7 +77,8 @@ enum FalsePositivePlot {
         var ly = top + 10
         for s in settings {
             let ms = selection.metrics.filter { $0.setting == s }
-            let fp = ms.reduce(0) { $0 + $1.falsePositives }, base = ms.reduce(0) { $0 + max(0, $1.reported - $1.initial) }
+            let fp = ms.reduce(0) { $0 + $1.count(.falsePositivePages) }
+            let base = ms.reduce(0) { $0 + max(0, $1.count(.reportedPages) - $1.count(.initialPages)) }
             svg.rect(x: left + plotWidth + 16, y: ly - 9, width: 14, height: 10, fill: Palette.setting(s.description))
             svg.text("\(s): \(base > 0 ? Ticks.percent(Double(fp) / Double(base)) : "-")", x: left + plotWidth + 36, y: ly, size: 11)
             ly += 18

@@ -29,9 +29,9 @@ enum HeatmapPlot {
         for (k, position) in selection.positions.enumerated() {
             let row = k * rows / n
             guard let round = try? reader.entry(at: position).round else { decodeFailures += 1; continue }
-            guard let s = round.slots.first(where: { $0.slot == options.slot }) else { continue }
-            accumulate(s.reported, into: &reported, row: row, columns: columns, columnOf: columnOf)
-            accumulate(s.falsePositives, into: &falsePositives, row: row, columns: columns, columnOf: columnOf)
+            guard let i = round.slots.firstIndex(where: { $0.slot == options.slot }) else { continue }
+            accumulate(round.bitmaps[i].reported, into: &reported, row: row, columns: columns, columnOf: columnOf)
+            accumulate(round.bitmaps[i].falsePositives, into: &falsePositives, row: row, columns: columns, columnOf: columnOf)
         }
 
         // Colour each cell by the mean pages reported per block per round in it.

@@ -18,7 +18,7 @@ enum LatencyPlot {
                  x: left, y: 24, size: 16, bold: true)
         svg.text("mean call per round (ring mode: ring collection and KVM_RESET_DIRTY_RINGS)", x: left, y: 42, size: 11, fill: "#555555")
 
-        let means = ms.flatMap { [$0.getLatency.meanNanos, $0.clearLatency.meanNanos] }.filter { $0 > 0 }
+        let means = ms.flatMap { [$0.getDirtyLog.meanNanos, $0.clearDirtyLog.meanNanos] }.filter { $0 > 0 }
         let lo = pow(10, floor(log10(Double(means.min() ?? 100)))), hi = pow(10, ceil(log10(Double(max(1, means.max() ?? 1_000_000)))))
         let decadesSpan = max(1, log10(hi) - log10(lo))
         func y(_ v: Double) -> Double { top + plotHeight * (1 - (log10(max(lo, v)) - log10(lo)) / decadesSpan) }
@@ -39,7 +39,7 @@ enum LatencyPlot {
                      dash: "4 3")
         }
         let points = max(1, min(n, Int(plotWidth)))
-        for (name, color, stats) in [("GET", getColor, \RoundMetrics.getLatency), ("CLEAR", clearColor, \RoundMetrics.clearLatency)] {
+        for (name, color, stats) in [("GET", getColor, \RoundMetrics.getDirtyLog), ("CLEAR", clearColor, \RoundMetrics.clearDirtyLog)] {
             var line: [(Double, Double)] = []
             for p in 0..<points {
                 let lo = p * n / points, hi = max(lo + 1, (p + 1) * n / points)
@@ -57,7 +57,7 @@ enum LatencyPlot {
 
         // Histograms of every call: bucket i holds calls of [2^i, 2^(i+1)) ns.
         var get = LatencyStats(), clear = LatencyStats()
-        for m in ms { get.merge(m.getLatency); clear.merge(m.clearLatency) }
+        for m in ms { get.merge(m.getDirtyLog); clear.merge(m.clearDirtyLog) }
         let hTop = top + plotHeight + gap
         svg.text("calls by duration (all plotted rounds): GET \(get.count), CLEAR \(clear.count)", x: left, y: hTop - 12, size: 12, bold: true)
         svg.rect(x: left, y: hTop, width: plotWidth, height: histogramHeight, fill: "none", stroke: "#444444")

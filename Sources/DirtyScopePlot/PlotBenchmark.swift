@@ -17,7 +17,7 @@ public enum PlotBenchmark {
         let writer = try RecordingWriter(path: path, info: info)
         for i in 0..<rounds {
             var round = generator.nextRound()
-            if (i / 1000) % 2 == 1 { round.mode = .legacy; round.clearPolicy = .auto }
+            if (i / 1000) % 2 == 1 { round.metrics.mode = .legacy; round.clearPolicy = .auto }
             try writer.append(.round(round))
         }
         try writer.finish()

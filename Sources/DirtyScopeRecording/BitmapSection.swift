@@ -30,9 +30,9 @@ final class BitmapSectionEncoder {
                 into out: inout ByteWriter) -> (keyframe: Bool, counts: [(reported: Int, falsePositives: Int)]) {
         full.removeAll()
         delta.removeAll()
-        let counts = round.slots.map { s in
-            (encode(s.reported, into: &current[s.slot].reported, previous: previous[s.slot].reported, forceKeyframe: forceKeyframe),
-             encode(s.falsePositives, into: &current[s.slot].falsePositives, previous: previous[s.slot].falsePositives,
+        let counts = zip(round.slots, round.bitmaps).map { s, b in
+            (encode(b.reported, into: &current[s.slot].reported, previous: previous[s.slot].reported, forceKeyframe: forceKeyframe),
+             encode(b.falsePositives, into: &current[s.slot].falsePositives, previous: previous[s.slot].falsePositives,
                     forceKeyframe: forceKeyframe))
         }
         let keyframe = forceKeyframe || delta.count >= full.count
@@ -102,16 +102,16 @@ final class BitmapSectionDecoder {
     /// Reads the section at `r` (the rest of the record) for a round with `metrics`;
     /// `previous` is the round before it in the file (needed unless `keyframe`).
     func decode(_ r: inout ByteReader, metrics: RoundMetrics, keyframe: Bool,
-                previous: Round?) throws -> (reported: [DirtyBitmap], falsePositives: [DirtyBitmap]) {
+                previous: Round?) throws -> [SlotBitmaps] {
         var bound = 0
         for s in metrics.slots {
             let perBitmap = BitmapCodec.maxEncodedSize(words: layout.words(s.slot))
-            if s.reportedCount != 0 { bound += perBitmap }
-            if s.falsePositiveCount != 0 { bound += perBitmap }
+            if s[.reportedPages] != 0 { bound += perBitmap }
+            if s[.falsePositivePages] != 0 { bound += perBitmap }
         }
         guard bound > 0 else {
             guard r.isAtEnd else { throw FormatViolation("\(r.remaining) bytes follow a round without bitmaps") }
-            return (metrics.slots.map { empty[$0.slot] }, metrics.slots.map { empty[$0.slot] })
+            return metrics.slots.map { SlotBitmaps(reported: empty[$0.slot], falsePositives: empty[$0.slot]) }
         }
         guard let codec = BitmapSectionCodec(rawValue: try r.u8()) else {
             throw FormatViolation("unknown bitmap codec")
@@ -138,19 +138,18 @@ final class BitmapSectionDecoder {
     }
 
     private func decodeTokens(_ tokens: UnsafeRawBufferPointer, metrics: RoundMetrics, keyframe: Bool,
-                              previous: Round?) throws -> (reported: [DirtyBitmap], falsePositives: [DirtyBitmap]) {
+                              previous: Round?) throws -> [SlotBitmaps] {
         var r = ByteReader(tokens)
-        var reported: [DirtyBitmap] = []
-        var falsePositives: [DirtyBitmap] = []
-        reported.reserveCapacity(metrics.slots.count)
-        falsePositives.reserveCapacity(metrics.slots.count)
+        var bitmaps: [SlotBitmaps] = []
+        bitmaps.reserveCapacity(metrics.slots.count)
         for s in metrics.slots {
-            let before = keyframe ? nil : previous?.slots.first { $0.slot == s.slot }
-            reported.append(try bitmap(&r, slot: s.slot, count: s.reportedCount, base: before?.reported))
-            falsePositives.append(try bitmap(&r, slot: s.slot, count: s.falsePositiveCount, base: before?.falsePositives))
+            let before = keyframe ? nil : previous.flatMap { p in p.slots.firstIndex { $0.slot == s.slot }.map { p.bitmaps[$0] } }
+            bitmaps.append(SlotBitmaps(
+                reported: try bitmap(&r, slot: s.slot, count: s[.reportedPages], base: before?.reported),
+                falsePositives: try bitmap(&r, slot: s.slot, count: s[.falsePositivePages], base: before?.falsePositives)))
         }
         guard r.isAtEnd else { throw FormatViolation("\(r.remaining) bytes follow the last bitmap") }
-        return (reported, falsePositives)
+        return bitmaps
     }
 
     private func bitmap(_ r: inout ByteReader, slot: Int, count: Int, base: DirtyBitmap?) throws -> DirtyBitmap {

@@ -49,8 +49,8 @@ public enum RowExport {
 
     public static func columns(_ kind: Kind) -> [String] {
         switch kind {
-        case .blocks: return ["round", "time_s", "slot", "block", "reported_pages", "false_positive_pages", "cleared_by_user"]
-        case .slots: return ["round", "time_s", "slot", "reported_pages", "false_positive_pages", "initial_pages", "copied_pages", "missed_pages"]
+        case .blocks: return ["round", "time_s", "slot", "block", Metric.reportedPages.spec.name, Metric.falsePositivePages.spec.name, "cleared_by_user"]
+        case .slots: return ["round", "time_s", "slot"] + Metric.perSlot.map(\.spec.name)
         case .events: return ["before_round", "time_s", "event", "detail"]
         }
     }
@@ -78,8 +78,9 @@ public enum RowExport {
             for i in 0..<reader.roundCount {
                 let m = try reader.metrics(at: i)
                 for s in m.slots {
-                    try line([.uint(m.index), time(m.startNanos), .int(s.slot), .int(s.reportedCount), .int(s.falsePositiveCount),
-                              .int(s.initialCount), .int(s.copiedPages), s.missed.map { .int($0) } ?? .empty])
+                    // Missed pages are known only where the round verified.
+                    let counts = Metric.perSlot.map { $0 == .missedPages && m.verification == nil ? Value.empty : .int(s[$0]) }
+                    try line([.uint(m.index), time(m.startNanos), .int(s.slot)] + counts)
                 }
             }
         case .blocks:
@@ -96,9 +97,9 @@ public enum RowExport {
                     }
                 }
                 let round = try reader.entry(at: i).round
-                for s in round.slots {
-                    try s.reported.withUnsafeWords { (reported) throws in
-                        try s.falsePositives.withUnsafeWords { (fps) throws in
+                for (s, bitmaps) in zip(round.slots, round.bitmaps) {
+                    try bitmaps.reported.withUnsafeWords { (reported) throws in
+                        try bitmaps.falsePositives.withUnsafeWords { (fps) throws in
                             for b in reported.indices where reported[b] != 0 || (b < fps.count && fps[b] != 0) {
                                 let fp = b < fps.count ? fps[b].nonzeroBitCount : 0
                                 try line([.uint(round.index), time(round.startNanos), .int(s.slot), .int(b),

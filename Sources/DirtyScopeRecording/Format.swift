@@ -54,37 +54,39 @@ enum RecordType: UInt8 {
     case end = 4
 }
 
-/// Round-record field presence bits (FORMAT.md, "Round payload"). The fields an idle
-/// round has take the low 7 bits, so its mask is one byte.
+/// Round-record field presence bits (FORMAT.md, "Round payload"). The metrics' bits are
+/// in the metric table (`Metric.spec.storage`); these are the round's own. The fields an
+/// idle round has take the low 7 bits, so its mask is one byte.
 enum RoundField {
     static let index: UInt64 = 1 << 0
     static let startNanos: UInt64 = 1 << 1
-    static let durationNanos: UInt64 = 1 << 2
-    static let bookkeepingNanos: UInt64 = 1 << 3
-    static let exits: UInt64 = 1 << 4
-    static let getLatency: UInt64 = 1 << 5
     static let verification: UInt64 = 1 << 6
-    static let clearLatency: UInt64 = 1 << 7
-    static let copyNanos: UInt64 = 1 << 8
-    static let bytesCopied: UInt64 = 1 << 9
-    static let guestWrites: UInt64 = 1 << 10
-    static let writeProtectFaults: UInt64 = 1 << 11
-    static let ringEntries: UInt64 = 1 << 12
-    static let ringFullExits: UInt64 = 1 << 13
     /// Where the round's false positives came from, when it had any.
     static let origins: UInt64 = 1 << 14
-    /// Pages lost between copy and CLEAR (after-copy).
-    static let lostPages: UInt64 = 1 << 15
-    static let all: UInt64 = (1 << 16) - 1
+    /// Round fields with a bit from here on follow the composite fields (latencies,
+    /// verification, origins) in the record; those below precede them.
+    static let firstLateBit: UInt64 = 1 << 15
+
+    /// A metric's presence bit (0 for a metric kept per slot, or not kept).
+    static func bit(_ metric: Metric) -> UInt64 {
+        switch metric.spec.storage {
+        case .round(let bit), .latency(let bit): return bit
+        default: return 0
+        }
+    }
+
+    /// The varint round fields before the composites, and after them, in bit order.
+    static let early = Metric.roundFields.filter { bit($0) < firstLateBit }.sorted { bit($0) < bit($1) }
+    static let late = Metric.roundFields.filter { bit($0) >= firstLateBit }.sorted { bit($0) < bit($1) }
+
+    /// Every bit a round record may set.
+    static let all: UInt64 = Metric.allCases.reduce(index | startNanos | verification | origins) { $0 | bit($1) }
 }
 
 /// Per-slot presence bits in a round record, below the slot index in one varint.
 enum SlotField {
-    static let reported: UInt8 = 1 << 0
-    static let falsePositives: UInt8 = 1 << 1
-    static let initial: UInt8 = 1 << 2
-    static let copied: UInt8 = 1 << 3
-    static let missed: UInt8 = 1 << 4
+    // Bits 0 to 4 are the per-slot metrics' (`Metric.perSlot`).
+    /// Written before the metric table (counts in the blocks cleared last); read and dropped.
     static let watched: UInt8 = 1 << 5
     static let bits = 6
 }

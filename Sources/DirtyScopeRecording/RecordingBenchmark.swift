@@ -169,9 +169,9 @@ private struct CodecComparison {
         var raw: [UInt8] = []
         var full = ByteWriter()
         var delta = ByteWriter()
-        for s in round.slots {
-            let before = previous?.slots.first { $0.slot == s.slot }
-            for (now, then) in [(s.reported, before?.reported), (s.falsePositives, before?.falsePositives)] {
+        for (s, bitmaps) in zip(round.slots, round.bitmaps) {
+            let before = previous.flatMap { p in p.slots.firstIndex { $0.slot == s.slot }.map { p.bitmaps[$0] } }
+            for (now, then) in [(bitmaps.reported, before?.reported), (bitmaps.falsePositives, before?.falsePositives)] {
                 now.withUnsafeWords { words in
                     raw.append(contentsOf: UnsafeRawBufferPointer(words))
                     BitmapCodec.encode(words, into: &full)

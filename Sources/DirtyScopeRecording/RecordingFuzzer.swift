@@ -248,7 +248,7 @@ public struct RecordingFuzzer {
         if mask & RoundField.all != mask { w.varint(hostileUInt()) }
         for bit in 0..<16 where mask & (UInt64(1) << UInt64(bit)) != 0 {
             switch UInt64(1) << UInt64(bit) {
-            case RoundField.getLatency, RoundField.clearLatency:
+            case RoundField.bit(.getDirtyLog), RoundField.bit(.clearDirtyLog):
                 w.varint(hostileUInt())
                 w.varint(hostileUInt())
                 w.varint(hostileUInt())

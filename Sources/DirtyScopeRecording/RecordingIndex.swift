@@ -20,7 +20,7 @@ struct RecordingIndex {
     var rounds: [Entry] = []
     var events: [TimedEvent] = []
     /// `totalsBefore[k]` sums rounds `0 ..< k * Format.totalsCheckpointInterval`.
-    var totalsBefore: [RoundTotals] = []
+    var totalsBefore: [MetricValues] = []
     private(set) var warnings: [String] = []
     /// Warnings past `Format.maxWarnings`, counted rather than kept.
     private var warningsLeftOut = 0
@@ -55,7 +55,7 @@ private struct Scanner {
     let decoder = JSONDecoder()
     let crc: RangeCRC
 
-    var totals = RoundTotals()
+    var totals = MetricValues()
     var lastSequence: UInt64?
     /// Sequence of the last delta skipped for want of its base (rounds lost, not missing).
     var lastSkippedSequence: UInt64?
@@ -200,7 +200,7 @@ private struct Scanner {
             reportOrphans(resumedAt: offset, into: &index)
             let position = index.rounds.count
             if position % Format.totalsCheckpointInterval == 0 { index.totalsBefore.append(totals) }
-            totals.add(metrics)
+            totals.add(metrics.values)
             index.rounds.append(RecordingIndex.Entry(
                 offset: offset, payload: payload, keyframe: keyframe,
                 keyframePosition: keyframe ? position : index.rounds[position - 1].keyframePosition,

@@ -104,14 +104,14 @@ public final class RecordingReader: RecordedSession {
 
     /// Totals over rounds `0...i` from a checkpoint every 64 rounds and the metrics after
     /// it; no bitmap is decoded. `i` below 0 gives zero totals; past the end, all rounds.
-    public func totals(through i: Int) -> RoundTotals {
-        guard i >= 0, !index.rounds.isEmpty else { return RoundTotals() }
+    public func totals(through i: Int) -> MetricValues {
+        guard i >= 0, !index.rounds.isEmpty else { return MetricValues() }
         let last = min(i, index.rounds.count - 1)
         let checkpoint = last / Format.totalsCheckpointInterval
         var totals = index.totalsBefore[checkpoint]
         for j in (checkpoint * Format.totalsCheckpointInterval)...last {
             do {
-                totals.add(try metrics(at: j))
+                totals.add(try metrics(at: j).values)
             } catch {
                 // The scan decoded these metrics already: only a file changed while open fails here.
                 let warning = "\(error); the rounds from \(j) on are left out of the totals"
@@ -147,7 +147,7 @@ public final class RecordingReader: RecordedSession {
         do {
             let metrics = try RoundCodec.decode(&r, layout).metrics
             let decoded = try bitmaps.decode(&r, metrics: metrics, keyframe: entry.keyframe, previous: previous)
-            return metrics.round(reported: decoded.reported, falsePositives: decoded.falsePositives)
+            return Round(metrics: metrics, bitmaps: decoded)
         } catch let violation as FormatViolation {
             throw RecordingError.corruptRecord(path: path, offset: entry.offset, reason: violation.reason)
         }

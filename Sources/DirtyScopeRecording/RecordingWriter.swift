@@ -170,18 +170,23 @@ public final class RecordingWriter {
         let keyframe: Bool
         do {
             var seen = [Bool](repeating: false, count: layout.count)
-            for s in round.slots {
+            for (s, b) in zip(round.slots, round.bitmaps) {
                 guard s.slot >= 0, s.slot < layout.count, !seen[s.slot] else {
                     throw FormatViolation("slot \(s.slot) is not in the header's \(layout.count) slots, or appears twice")
                 }
                 seen[s.slot] = true
-                guard s.reported.pageCount == layout.pages[s.slot], s.falsePositives.pageCount == layout.pages[s.slot] else {
-                    throw FormatViolation("slot \(s.slot) bitmaps cover \(s.reported.pageCount) and \(s.falsePositives.pageCount) pages, the header says \(layout.pages[s.slot])")
+                guard b.reported.pageCount == layout.pages[s.slot], b.falsePositives.pageCount == layout.pages[s.slot] else {
+                    throw FormatViolation("slot \(s.slot) bitmaps cover \(b.reported.pageCount) and \(b.falsePositives.pageCount) pages, the header says \(layout.pages[s.slot])")
                 }
             }
             let encoded = bitmaps.encode(round, forceKeyframe: forceKeyframe, into: &section)
             keyframe = encoded.keyframe
-            let metrics = RoundMetrics(round, counts: encoded.counts)
+            // The file's counts are those of the bitmaps it stores.
+            var metrics = round.metrics
+            for (i, c) in encoded.counts.enumerated() {
+                metrics.slots[i][.reportedPages] = c.reported
+                metrics.slots[i][.falsePositivePages] = c.falsePositives
+            }
             try RoundCodec.check(metrics, layout)
             payload.removeAll()
             RoundCodec.encode(metrics, sequence: UInt64(roundCount), into: &payload)

@@ -32,19 +32,14 @@ enum RoundCodec {
             guard !seen[s.slot] else { throw FormatViolation("slot \(s.slot) appears twice") }
             seen[s.slot] = true
             let pages = layout.pages[s.slot]
-            let blocks = layout.words(s.slot)
-            try inRange(s.reportedCount, pages, "slot \(s.slot) reported count")
-            try inRange(s.falsePositiveCount, pages, "slot \(s.slot) false-positive count")
-            try inRange(s.initialCount, pages, "slot \(s.slot) initial count")
-            try inRange(s.copiedPages, pages, "slot \(s.slot) copied pages")
-            if let missed = s.missed { try inRange(missed, pages, "slot \(s.slot) missed") }
-            if let w = s.watched {
-                try inRange(w.blocks, blocks, "slot \(s.slot) watched blocks")
-                try inRange(w.reported, pages, "slot \(s.slot) watched reported")
-                try inRange(w.falsePositives, pages, "slot \(s.slot) watched false positives")
+            for metric in Metric.perSlot {
+                try inRange(s[metric], pages, "slot \(s.slot) \(metric.spec.name)")
+            }
+            if m.verification == nil, s[.missedPages] != 0 {
+                throw FormatViolation("slot \(s.slot) missed \(s[.missedPages]) pages in a round that did not verify")
             }
         }
-        for latency in [m.getLatency, m.clearLatency] {
+        for latency in [m.getDirtyLog, m.clearDirtyLog] {
             guard latency.histogram.count <= Format.maxHistogramBuckets else {
                 throw FormatViolation("latency histogram has \(latency.histogram.count) buckets (at most \(Format.maxHistogramBuckets))")
             }
@@ -68,20 +63,13 @@ enum RoundCodec {
     static func encode(_ m: RoundMetrics, sequence: UInt64, into o: inout ByteWriter) {
         o.varint(sequence)
         var mask: UInt64 = 0
-        let scalars: [(UInt64, UInt64)] = [
-            (RoundField.index, m.index), (RoundField.startNanos, m.startNanos),
-            (RoundField.durationNanos, m.durationNanos), (RoundField.bookkeepingNanos, m.bookkeepingNanos),
-            (RoundField.exits, m.exits), (RoundField.copyNanos, m.copyNanos),
-            (RoundField.bytesCopied, m.bytesCopied), (RoundField.guestWrites, m.guestWrites),
-            (RoundField.writeProtectFaults, m.writeProtectFaults), (RoundField.ringEntries, m.ringEntries),
-            (RoundField.ringFullExits, m.ringFullExits),
-        ]
-        for (bit, value) in scalars where value != 0 { mask |= bit }
-        if m.getLatency != LatencyStats() { mask |= RoundField.getLatency }
-        if m.clearLatency != LatencyStats() { mask |= RoundField.clearLatency }
+        if m.index != 0 { mask |= RoundField.index }
+        if m.startNanos != 0 { mask |= RoundField.startNanos }
+        for metric in Metric.roundFields where m[metric] != 0 { mask |= RoundField.bit(metric) }
+        if m.getDirtyLog != LatencyStats() { mask |= RoundField.bit(.getDirtyLog) }
+        if m.clearDirtyLog != LatencyStats() { mask |= RoundField.bit(.clearDirtyLog) }
         if m.verification != nil { mask |= RoundField.verification }
         if !m.origins.isEmpty { mask |= RoundField.origins }
-        if m.lostPages != 0 { mask |= RoundField.lostPages }
         o.varint(mask)
         // Mode in the low 2 bits; above them 0 for a whole slot, 1 for a chunk size that
         // follows, or k >= 2 for a chunk of 64 * (k - 1) pages. Manual mode with a clear
@@ -100,14 +88,16 @@ enum RoundCodec {
             o.varint((chunkCode << 2 | policyCode(policy)) << 2 | manualWithPolicy)
         }
         if chunkCode == 1, case .pages(let n) = m.clearChunk { o.zigzag(n) }
-        for (bit, value) in scalars where mask & bit != 0 { o.varint(value) }
-        if mask & RoundField.getLatency != 0 { encode(m.getLatency, into: &o) }
+        if m.index != 0 { o.varint(m.index) }
+        if m.startNanos != 0 { o.varint(m.startNanos) }
+        for metric in RoundField.early where m[metric] != 0 { o.varint(m[metric]) }
+        if mask & RoundField.bit(.getDirtyLog) != 0 { encode(m.getDirtyLog, into: &o) }
         if let v = m.verification {
             o.varint(UInt64(v.missedPerSlot.count))
             for missed in v.missedPerSlot { o.zigzag(missed) }
             o.zigzag(v.comparedPages)
         }
-        if mask & RoundField.clearLatency != 0 { encode(m.clearLatency, into: &o) }
+        if mask & RoundField.bit(.clearDirtyLog) != 0 { encode(m.clearDirtyLog, into: &o) }
         if mask & RoundField.origins != 0 {
             o.varint(UInt64(m.origins.neverCleared))
             let nonzero = m.origins.byWindow.indices.filter { m.origins.byWindow[$0] != 0 }
@@ -119,27 +109,16 @@ enum RoundCodec {
                 next = i + 1
             }
         }
-        if m.lostPages != 0 { o.varint(UInt64(m.lostPages)) }
+        for metric in RoundField.late where m[metric] != 0 { o.varint(m[metric]) }
         o.varint(UInt64(m.slots.count))
         for s in m.slots {
+            // A verifying round stores each slot's missed count, zero included.
             var flags: UInt8 = 0
-            if s.reportedCount != 0 { flags |= SlotField.reported }
-            if s.falsePositiveCount != 0 { flags |= SlotField.falsePositives }
-            if s.initialCount != 0 { flags |= SlotField.initial }
-            if s.copiedPages != 0 { flags |= SlotField.copied }
-            if s.missed != nil { flags |= SlotField.missed }
-            if s.watched != nil { flags |= SlotField.watched }
-            o.varint(UInt64(s.slot) << SlotField.bits | UInt64(flags))
-            if s.reportedCount != 0 { o.varint(UInt64(s.reportedCount)) }
-            if s.falsePositiveCount != 0 { o.varint(UInt64(s.falsePositiveCount)) }
-            if s.initialCount != 0 { o.varint(UInt64(s.initialCount)) }
-            if s.copiedPages != 0 { o.varint(UInt64(s.copiedPages)) }
-            if let missed = s.missed { o.varint(UInt64(missed)) }
-            if let w = s.watched {
-                o.varint(UInt64(w.blocks))
-                o.varint(UInt64(w.reported))
-                o.varint(UInt64(w.falsePositives))
+            for metric in Metric.perSlot where s[metric] != 0 || (metric == .missedPages && m.verification != nil) {
+                flags |= metric.slotBit!
             }
+            o.varint(UInt64(s.slot) << SlotField.bits | UInt64(flags))
+            for metric in Metric.perSlot where flags & metric.slotBit! != 0 { o.varint(UInt64(s[metric])) }
         }
     }
 
@@ -165,21 +144,10 @@ enum RoundCodec {
             chunk = .pages(64 * Int(k - 1))
         }
         var m = RoundMetrics(mode: mode, clearChunk: chunk, clearPolicy: policy)
-        func field(_ bit: UInt64, _ r: inout ByteReader) throws(FormatViolation) -> UInt64 {
-            mask & bit != 0 ? try r.varint() : 0
-        }
-        m.index = try field(RoundField.index, &r)
-        m.startNanos = try field(RoundField.startNanos, &r)
-        m.durationNanos = try field(RoundField.durationNanos, &r)
-        m.bookkeepingNanos = try field(RoundField.bookkeepingNanos, &r)
-        m.exits = try field(RoundField.exits, &r)
-        m.copyNanos = try field(RoundField.copyNanos, &r)
-        m.bytesCopied = try field(RoundField.bytesCopied, &r)
-        m.guestWrites = try field(RoundField.guestWrites, &r)
-        m.writeProtectFaults = try field(RoundField.writeProtectFaults, &r)
-        m.ringEntries = try field(RoundField.ringEntries, &r)
-        m.ringFullExits = try field(RoundField.ringFullExits, &r)
-        if mask & RoundField.getLatency != 0 { m.getLatency = try latency(&r) }
+        if mask & RoundField.index != 0 { m.index = try r.varint() }
+        if mask & RoundField.startNanos != 0 { m.startNanos = try r.varint() }
+        for metric in RoundField.early where mask & RoundField.bit(metric) != 0 { m[metric] = try r.varint() }
+        if mask & RoundField.bit(.getDirtyLog) != 0 { m.getDirtyLog = try latency(&r) }
         if mask & RoundField.verification != 0 {
             // Each entry takes at least a byte, so the count is bounded by what remains.
             let n = try r.count(upTo: SessionLimits.maxSlots, "verification slot count")
@@ -188,27 +156,28 @@ enum RoundCodec {
             for _ in 0..<n { missed.append(try r.zigzag()) }
             m.verification = Verification(missedPerSlot: missed, comparedPages: try r.zigzag())
         }
-        if mask & RoundField.clearLatency != 0 { m.clearLatency = try latency(&r) }
+        if mask & RoundField.bit(.clearDirtyLog) != 0 { m.clearDirtyLog = try latency(&r) }
+        // A round's pages are at most those of the header's slots (which total at most
+        // SessionLimits.maxTotalPages): so are its false positives and lost pages.
+        let roundPages = layout.pages.reduce(0, +)
         if mask & RoundField.origins != 0 {
-            // A round's false positives are at most the pages of its slots (the header's
-            // slots total at most SessionLimits.maxTotalPages).
-            let limit = layout.pages.reduce(0, +)
-            m.origins.neverCleared = try r.count(upTo: limit, "never-cleared false positives")
+            m.origins.neverCleared = try r.count(upTo: roundPages, "never-cleared false positives")
             let buckets = FalsePositiveOrigins.bucketCount
             let nonzero = try r.count(upTo: buckets, "false-positive window buckets")
             var next = 0
             for _ in 0..<nonzero {
                 guard next < buckets else { throw FormatViolation("window buckets run past \(buckets)") }
                 let i = next + (try r.count(upTo: buckets - 1 - next, "window bucket"))
-                m.origins.byWindow[i] = try r.count(upTo: limit, "false positives in window bucket \(i)")
+                m.origins.byWindow[i] = try r.count(upTo: roundPages, "false positives in window bucket \(i)")
                 next = i + 1
             }
         }
-        if mask & RoundField.lostPages != 0 {
-            m.lostPages = try r.count(upTo: layout.pages.reduce(0, +), "lost pages")
+        for metric in RoundField.late where mask & RoundField.bit(metric) != 0 {
+            m[metric] = UInt64(try r.count(upTo: roundPages, metric.spec.name))
         }
         let slotCount = try r.count(upTo: layout.count, "slot count")
-        m.slots.reserveCapacity(slotCount)
+        var slots: [SlotMetrics] = []
+        slots.reserveCapacity(slotCount)
         for _ in 0..<slotCount {
             let slotAndFlags = try r.varint()
             let flags = UInt8(slotAndFlags & ((1 << SlotField.bits) - 1))
@@ -216,24 +185,23 @@ enum RoundCodec {
                 throw FormatViolation("slot \(slotAndFlags >> SlotField.bits) is not in the header's \(layout.count) slots")
             }
             let slot = Int(slotAndFlags >> SlotField.bits)
-            func value(_ bit: UInt8, _ r: inout ByteReader) throws(FormatViolation) -> Int {
-                guard flags & bit != 0 else { return 0 }
-                let v = try r.count(upTo: SessionLimits.maxTotalPages, "slot \(slot) count")
-                guard v != 0 else { throw FormatViolation("slot \(slot) stores a zero it should have left out") }
-                return v
+            var s = SlotMetrics(slot: slot)
+            for metric in Metric.perSlot where flags & metric.slotBit! != 0 {
+                let v = try r.count(upTo: SessionLimits.maxTotalPages, "slot \(slot) \(metric.spec.name)")
+                // Missed is stored at every verification, zero included; the others only when not zero.
+                guard v != 0 || metric == .missedPages else { throw FormatViolation("slot \(slot) stores a zero it should have left out") }
+                s[metric] = v
             }
-            var s = RoundMetrics.Slot(slot: slot, reportedCount: try value(SlotField.reported, &r),
-                                      falsePositiveCount: try value(SlotField.falsePositives, &r),
-                                      initialCount: try value(SlotField.initial, &r),
-                                      copiedPages: try value(SlotField.copied, &r), missed: nil, watched: nil)
-            if flags & SlotField.missed != 0 { s.missed = try r.count(upTo: SessionLimits.maxTotalPages, "missed") }
             if flags & SlotField.watched != 0 {
-                s.watched = WatchedBlocks(blocks: try r.count(upTo: SessionLimits.maxTotalPages, "watched blocks"),
-                                          reported: try r.count(upTo: SessionLimits.maxTotalPages, "watched reported"),
-                                          falsePositives: try r.count(upTo: SessionLimits.maxTotalPages, "watched false positives"))
+                // Written by versions before the metric table: blocks, reported and false
+                // positives in the blocks cleared last. Read and dropped.
+                for what in ["blocks", "reported", "false positives"] {
+                    _ = try r.count(upTo: SessionLimits.maxTotalPages, "slot \(slot) watched \(what)")
+                }
             }
-            m.slots.append(s)
+            slots.append(s)
         }
+        m.slots = slots
         try check(m, layout)
         return (sequence, m)
     }

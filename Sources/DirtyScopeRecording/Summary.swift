@@ -5,72 +5,27 @@ import Foundation
 /// events by kind, totals per harvest mode and overall, and the reader's warnings.
 /// Built from round metrics only: no bitmap is decoded.
 public struct RecordingSummary {
-    /// Totals of the rounds harvested in one mode (or all of them).
-    public struct ModeTotals: Codable, Equatable, Sendable {
-        public var mode: String
-        public var rounds: UInt64
-        public var reported: UInt64
-        public var falsePositives: UInt64
-        public var falsePositiveRate: Double
-        public var initial: UInt64
-        public var copiedPages: UInt64
-        public var bytesCopied: UInt64
-        public var guestWrites: UInt64
-        public var writeProtectFaults: UInt64
-        public var ringFullExits: UInt64
-        public var verifications: UInt64
-        public var missed: UInt64
-        public var getCalls: UInt64
-        public var getMeanNanos: UInt64
-        public var getMaxNanos: UInt64
-        public var getP99Nanos: UInt64
-        public var clearCalls: UInt64
-        public var clearMeanNanos: UInt64
-        public var clearMaxNanos: UInt64
-        public var clearP99Nanos: UInt64
-        public var busyNanos: UInt64
-        /// False positives from the GET/CLEAR race, and from dirty bits never cleared.
-        public var racedFalsePositives: UInt64
-        public var neverClearedFalsePositives: UInt64
-        /// Pages lost between copy and CLEAR (after-copy), found as it happened.
-        public var lostPages: UInt64
+    /// The totals of the rounds harvested with one mode and clear policy.
+    public struct SettingValues: Encodable, Equatable, Sendable {
+        public var setting: HarvestSetting
+        public var values: MetricValues
 
-        init(mode: String, _ t: RoundTotals) {
-            self.mode = mode
-            rounds = t.rounds
-            reported = t.reported
-            falsePositives = t.falsePositives
-            falsePositiveRate = t.falsePositiveRate
-            initial = t.initial
-            copiedPages = t.copiedPages
-            bytesCopied = t.bytesCopied
-            guestWrites = t.guestWrites
-            writeProtectFaults = t.writeProtectFaults
-            ringFullExits = t.ringFullExits
-            verifications = t.verifications
-            missed = t.missed
-            getCalls = t.get.count
-            getMeanNanos = t.get.meanNanos
-            getMaxNanos = t.get.maxNanos
-            getP99Nanos = t.get.percentileUpperBound(0.99)
-            clearCalls = t.clear.count
-            clearMeanNanos = t.clear.meanNanos
-            clearMaxNanos = t.clear.maxNanos
-            clearP99Nanos = t.clear.percentileUpperBound(0.99)
-            busyNanos = t.durationNanos
-            racedFalsePositives = UInt64(t.origins.raced)
-            neverClearedFalsePositives = UInt64(t.origins.neverCleared)
-            lostPages = t.lostPages
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: NameKey.self)
+            try c.encode(setting.mode.rawValue, forKey: NameKey("mode"))
+            try c.encode(setting.policy.rawValue, forKey: NameKey("clear_policy"))
+            try values.encode(into: &c)
         }
     }
 
-    /// The summary as data (what `json()` encodes).
-    public struct Document: Codable, Equatable, Sendable {
+    /// The summary as data (what `json()` encodes, its keys in snake_case).
+    public struct Document: Encodable, Equatable, Sendable {
         public var file: String
         public var fileBytes: Int
         public var formatVersion: Int
         public var finished: Bool
         public var session: SessionInfo
+        /// Round records in the file.
         public var rounds: Int
         public var firstRound: UInt64?
         public var lastRound: UInt64?
@@ -79,25 +34,33 @@ public struct RecordingSummary {
         public var events: [String: Int]
         /// Why the guest stopped, for each guest fault recorded (the first `maxFaults`).
         public var faults: [String]
-        public var modes: [ModeTotals]
-        public var total: ModeTotals
+        /// The totals of each mode and clear policy, and of every round.
+        public var modes: [SettingValues]
+        public var total: MetricValues
         public var warnings: [String]
+
+        enum CodingKeys: String, CodingKey {
+            case file, fileBytes = "file_bytes", formatVersion = "format_version", finished, session, rounds
+            case firstRound = "first_round", lastRound = "last_round", spanSeconds = "span_s"
+            case events, faults, modes, total, warnings
+        }
     }
 
     public let document: Document
 
     /// Summarises `reader` (reads every round's metrics once).
     public init(_ reader: RecordingReader) {
-        var perMode: [HarvestSetting: RoundTotals] = [:]
-        var total = RoundTotals()
+        var perSetting: [HarvestSetting: MetricValues] = [:]
+        var total = MetricValues()
         var first: RoundMetrics?
         var last: RoundMetrics?
         var warnings = reader.warnings
         for i in 0..<reader.roundCount {
             do {
                 let m = try reader.metrics(at: i)
-                perMode[m.setting, default: RoundTotals()].add(m)
-                total.add(m)
+                let values = m.values
+                perSetting[m.setting, default: MetricValues()].add(values)
+                total.add(values)
                 if first == nil { first = m }
                 last = m
             } catch {
@@ -110,19 +73,20 @@ public struct RecordingSummary {
             events[Self.kind(of: e.event), default: 0] += 1
             if case .guestFault(let reason) = e.event, faults.count < Self.maxFaults { faults.append(reason) }
         }
-        let span = first.flatMap { f in last.map { l in Double(l.startNanos &+ l.durationNanos &- f.startNanos) / 1e9 } } ?? 0
+        let span = first.flatMap { f in last.map { l in Double(l.startNanos &+ l[.durationNanos] &- f.startNanos) / 1e9 } } ?? 0
         document = Document(
             file: reader.path, fileBytes: reader.fileSize, formatVersion: reader.formatVersion,
             finished: reader.isFinished, session: reader.info, rounds: reader.roundCount,
             firstRound: first?.index, lastRound: last?.index, spanSeconds: span, events: events, faults: faults,
-            modes: perMode.keys.sorted().map { ModeTotals(mode: $0.description, perMode[$0]!) },
-            total: ModeTotals(mode: "total", total), warnings: warnings)
+            modes: perSetting.keys.sorted().map { SettingValues(setting: $0, values: perSetting[$0]!) },
+            total: total, warnings: warnings)
     }
 
     /// Pretty-printed JSON with sorted keys.
     public func json() -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.keyEncodingStrategy = .custom { path in NameKey(snakeCase(path.last!.stringValue)) }
         // Encoding plain numbers, strings and the Codable SessionInfo cannot fail.
         return String(decoding: (try? encoder.encode(document)) ?? Data(), as: UTF8.self)
     }
@@ -145,19 +109,19 @@ public struct RecordingSummary {
         field("settings", "\(s.mode.rawValue)\(policy), clear chunk \(s.clearChunk), \(interval), bandwidth \(formatBytes(s.bandwidth))/s\(ring), false positives by \(s.falsePositiveMethod.rawValue)")
         field("caps", s.capabilities.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         let range = d.firstRound.map { f in " (#\(f)...#\(d.lastRound ?? f))" } ?? ""
-        field("rounds", "\(d.rounds)\(range) over \(String(format: "%.3f", d.spanSeconds)) s, busy \(Self.duration(d.total.busyNanos))")
+        field("rounds", "\(d.rounds)\(range) over \(String(format: "%.3f", d.spanSeconds)) s, busy \(Self.duration(d.total[.durationNanos]))")
         let events = d.events.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
         field("events", d.events.isEmpty ? "none" : events)
         for (i, fault) in d.faults.enumerated() { field(i == 0 ? "faults" : "", fault) }
         lines.append("")
         let header = ["mode", "rounds", "reported", "false+", "fp%", "initial", "copied", "bytes", "missed", "lost", "GET mean/max", "CLEAR mean/max"]
         var rows = [header]
-        for m in d.modes + [d.total] {
-            rows.append([m.mode, "\(m.rounds)", "\(m.reported)", "\(m.falsePositives)",
-                         String(format: "%.1f", m.falsePositiveRate * 100), "\(m.initial)", "\(m.copiedPages)",
-                         formatBytes(m.bytesCopied), m.verifications == 0 ? "-" : "\(m.missed)/\(m.verifications)v", "\(m.lostPages)",
-                         "\(Self.duration(m.getMeanNanos))/\(Self.duration(m.getMaxNanos))",
-                         "\(Self.duration(m.clearMeanNanos))/\(Self.duration(m.clearMaxNanos))"])
+        for (name, m) in d.modes.map({ ($0.setting.description, $0.values) }) + [("total", d.total)] {
+            rows.append([name, "\(m[.rounds])", "\(m[.reportedPages])", "\(m[.falsePositivePages])",
+                         String(format: "%.1f", m.falsePositiveFraction * 100), "\(m[.initialPages])", "\(m[.copiedPages])",
+                         formatBytes(m[.copiedBytes]), m[.verifications] == 0 ? "-" : "\(m[.missedPages])/\(m[.verifications])v", "\(m[.lostPages])",
+                         "\(Self.duration(m.getDirtyLog.meanNanos))/\(Self.duration(m.getDirtyLog.maxNanos))",
+                         "\(Self.duration(m.clearDirtyLog.meanNanos))/\(Self.duration(m.clearDirtyLog.maxNanos))"])
         }
         let widths = header.indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
         for row in rows {
@@ -186,21 +150,21 @@ public struct RecordingSummary {
     /// The name of an event's case, as in the source.
     static func kind(of event: SessionEvent) -> String {
         switch event {
-        case .modeChanged: return "modeChanged"
-        case .clearPolicyChanged: return "clearPolicyChanged"
-        case .workloadChanged: return "workloadChanged"
-        case .intervalChanged: return "intervalChanged"
-        case .bandwidthChanged: return "bandwidthChanged"
+        case .modeChanged: return "mode_changed"
+        case .clearPolicyChanged: return "clear_policy_changed"
+        case .workloadChanged: return "workload_changed"
+        case .intervalChanged: return "interval_changed"
+        case .bandwidthChanged: return "bandwidth_changed"
         case .paused: return "paused"
         case .resumed: return "resumed"
-        case .blocksCleared: return "blocksCleared"
-        case .clearedBlocksDropped: return "clearedBlocksDropped"
+        case .blocksCleared: return "blocks_cleared"
+        case .clearedBlocksDropped: return "cleared_blocks_dropped"
         case .verified: return "verified"
-        case .guestFault: return "guestFault"
+        case .guestFault: return "guest_fault"
         case .restarted: return "restarted"
-        case .ringFull: return "ringFull"
-        case .recordingStarted: return "recordingStarted"
-        case .recordingStopped: return "recordingStopped"
+        case .ringFull: return "ring_full"
+        case .recordingStarted: return "recording_started"
+        case .recordingStopped: return "recording_stopped"
         case .note: return "note"
         }
     }
@@ -225,3 +189,4 @@ public struct RecordingSummary {
         return String(decoding: text.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
+

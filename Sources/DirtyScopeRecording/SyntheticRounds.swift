@@ -44,9 +44,11 @@ public struct SyntheticRounds {
     public mutating func nextRound() -> Round {
         let index = next
         next += 1
-        var slots: [SlotRound] = []
-        var get = LatencyStats()
-        var clear = LatencyStats()
+        // Manual rounds step through the clear policies.
+        let policy = ClearPolicy.allCases[Int(index / 7) % ClearPolicy.allCases.count]
+        var m = RoundMetrics(mode: info.mode, clearChunk: info.clearChunk, clearPolicy: policy)
+        var slots: [SlotMetrics] = []
+        var bitmaps: [SlotBitmaps] = []
         for slot in info.slots {
             var reported = DirtyBitmap(pageCount: slot.pages)
             fill(&reported, round: Int(index))
@@ -56,35 +58,37 @@ public struct SyntheticRounds {
                 if random.next() % 100 < fpPercent { falsePositives[page] = true }
             }
             let count = reported.count
-            get.record(20_000 + random.next() % 200_000)
-            if count > 0 { clear.record(5_000 + random.next() % 50_000) }
-            slots.append(SlotRound(slot: slot.index, reported: reported, falsePositives: falsePositives,
-                                   initialCount: index == 1 ? count / 2 : 0, copiedPages: count,
-                                   missed: index % 16 == 0 ? 0 : nil,
-                                   watched: index % 5 == 0 ? WatchedBlocks(blocks: min(4, slot.blocks), reported: min(count, 100), falsePositives: 3) : nil))
+            m.getDirtyLog.record(20_000 + random.next() % 200_000)
+            if count > 0 { m.clearDirtyLog.record(5_000 + random.next() % 50_000) }
+            slots.append(SlotMetrics(slot: slot.index, [.initialPages: index == 1 ? count / 2 : 0, .copiedPages: count]))
+            bitmaps.append(SlotBitmaps(reported: reported, falsePositives: falsePositives))
         }
-        let copied = slots.reduce(0) { $0 + $1.copiedPages }
-        // Manual rounds step through the clear policies; false positives split between
-        // two race windows and, under hand, bits never cleared.
-        let policy = ClearPolicy.allCases[Int(index / 7) % ClearPolicy.allCases.count]
-        let fps = slots.reduce(0) { $0 + $1.falsePositiveCount }
-        var origins = FalsePositiveOrigins()
+        m.slots = slots
+        m.index = index
+        m.startNanos = index * 10_000_000 + random.next() % 1000
+        if index % 16 == 0 {
+            m.verification = Verification(missedPerSlot: info.slots.map { _ in 0 }, comparedPages: info.slots.reduce(0) { $0 + $1.pages })
+        }
+        var round = Round(counting: m, bitmaps: bitmaps)
+        let copied = UInt64(round.count(.copiedPages))
+        round[.durationNanos] = 1_000_000 + random.next() % 2_000_000
+        round[.copiedBytes] = copied * UInt64(info.pageSize)
+        round[.copyNanos] = copied * 300
+        round[.bookkeepingNanos] = 20_000 + random.next() % 10_000
+        round[.guestWrites] = copied * 3
+        round[.writeProtectFaults] = copied
+        round[.vcpuExits] = 10 + random.next() % 5
+        round[.lostPages] = info.mode == .manual && policy == .afterCopy ? index % 3 : 0
+        // False positives split between two race windows and, under hand, bits never cleared.
+        let fps = round.count(.falsePositivePages)
         if info.mode == .manual && policy == .hand {
-            origins.neverCleared = fps
+            round.origins.neverCleared = fps
         } else if fps > 0 {
             let short = Int(random.next() % UInt64(fps + 1))
-            origins.byWindow[2] = short
-            origins.byWindow[12] = fps - short
+            round.origins.byWindow[2] = short
+            round.origins.byWindow[12] = fps - short
         }
-        return Round(index: index, startNanos: index * 10_000_000 + random.next() % 1000,
-                     durationNanos: 1_000_000 + random.next() % 2_000_000, mode: info.mode, clearChunk: info.clearChunk,
-                     clearPolicy: policy, slots: slots, getLatency: get, clearLatency: clear,
-                     bytesCopied: UInt64(copied * info.pageSize), copyNanos: UInt64(copied) * 300,
-                     bookkeepingNanos: 20_000 + random.next() % 10_000, guestWrites: UInt64(copied) * 3,
-                     writeProtectFaults: UInt64(copied), exits: 10 + random.next() % 5,
-                     verification: index % 16 == 0 ? Verification(missedPerSlot: info.slots.map { _ in 0 },
-                                                                 comparedPages: info.slots.reduce(0) { $0 + $1.pages }) : nil,
-                     origins: origins, lostPages: info.mode == .manual && policy == .afterCopy ? Int(index % 3) : 0)
+        return round
     }
 
     private mutating func fill(_ bitmap: inout DirtyBitmap, round: Int) {

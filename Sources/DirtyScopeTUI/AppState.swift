@@ -9,58 +9,6 @@ enum HeatmapView: Equatable {
     case time
 }
 
-/// Numbers of the last round, as the metrics panel shows them.
-struct RoundReadout: Equatable {
-    var index: UInt64
-    var reported: Int
-    var falsePositives: Int
-    var missed: Int?
-    var falsePositiveRate: Double
-    var getLastNanos: UInt64
-    var clearLastNanos: UInt64
-    var writeProtectFaultsPerSecond: Double
-    var guestWritesPerSecond: Double
-    var copyMiBPerSecond: Double
-    var reportedPerSecond: Double
-}
-
-/// What the FP rate of one mode and policy needs, summed over the rounds that ran it.
-struct SettingTotals: Equatable {
-    var rounds = 0
-    var reported = 0
-    var falsePositives = 0
-    var initial = 0
-
-    init() {}
-
-    /// The rounds `0...last` of `through` less those of `before`.
-    init(_ through: RoundTotals, less before: RoundTotals) {
-        rounds = Int(truncatingIfNeeded: through.rounds &- before.rounds)
-        reported = Int(truncatingIfNeeded: through.reported &- before.reported)
-        falsePositives = Int(truncatingIfNeeded: through.falsePositives &- before.falsePositives)
-        initial = Int(truncatingIfNeeded: through.initial &- before.initial)
-    }
-
-    mutating func add(_ m: RoundMetrics) {
-        rounds += 1
-        reported += m.reported
-        falsePositives += m.falsePositives
-        initial += m.initial
-    }
-
-    mutating func add(_ other: SettingTotals) {
-        rounds += other.rounds
-        reported += other.reported
-        falsePositives += other.falsePositives
-        initial += other.initial
-    }
-
-    var falsePositiveRate: Double {
-        let base = reported - initial
-        return base > 0 ? Double(falsePositives) / Double(base) : 0
-    }
-}
-
 /// Something that happened before a round, marked on the FP% history.
 enum HistoryMark: Equatable {
     /// The mode or the clear policy changed.
@@ -71,7 +19,7 @@ enum HistoryMark: Equatable {
 
 /// One round in the sparklines.
 struct HistoryPoint: Equatable {
-    var falsePositiveRate: Double
+    var falsePositiveFraction: Double
     var reportedPerSecond: Double
     var mark: HistoryMark?
 }
@@ -180,13 +128,16 @@ struct SessionView: Equatable {
     var recordingPath: String?
     var fault: String?
     var slots: [SlotView]
-    var lastRound: RoundReadout?
-    var totals = RoundTotals()
+    /// The last round's metrics, and the seconds since the round before it started (the
+    /// rates' denominator).
+    var lastRound: RoundMetrics?
+    var lastRoundSeconds: Double = 1
+    var totals = MetricValues()
     var previousRoundStart: UInt64?
     /// The last `historyRounds` rounds, oldest first, for the sparklines.
     var history: [HistoryPoint] = []
     /// Totals per mode and policy used in this session.
-    var bySetting: [HarvestSetting: SettingTotals] = [:]
+    var bySetting: [HarvestSetting: MetricValues] = [:]
     /// The last round's mode and policy, and where its false positives came from.
     var lastSetting: HarvestSetting?
     var lastOrigins = FalsePositiveOrigins()

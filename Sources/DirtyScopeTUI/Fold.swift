@@ -16,46 +16,28 @@ extension AppState {
         session.mode = round.mode
         session.clearChunk = round.clearChunk
         if round.mode == .manual { session.clearPolicy = round.clearPolicy }
-        var bySlot = [SlotRound?](repeating: nil, count: session.slots.count)
-        for slotRound in round.slots where slotRound.slot >= 0 && slotRound.slot < session.slots.count {
-            bySlot[slotRound.slot] = slotRound
+        var bySlot = [Int?](repeating: nil, count: session.slots.count)
+        for (k, slotMetrics) in round.slots.enumerated() where slotMetrics.slot >= 0 && slotMetrics.slot < session.slots.count {
+            bySlot[slotMetrics.slot] = k
         }
         for i in session.slots.indices {
-            let slotRound = bySlot[i] ?? SlotRound(slot: i, reported: DirtyBitmap(pageCount: session.slots[i].info.pages),
-                                                   falsePositives: DirtyBitmap(pageCount: session.slots[i].info.pages))
-            session.slots[i].fold(slotRound, round: round.index)
+            let bitmaps = bySlot[i].map { round.bitmaps[$0] } ?? SlotBitmaps(pages: session.slots[i].info.pages)
+            session.slots[i].fold(bitmaps, round: round.index)
         }
-        // The slots counted their bitmaps already; `Round`'s counts walk every word on each call.
-        let counts = round.slots.map { s -> (reported: Int, falsePositives: Int) in
-            guard s.slot >= 0, s.slot < session.slots.count, s.reported.pageCount == session.slots[s.slot].info.pages,
-                  s.falsePositives.pageCount == s.reported.pageCount else {
-                return (s.reportedCount, s.falsePositiveCount)
-            }
-            return (session.slots[s.slot].lastReported, session.slots[s.slot].lastFalsePositives)
-        }
-        let m = RoundMetrics(round, counts: counts)
-        session.totals.add(m)
-        session.bySetting[round.setting, default: SettingTotals()].add(m)
+        let values = round.values
+        session.totals.add(values)
+        session.bySetting[round.setting, default: MetricValues()].add(values)
 
         let sinceLast = session.previousRoundStart.map { round.startNanos > $0 ? round.startNanos - $0 : 0 } ?? 0
-        let seconds = Double(sinceLast > 0 ? sinceLast : max(1, round.durationNanos)) / 1e9
-        let reported = m.reported, falsePositives = m.falsePositives
-        let base = reported - m.initial
-        let metrics = RoundReadout(
-            index: round.index, reported: reported, falsePositives: falsePositives, missed: round.missed,
-            falsePositiveRate: base > 0 ? Double(falsePositives) / Double(base) : 0,
-            getLastNanos: round.getLatency.lastNanos, clearLastNanos: round.clearLatency.lastNanos,
-            writeProtectFaultsPerSecond: Double(round.writeProtectFaults) / seconds,
-            guestWritesPerSecond: Double(round.guestWrites) / seconds,
-            copyMiBPerSecond: round.copyNanos > 0 ? Double(round.bytesCopied) / 1_048_576 / (Double(round.copyNanos) / 1e9) : 0,
-            reportedPerSecond: Double(reported) / seconds)
-        session.lastRound = metrics
+        let seconds = Double(sinceLast > 0 ? sinceLast : max(1, round[.durationNanos])) / 1e9
+        session.lastRound = round.metrics
+        session.lastRoundSeconds = seconds
         session.previousRoundStart = round.startNanos
         var mark: HistoryMark?
         if let last = session.lastSetting, last != round.setting { mark = .setting }
         else if session.clearSinceLastRound { mark = .clear }
-        session.history.append(HistoryPoint(falsePositiveRate: metrics.falsePositiveRate,
-                                            reportedPerSecond: metrics.reportedPerSecond, mark: mark))
+        session.history.append(HistoryPoint(falsePositiveFraction: values.falsePositiveFraction,
+                                            reportedPerSecond: Double(values[.reportedPages]) / seconds, mark: mark))
         if session.history.count > historyRounds { session.history.removeFirst(session.history.count - historyRounds) }
         session.lastSetting = round.setting
         session.lastOrigins = round.origins

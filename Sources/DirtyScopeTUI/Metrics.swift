@@ -41,7 +41,7 @@ enum Metrics {
         let chartRows = kept.filter { if case .chart = $0 { return true } else { return false } }.count
         // Each round's level on the chart's log scale, once for all its rows.
         let plotWidth = max(0, w - chartLabelWidth - chartValueWidth)
-        let levels = state.session.history.suffix(plotWidth).map { logLevel($0.falsePositiveRate, levels: 8 * chartRows) }
+        let levels = state.session.history.suffix(plotWidth).map { logLevel($0.falsePositiveFraction, levels: 8 * chartRows) }
         var y = rect.y
         var chartRow = 0
         for row in kept {
@@ -75,34 +75,40 @@ enum Metrics {
         }
         let round = state.session.lastRound
         let totals = state.session.totals
+        let seconds = state.session.lastRoundSeconds
         let pageSize = Double(state.info.pageSize)
         let bandwidth = Double(max(1, state.session.bandwidth))
-        func mib(_ pages: Double) -> String { Format.mebibytes(pages * pageSize) }
-        func secs(_ pages: Double) -> String { Format.seconds(pages * pageSize / bandwidth) }
+        func mib(_ pages: UInt64) -> String { Format.mebibytes(Double(pages) * pageSize) }
+        func secs(_ pages: UInt64) -> String { Format.seconds(Double(pages) * pageSize / bandwidth) }
+        /// The last round's value of `metric` shown by `format`, "-" before the first round.
+        func now(_ metric: Metric, _ format: (UInt64) -> String) -> String { round.map { format($0[metric]) } ?? "-" }
+        func perSecond(_ metric: Metric) -> String { now(metric) { Format.count(Double($0) / seconds) } }
 
         add(.section("round \(state.roundIndex)"), 0)
         add(.text(columns("", "round", "total"), .dim), 1)
-        add(.text(columns("reported", round.map { Format.count($0.reported) } ?? "-", Format.count(totals.reported)), .plain), 2)
-        add(.text(columns("false pos", round.map { Format.count($0.falsePositives) } ?? "-", Format.count(totals.falsePositives)),
+        add(.text(columns("reported", now(.reportedPages, Format.count), Format.count(totals[.reportedPages])), .plain), 2)
+        add(.text(columns("false pos", now(.falsePositivePages, Format.count), Format.count(totals[.falsePositivePages])),
                   .falsePositive), 0)
-        add(.text(columns("FP rate", round.map { Format.percentFine($0.falsePositiveRate) } ?? "-",
-                          Format.percentFine(totals.falsePositiveRate)), .plain), 0)
+        add(.text(columns("FP rate", round.map { Format.percentFine($0.falsePositiveFraction) } ?? "-",
+                          Format.percentFine(totals.falsePositiveFraction)), .plain), 0)
         let missedNow = round?.missed.map { Format.count($0) } ?? "-"
-        add(.text(columns("missed", missedNow, Format.count(totals.missed)),
-                  (round?.missed ?? 0) > 0 || totals.missed > 0 ? .alert : .plain), 0)
-        add(.text(columns("FP MiB", round.map { mib(Double($0.falsePositives)) } ?? "-", mib(Double(totals.falsePositives))),
-                  .plain), 1)
+        add(.text(columns("missed", missedNow, Format.count(totals[.missedPages])),
+                  (round?.missed ?? 0) > 0 || totals[.missedPages] > 0 ? .alert : .plain), 0)
+        add(.text(columns("FP MiB", now(.falsePositivePages, mib), mib(totals[.falsePositivePages])), .plain), 1)
         let costLabel = "FP s@" + compactBandwidth(state.session.bandwidth)
         add(.text(columns(costLabel.count <= labelWidth ? costLabel : "FP seconds",
-                          round.map { secs(Double($0.falsePositives)) } ?? "-", secs(Double(totals.falsePositives))), .plain), 1)
-        add(.text(columns("verified", "", "\(totals.verifications)x"), .dim), 6)
-        add(.text(columns("GET", round.map { Format.duration($0.getLastNanos, micro: micro) } ?? "-",
-                          Format.duration(totals.get.maxNanos, micro: micro)), .plain), 4)
-        add(.text(columns("CLEAR", round.map { Format.duration($0.clearLastNanos, micro: micro) } ?? "-",
-                          Format.duration(totals.clear.maxNanos, micro: micro)), .plain), 4)
-        add(.text(columns("writes/s", round.map { Format.count($0.guestWritesPerSecond) } ?? "-", ""), .plain), 5)
-        add(.text(columns("WP flt/s", round.map { Format.count($0.writeProtectFaultsPerSecond) } ?? "-", ""), .plain), 6)
-        add(.text(columns("copy MiB/s", round.map { Format.fixed($0.copyMiBPerSecond, 1) } ?? "-", ""), .plain), 6)
+                          now(.falsePositivePages, secs), secs(totals[.falsePositivePages])), .plain), 1)
+        add(.text(columns("verified", "", "\(totals[.verifications])x"), .dim), 6)
+        add(.text(columns("GET", round.map { Format.duration($0.getDirtyLog.lastNanos, micro: micro) } ?? "-",
+                          Format.duration(totals.getDirtyLog.maxNanos, micro: micro)), .plain), 4)
+        add(.text(columns("CLEAR", round.map { Format.duration($0.clearDirtyLog.lastNanos, micro: micro) } ?? "-",
+                          Format.duration(totals.clearDirtyLog.maxNanos, micro: micro)), .plain), 4)
+        add(.text(columns("writes/s", perSecond(.guestWrites), ""), .plain), 5)
+        add(.text(columns("WP flt/s", perSecond(.writeProtectFaults), ""), .plain), 6)
+        let copyRate = round.map { r in
+            Format.fixed(r[.copyNanos] > 0 ? Double(r[.copiedBytes]) / 1_048_576 / (Double(r[.copyNanos]) / 1e9) : 0, 1)
+        }
+        add(.text(columns("copy MiB/s", copyRate ?? "-", ""), .plain), 6)
 
         // The FP rate of each mode and policy this session used; the running one first in importance.
         if !state.session.bySetting.isEmpty {
@@ -112,9 +118,9 @@ enum Metrics {
             let nameWidth = max(8, settings.map(\.description.count).max() ?? 0)
             for setting in settings {
                 let t = state.session.bySetting[setting]!
-                var text = pad(setting.description, nameWidth) + leftPad(Format.percentFine(t.falsePositiveRate), 8)
+                var text = pad(setting.description, nameWidth) + leftPad(Format.percentFine(t.falsePositiveFraction), 8)
                 if wide {
-                    text += leftPad(mib(Double(t.falsePositives)), 9) + leftPad(secs(Double(t.falsePositives)), 8)
+                    text += leftPad(mib(t[.falsePositivePages]), 9) + leftPad(secs(t[.falsePositivePages]), 8)
                 }
                 add(.text(text, setting == state.session.lastSetting ? .bold : .plain),
                     setting == state.session.lastSetting ? 1 : 2)
@@ -204,7 +210,7 @@ enum Metrics {
             screen[x + chartLabelWidth + i, y] = Cell(g.spark[min(7, level - floor - 1)], role)
         }
         if row == 0 {
-            let latest = state.session.history.last.map { Format.percentFine($0.falsePositiveRate) } ?? "-"
+            let latest = state.session.history.last.map { Format.percentFine($0.falsePositiveFraction) } ?? "-"
             screen.put(latest, x: x + width - latest.count, y: y, role: theme.role(.bold))
         }
     }

@@ -41,7 +41,7 @@ public enum RenderBenchmark {
             return seed
         }
         let rounds = (0..<rounds).map { r in
-            let slotRounds = slotInfos.map { slot -> SlotRound in
+            let bitmaps = slotInfos.map { slot -> SlotBitmaps in
                 var reported = DirtyBitmap(pageCount: slot.pages)
                 var falsePositives = DirtyBitmap(pageCount: slot.pages)
                 for _ in 0..<(slot.blocks / 100) {
@@ -50,10 +50,14 @@ public enum RenderBenchmark {
                     reported.setWord(block, bits)
                     falsePositives.setWord(block, bits & random() & random())
                 }
-                return SlotRound(slot: slot.index, reported: reported, falsePositives: falsePositives)
+                return SlotBitmaps(reported: reported, falsePositives: falsePositives)
             }
-            return Round(index: UInt64(r + 1), startNanos: UInt64(r) * 100_000_000, durationNanos: 1_000_000,
-                         mode: .manual, clearChunk: .pages(64), slots: slotRounds)
+            var m = RoundMetrics(mode: .manual, clearChunk: .pages(64))
+            m.index = UInt64(r + 1)
+            m.startNanos = UInt64(r) * 100_000_000
+            m[.durationNanos] = 1_000_000
+            m.slots = slotInfos.map { SlotMetrics(slot: $0.index) }
+            return Round(counting: m, bitmaps: bitmaps)
         }
         let foldStart = now()
         for round in rounds { state.fold(.round(round)) }

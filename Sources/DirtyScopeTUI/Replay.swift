@@ -110,7 +110,7 @@ final class Replayer {
 
     /// The FP totals of each mode and policy over rounds `0...target`, without decoding a
     /// round: the settings events split the rounds, the checkpointed totals sum each part.
-    private func totalsBySetting(through target: Int) -> [HarvestSetting: SettingTotals] {
+    private func totalsBySetting(through target: Int) -> [HarvestSetting: MetricValues] {
         let events = source.events(before: target + 1)
         var mode = source.info.mode, policy = source.info.clearPolicy
         var segments = [(start: 0, setting: HarvestSetting(mode: mode, policy: policy))]
@@ -126,12 +126,12 @@ final class Replayer {
             if segments[segments.count - 1].start == round { segments[segments.count - 1].setting = setting }
             else { segments.append((round, setting)) }
         }
-        var result: [HarvestSetting: SettingTotals] = [:]
+        var result: [HarvestSetting: MetricValues] = [:]
         for (i, segment) in segments.enumerated() {
             let end = i + 1 < segments.count ? segments[i + 1].start - 1 : target
             guard end >= segment.start else { continue }
-            let before = segment.start > 0 ? source.totals(through: segment.start - 1) : RoundTotals()
-            result[segment.setting, default: SettingTotals()].add(SettingTotals(source.totals(through: end), less: before))
+            let before = segment.start > 0 ? source.totals(through: segment.start - 1) : MetricValues()
+            result[segment.setting, default: MetricValues()].add(source.totals(through: end).subtracting(before))
         }
         return result
     }

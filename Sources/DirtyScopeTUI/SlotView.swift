@@ -86,10 +86,10 @@ struct SlotView: Equatable {
     }
 
     /// Folds this slot's share of round number `round`.
-    mutating func fold(_ slotRound: SlotRound, round: UInt64) {
-        reported = slotRound.reported.pageCount == info.pages ? slotRound.reported : DirtyBitmap(pageCount: info.pages)
-        falsePositives = slotRound.falsePositives.pageCount == info.pages
-            ? slotRound.falsePositives : DirtyBitmap(pageCount: info.pages)
+    mutating func fold(_ bitmaps: SlotBitmaps, round: UInt64) {
+        reported = bitmaps.reported.pageCount == info.pages ? bitmaps.reported : DirtyBitmap(pageCount: info.pages)
+        falsePositives = bitmaps.falsePositives.pageCount == info.pages
+            ? bitmaps.falsePositives : DirtyBitmap(pageCount: info.pages)
         let hot = UInt8(heatRounds)
         let row = Int(round % UInt64(heatRounds))
         let blocks = info.blocks

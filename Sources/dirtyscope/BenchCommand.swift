@@ -157,26 +157,29 @@ extension BenchCommand {
 /// ground truth beside them.
 func benchTables(_ results: [BenchResult]) -> String {
     guard let first = results.first else { return "" }
-    var out = "dirtyscope bench: \(formatBytes(first.memory_bytes)) in \(first.slots) memslot(s), \(first.vcpus) vCPUs, \(first.workload), \(first.iterations) iterations\n\n"
+    var out = "dirtyscope bench: \(formatBytes(first.memoryBytes)) in \(first.slots) memslot(s), \(first.vcpus) vCPUs, \(first.workload), \(first.iterations) iterations\n\n"
     for r in results {
-        let name = r.mode == "manual" ? "manual (clear policy \(r.clear_policy), chunk \(r.clear_chunk_pages))" : r.mode
+        let m = r.metrics
+        let name = r.setting.mode == .manual ? "manual (clear policy \(r.setting.policy.rawValue), chunk \(r.clearChunk.map { "\($0)" } ?? "-"))" : r.setting.mode.rawValue
         out += "[\(name)]\n"
-        out += "  Populate memory time:   \(formatNanos(r.populate_memory_ns))\n"
-        out += "  Dirty memory time:      total \(formatNanos(r.dirty_memory_total_ns)), avg \(formatNanos(r.dirty_memory_avg_ns))/iteration\n"
-        out += "  Get dirty log time:     total \(formatNanos(r.get_dirty_log_total_ns)), avg \(formatNanos(r.get_dirty_log_avg_ns))/iteration (\(r.get_dirty_log_calls) calls)\n"
-        out += "  Clear dirty log time:   total \(formatNanos(r.clear_dirty_log_total_ns)), avg \(formatNanos(r.clear_dirty_log_avg_ns))/iteration (\(r.clear_dirty_log_calls) calls)\n"
-        out += "  Per iteration:          \(r.guest_writes_per_iteration) page writes; vCPU stats: "
-        out += Bench.breakdownStats.compactMap { name in r.vcpu_stats_per_iteration[name].map { "\(name) \($0)" } }
+        out += "  Populate memory time:   \(formatNanos(r.populateMemoryNanos))\n"
+        out += "  Dirty memory time:      total \(formatNanos(r.dirtyMemoryTotalNanos)), avg \(formatNanos(r.dirtyMemoryAverageNanos))/iteration\n"
+        out += "  Get dirty log time:     total \(formatNanos(m.getDirtyLog.totalNanos)), avg \(formatNanos(r.getPerIterationNanos))/iteration (\(m.getDirtyLog.count) calls)\n"
+        out += "  Clear dirty log time:   total \(formatNanos(m.clearDirtyLog.totalNanos)), avg \(formatNanos(r.clearPerIterationNanos))/iteration (\(m.clearDirtyLog.count) calls)\n"
+        out += "  Per iteration:          \(r.guestWritesPerIteration) page writes; vCPU stats: "
+        out += Bench.breakdownStats.compactMap { name in r.vcpuStatsPerIteration[name].map { "\(name) \($0)" } }
             .joined(separator: ", ") + "\n"
     }
     out += "\n"
-    let header = ["mode", "policy", "chunk", "reported", "false pos", "FP rate", "copied", "wp faults", "exits", "longest ioctl", "userspace", "% of ioctl", "missed", "lost"]
+    let header = ["mode", "policy", "chunk", "reported", "false pos", "FP rate", "copied", "wp faults", "exits", "longest ioctl", "bookkeeping", "% of ioctl", "missed", "lost"]
     var rows: [[String]] = [header]
     for r in results {
-        rows.append([r.mode, r.clear_policy, r.clear_chunk_pages, "\(r.reported_pages)", "\(r.false_positive_pages)",
-                     String(format: "%.2f%%", r.false_positive_rate * 100), "\(r.copied_pages)", "\(r.write_protect_faults)",
-                     "\(r.vcpu_exits)", formatNanos(r.longest_ioctl_ns), formatNanos(r.userspace_total_ns),
-                     String(format: "%.1f%%", r.userspace_percent_of_ioctl), "\(r.missed_pages)", "\(r.lost_pages)"])
+        let m = r.metrics
+        var row = [r.setting.mode.rawValue, r.setting.mode == .manual ? r.setting.policy.rawValue : "-", r.clearChunk.map { "\($0)" } ?? "-"]
+        row += ["\(m[.reportedPages])", "\(m[.falsePositivePages])", String(format: "%.2f%%", m.falsePositiveFraction * 100)]
+        row += ["\(m[.copiedPages])", "\(m[.writeProtectFaults])", "\(m[.vcpuExits])", formatNanos(r.longestIoctlNanos)]
+        row += [formatNanos(m[.bookkeepingNanos]), String(format: "%.1f%%", r.bookkeepingPercentOfIoctl), "\(m[.missedPages])", "\(m[.lostPages])"]
+        rows.append(row)
     }
     let widths = header.indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
     for (n, row) in rows.enumerated() {
@@ -186,14 +189,13 @@ func benchTables(_ results: [BenchResult]) -> String {
         }.joined(separator: "  ") + "\n"
         if n == 0 { out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n" }
     }
-    let memory = results.map { "\($0.mode): source \(formatBytes($0.source_resident_bytes)), destination \(formatBytes($0.destination_resident_bytes))" }
-    out += "\nresident: " + memory.joined(separator: "; ") + "; peak RSS \(formatBytes(results.map(\.peak_rss_bytes).max() ?? 0))\n"
-    let lost = results.filter { $0.missed_pages > 0 }
-    for r in results where r.clear_policy == ClearPolicy.afterCopy.rawValue {
-        out += "after-copy: \(r.lost_pages) pages were written between their copy and their CLEAR and never reported; "
-            + "\(r.missed_pages) pages still differed at the final stop-and-copy\n"
+    let memory = results.map { "\($0.setting.mode.rawValue): source \(formatBytes($0.sourceResidentBytes)), destination \(formatBytes($0.destinationResidentBytes))" }
+    out += "\nresident: " + memory.joined(separator: "; ") + "; peak RSS \(formatBytes(results.map(\.peakRSSBytes).max() ?? 0))\n"
+    for r in results where r.setting.mode == .manual && r.setting.policy == .afterCopy {
+        out += "after-copy: \(r.metrics[.lostPages]) pages were written between their copy and their CLEAR and never reported; "
+            + "\(r.metrics[.missedPages]) pages still differed at the final stop-and-copy\n"
     }
-    if lost.contains(where: { $0.clear_policy != ClearPolicy.afterCopy.rawValue }) {
+    if results.contains(where: { $0.metrics[.missedPages] > 0 && $0.setting.policy != .afterCopy }) {
         out += "WARNING: pages changed but were never reported (missed > 0): the dirty log lost writes\n"
     }
     return out

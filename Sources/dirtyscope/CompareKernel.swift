@@ -75,12 +75,12 @@ enum KernelComparison {
         out += "  kernel: \(path) \(args.joined(separator: " "))\n"
         out += "  load average (1 min) before each pair: \(runs.map(\.load).joined(separator: ", "))\n"
         var rows: [(String, [UInt64], [UInt64])] = [
-            ("populate", runs.map(\.kernel.populateNanos), runs.map(\.bench.populate_memory_ns)),
-            ("dirty memory time per iteration", runs.map(\.kernel.dirtyAverageNanos), runs.map(\.bench.dirty_memory_avg_ns)),
-            ("GET avg per iteration", runs.map(\.kernel.getAverageNanos), runs.map(\.bench.get_dirty_log_avg_ns)),
+            ("populate", runs.map(\.kernel.populateNanos), runs.map(\.bench.populateMemoryNanos)),
+            ("dirty memory time per iteration", runs.map(\.kernel.dirtyAverageNanos), runs.map(\.bench.dirtyMemoryAverageNanos)),
+            ("GET avg per iteration", runs.map(\.kernel.getAverageNanos), runs.map(\.bench.getPerIterationNanos)),
         ]
         if mode == .manual {
-            rows.append(("CLEAR avg per iteration", runs.map { $0.kernel.clearAverageNanos ?? 0 }, runs.map(\.bench.clear_dirty_log_avg_ns)))
+            rows.append(("CLEAR avg per iteration", runs.map { $0.kernel.clearAverageNanos ?? 0 }, runs.map(\.bench.clearPerIterationNanos)))
         }
         let header = ["figure", "dirty_log_perf_test", "dirtyscope bench", "ratio", "runs (kernel / bench)"]
         var cells: [[String]] = [header]

@@ -61,7 +61,7 @@ struct RecordCommand: ParsableCommand {
                 case .round(let r):
                     seen += 1
                     missed += r.missed ?? 0
-                    lost += r.lostPages
+                    lost += r.count(.lostPages)
                 case .event(let e):
                     if case .guestFault(let reason) = e.event, fault == nil { fault = reason }
                     if case .note(let text) = e.event, text.hasPrefix("recording stopped: "), recordingFailure == nil {

@@ -19,7 +19,7 @@ final class AccountingTests: XCTestCase {
                 var reported = 0
                 for _ in 0..<4 {
                     usleep(40_000)
-                    reported += try harvester.harvestRound().reported
+                    reported += try harvester.harvestRound().count(.reportedPages)
                 }
                 machine.pause()
                 let last = try harvester.harvestRound(verify: true)
@@ -35,7 +35,7 @@ final class AccountingTests: XCTestCase {
     /// At the same bandwidth, on hotset, legacy's false-positive rate is clearly above manual's.
     func testLegacyFalsePositiveRateIsClearlyAboveManualOnHotset() throws {
         let system = try kvmOrSkip()
-        func rate(_ mode: HarvestMode) throws -> RoundTotals {
+        func rate(_ mode: HarvestMode) throws -> MetricValues {
             var config = SessionConfig()
             config.slotBytes = [16 << 20, 16 << 20]
             config.mode = mode
@@ -47,22 +47,22 @@ final class AccountingTests: XCTestCase {
             let queue = RecordQueue()
             session.subscribe(queue)
             session.start()
-            var totals = RoundTotals()
+            var totals = MetricValues()
             let deadline = Date().addingTimeInterval(30)
-            while totals.rounds < 30 && Date() < deadline {
+            while totals[.rounds] < 30 && Date() < deadline {
                 usleep(50_000)
-                for case .round(let r) in queue.drain() where r.index > 2 { totals.add(r) }
+                for case .round(let r) in queue.drain() where r.index > 2 { totals.add(r.values) }
             }
             session.stop()
-            XCTAssertGreaterThanOrEqual(totals.rounds, 30, "\(mode): too few rounds")
-            XCTAssertEqual(totals.missed, 0, "\(mode): missed pages at verification points")
+            XCTAssertGreaterThanOrEqual(totals[.rounds], 30, "\(mode): too few rounds")
+            XCTAssertEqual(totals[.missedPages], 0, "\(mode): missed pages at verification points")
             return totals
         }
         let legacy = try rate(.legacy)
         let manual = try rate(.manual)
-        XCTAssertGreaterThan(legacy.falsePositives, 20, "legacy should show the race on hotset")
-        XCTAssertGreaterThan(legacy.falsePositiveRate, 4 * manual.falsePositiveRate + 0.005,
-                             "legacy \(legacy.falsePositiveRate) vs manual \(manual.falsePositiveRate)")
+        XCTAssertGreaterThan(legacy[.falsePositivePages], 20, "legacy should show the race on hotset")
+        XCTAssertGreaterThan(legacy.falsePositiveFraction, 4 * manual.falsePositiveFraction + 0.005,
+                             "legacy \(legacy.falsePositiveFraction) vs manual \(manual.falsePositiveFraction)")
     }
 
     /// KVM_CLEAR_DIRTY_LOG on chosen blocks clears exactly their dirty pages, copies them,
@@ -80,8 +80,11 @@ final class AccountingTests: XCTestCase {
         XCTAssertEqual(result.pagesCopied, 3)
         XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: 5))
         let round = try harvester.harvestRound(verify: true)
-        XCTAssertEqual(round.reported, 2, "page 700 (never cleared) and page 5 (written after the clear)")
-        XCTAssertEqual(round.slots[0].watched, WatchedBlocks(blocks: 3, reported: 1, falsePositives: 0))
+        XCTAssertEqual(round.count(.reportedPages), 2, "page 700 (never cleared) and page 5 (written after the clear)")
+        var cleared = DirtyBitmap(pageCount: round.bitmaps[0].reported.pageCount)
+        cleared.set(0..<192)
+        XCTAssertEqual(round.bitmaps[0].reported.intersection(cleared).count, 1, "page 5, in the cleared blocks")
+        XCTAssertEqual(round.bitmaps[0].falsePositives.intersection(cleared).count, 0)
         XCTAssertEqual(round.missed, 0)
         XCTAssertThrowsError(try harvester.clearBlocks(slot: 0, blocks: [1_000_000]))
         // With 4096-page chunks the three adjacent blocks are one call.

@@ -39,11 +39,11 @@ final class ClearPolicyTests: XCTestCase {
         defer { machine.stop() }
         try settleAndChange(machine, harvester)
         let raced = try roundWithWriteInWindow(machine, harvester)
-        XCTAssertEqual(raced.falsePositives, 0, "the page changed before this copy")
+        XCTAssertEqual(raced.count(.falsePositivePages), 0, "the page changed before this copy")
         XCTAssertEqual(raced.clearPolicy, .auto)
         let next = try harvester.harvestRound(verify: true)
-        XCTAssertEqual(next.reported, 1)
-        XCTAssertEqual(next.falsePositives, 1)
+        XCTAssertEqual(next.count(.reportedPages), 1)
+        XCTAssertEqual(next.count(.falsePositivePages), 1)
         XCTAssertEqual(next.origins.raced, 1)
         XCTAssertEqual(next.origins.neverCleared, 0)
         XCTAssertEqual(next.missed, 0)
@@ -56,11 +56,11 @@ final class ClearPolicyTests: XCTestCase {
         defer { machine.stop() }
         try settleAndChange(machine, harvester)
         let lossy = try roundWithWriteInWindow(machine, harvester)
-        XCTAssertEqual(lossy.reported, 1)
-        XCTAssertGreaterThan(lossy.clearLatency.count, 0, "after-copy still calls KVM_CLEAR_DIRTY_LOG")
-        XCTAssertEqual(lossy.lostPages, 1, "found as it happened: changed since the copy, and no dirty bit")
+        XCTAssertEqual(lossy.count(.reportedPages), 1)
+        XCTAssertGreaterThan(lossy.clearDirtyLog.count, 0, "after-copy still calls KVM_CLEAR_DIRTY_LOG")
+        XCTAssertEqual(lossy.count(.lostPages), 1, "found as it happened: changed since the copy, and no dirty bit")
         let next = try harvester.harvestRound(verify: true)
-        XCTAssertEqual(next.reported, 0, "the write was cleared before any GET saw it")
+        XCTAssertEqual(next.count(.reportedPages), 0, "the write was cleared before any GET saw it")
         XCTAssertEqual(next.missed, 1)
         XCTAssertEqual(next.verification?.missedBlocks, [[page / 64]])
         let healed = try harvester.harvestRound(verify: true)
@@ -74,7 +74,7 @@ final class ClearPolicyTests: XCTestCase {
         try settleAndChange(machine, harvester)
         var wrote = false
         harvester.windowHook = { if !wrote { wrote = machine.commandWrite(vcpu: 0, linearPage: self.page) } }
-        XCTAssertEqual(try harvester.harvestRound().lostPages, 0)
+        XCTAssertEqual(try harvester.harvestRound().count(.lostPages), 0)
         XCTAssertTrue(wrote)
         XCTAssertEqual(try harvester.harvestRound(verify: true).missed, 0)
     }
@@ -88,12 +88,12 @@ final class ClearPolicyTests: XCTestCase {
         XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
         XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: other))
         let first = try harvester.harvestRound()
-        XCTAssertEqual(first.reported, 2)
-        XCTAssertEqual(first.clearLatency.count, 0, "hand never clears on its own")
+        XCTAssertEqual(first.count(.reportedPages), 2)
+        XCTAssertEqual(first.clearDirtyLog.count, 0, "hand never clears on its own")
         for _ in 0..<2 {
             let again = try harvester.harvestRound()
-            XCTAssertEqual(again.reported, 2)
-            XCTAssertEqual(again.falsePositives, 2)
+            XCTAssertEqual(again.count(.reportedPages), 2)
+            XCTAssertEqual(again.count(.falsePositivePages), 2)
             XCTAssertEqual(again.origins.neverCleared, 2)
         }
 
@@ -101,25 +101,25 @@ final class ClearPolicyTests: XCTestCase {
         XCTAssertEqual(clear.pagesCleared, 1, "GET's view of the block: the one dirty page")
         XCTAssertEqual(clear.policy, .hand)
         let after = try harvester.harvestRound()
-        XCTAssertEqual(after.reported, 1, "only the other block is still reported")
-        XCTAssertTrue(after.slots[0].reported[other])
-        XCTAssertEqual(after.slots[0].watched?.falsePositives, 0)
+        XCTAssertEqual(after.count(.reportedPages), 1, "only the other block is still reported")
+        XCTAssertTrue(after.bitmaps[0].reported[other])
+        XCTAssertFalse(after.bitmaps[0].reported[page], "no report, so no false positive, in the cleared block")
 
         // A new write in the cleared block: reported once, then re-protected by the harvester.
         XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
         let written = try harvester.harvestRound()
-        XCTAssertTrue(written.slots[0].reported[page])
-        XCTAssertFalse(written.slots[0].falsePositives[page])
+        XCTAssertTrue(written.bitmaps[0].reported[page])
+        XCTAssertFalse(written.bitmaps[0].falsePositives[page])
         let quiet = try harvester.harvestRound(verify: true)
-        XCTAssertFalse(quiet.slots[0].reported[page], "the hand-cleared block is re-protected every round")
-        XCTAssertTrue(quiet.slots[0].falsePositives[other])
+        XCTAssertFalse(quiet.bitmaps[0].reported[page], "the hand-cleared block is re-protected every round")
+        XCTAssertTrue(quiet.bitmaps[0].falsePositives[other])
         XCTAssertEqual(quiet.missed, 0)
 
         // Dropping the block ends it: the page's next write is reported round after round.
         harvester.dropClearedBlocks(slot: 0)
         XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
         _ = try harvester.harvestRound()
-        XCTAssertTrue(try harvester.harvestRound().slots[0].falsePositives[page])
+        XCTAssertTrue(try harvester.harvestRound().bitmaps[0].falsePositives[page])
     }
 
     /// at-get: the CLEAR comes right after GET, so a write before the copy is reported
@@ -133,7 +133,7 @@ final class ClearPolicyTests: XCTestCase {
         XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
         _ = try harvester.consume(collected)
         let next = try harvester.harvestRound(verify: true)
-        XCTAssertEqual(next.falsePositives, 1)
+        XCTAssertEqual(next.count(.falsePositivePages), 1)
         XCTAssertEqual(next.origins.raced, 1)
         XCTAssertEqual(next.missed, 0)
     }
@@ -178,15 +178,15 @@ final class ClearPolicyBenchTests: XCTestCase {
         // A slow copy holds each copy-to-CLEAR window open long enough for hot-set writes.
         c.bandwidth = 8 << 20
         let results = try Bench.run(c, system: system)
-        XCTAssertEqual(results.map(\.clear_policy), ["auto", "after-copy", "hand"])
+        XCTAssertEqual(results.map(\.setting.policy), [.auto, .afterCopy, .hand])
         let auto = results[0], afterCopy = results[1], hand = results[2]
-        XCTAssertEqual(auto.missed_pages, 0)
-        XCTAssertEqual(auto.lost_pages, 0)
-        XCTAssertEqual(hand.missed_pages, 0)
-        XCTAssertGreaterThan(afterCopy.lost_pages, 0)
-        XCTAssertGreaterThan(afterCopy.missed_pages, 0)
-        XCTAssertGreaterThan(hand.false_positive_pages, auto.false_positive_pages)
-        XCTAssertGreaterThan(hand.false_positives_never_cleared, 0)
+        XCTAssertEqual(auto.metrics[.missedPages], 0)
+        XCTAssertEqual(auto.metrics[.lostPages], 0)
+        XCTAssertEqual(hand.metrics[.missedPages], 0)
+        XCTAssertGreaterThan(afterCopy.metrics[.lostPages], 0)
+        XCTAssertGreaterThan(afterCopy.metrics[.missedPages], 0)
+        XCTAssertGreaterThan(hand.metrics[.falsePositivePages], auto.metrics[.falsePositivePages])
+        XCTAssertGreaterThan(hand.metrics.origins.neverCleared, 0)
     }
 }
 

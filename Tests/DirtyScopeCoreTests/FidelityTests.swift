@@ -43,12 +43,12 @@ final class FidelityTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(liveRounds.count, 24)
         XCTAssertEqual(reader.roundCount, liveRounds.count)
         var readEvents: [TimedEvent] = []
-        var totals = RoundTotals()
+        var totals = MetricValues()
         for i in 0..<reader.roundCount {
             let entry = try reader.entry(at: i)
             XCTAssertEqual(entry.round, liveRounds[i], "round \(i) differs after the round trip")
             readEvents += entry.events
-            totals.add(liveRounds[i])
+            totals.add(liveRounds[i].values)
             XCTAssertEqual(reader.totals(through: i), totals, "totals through round \(i)")
         }
         readEvents += reader.trailingEvents

@@ -22,8 +22,8 @@ final class RaceTests: XCTestCase {
         // Settle: p written, harvested and copied once, so the destination holds it.
         XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
         let settle = try harvester.harvestRound()
-        XCTAssertEqual(settle.reported, 1)
-        XCTAssertEqual(settle.falsePositives, 0)
+        XCTAssertEqual(settle.count(.reportedPages), 1)
+        XCTAssertEqual(settle.count(.falsePositivePages), 0)
 
         XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))      // p changes
         let collected = try harvester.collect()                              // 1. GET
@@ -31,8 +31,8 @@ final class RaceTests: XCTestCase {
         XCTAssertEqual(collected.reported[0].count, 1)
         XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))      // 2. the guest writes p again
         let first = try harvester.consume(collected)                         // 3. (CLEAR and) copy
-        XCTAssertEqual(first.copiedPages, 1)
-        XCTAssertEqual(first.falsePositives, 0, "p really changed before this copy")
+        XCTAssertEqual(first.count(.copiedPages), 1)
+        XCTAssertEqual(first.count(.falsePositivePages), 0, "p really changed before this copy")
 
         let again = try harvester.collect()                                  // 4. GET again
         let reportedAgain = again.reported[0][page]
@@ -44,9 +44,9 @@ final class RaceTests: XCTestCase {
     func testLegacyReportsTheRacedPageAgainAsAFalsePositive() throws {
         let r = try race(mode: .legacy, method: .stamp)
         XCTAssertTrue(r.reportedAgain)
-        XCTAssertEqual(r.second.reported, 1)
-        XCTAssertEqual(r.second.falsePositives, 1)
-        XCTAssertTrue(r.second.slots[0].falsePositives[page])
+        XCTAssertEqual(r.second.count(.reportedPages), 1)
+        XCTAssertEqual(r.second.count(.falsePositivePages), 1)
+        XCTAssertTrue(r.second.bitmaps[0].falsePositives[page])
         XCTAssertEqual(r.first.clearPolicy, .auto, "the clear policy does not apply outside manual mode")
         // Attributed to the race: the window from the GET to the copy held the guest's
         // write, so at least a microsecond, and well under a minute.
@@ -60,16 +60,16 @@ final class RaceTests: XCTestCase {
     func testManualWithClearBeforeCopyReportsNothing() throws {
         let r = try race(mode: .manual, method: .stamp)
         XCTAssertFalse(r.reportedAgain)
-        XCTAssertEqual(r.second.reported, 0)
-        XCTAssertEqual(r.second.falsePositives, 0)
-        XCTAssertGreaterThan(r.first.clearLatency.count, 0, "manual mode must call KVM_CLEAR_DIRTY_LOG")
+        XCTAssertEqual(r.second.count(.reportedPages), 0)
+        XCTAssertEqual(r.second.count(.falsePositivePages), 0)
+        XCTAssertGreaterThan(r.first.clearDirtyLog.count, 0, "manual mode must call KVM_CLEAR_DIRTY_LOG")
     }
 
     func testContentComparisonFindsTheSameFalsePositive() throws {
         let legacy = try race(mode: .legacy, method: .content)
-        XCTAssertEqual(legacy.second.falsePositives, 1)
+        XCTAssertEqual(legacy.second.count(.falsePositivePages), 1)
         let manual = try race(mode: .manual, method: .content)
-        XCTAssertEqual(manual.second.falsePositives, 0)
+        XCTAssertEqual(manual.second.count(.falsePositivePages), 0)
     }
 
     /// A page KVM reports that never changed since it was copied is a false positive;
@@ -83,8 +83,8 @@ final class RaceTests: XCTestCase {
         _ = try harvester.harvestRound()
         XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
         let r = try harvester.harvestRound()
-        XCTAssertEqual(r.reported, 1)
-        XCTAssertEqual(r.falsePositives, 0)
-        XCTAssertEqual(r.slots[0].truePositiveCount, 1)
+        XCTAssertEqual(r.count(.reportedPages), 1)
+        XCTAssertEqual(r.count(.falsePositivePages), 0)
+        XCTAssertEqual(r.slots[0].truePositives, 1)
     }
 }

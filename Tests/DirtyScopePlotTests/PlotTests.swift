@@ -40,14 +40,14 @@ final class PlotTests: XCTestCase {
                 try writer.append(.event(TimedEvent(nanos: UInt64(i) * 100_000_000 - 1, event: .blocksCleared(
                     BlockClear(slot: 0, blocks: [0, 1], calls: 1, pagesCleared: 128, pagesCopied: 128, clearNanos: 1000)))))
             }
-            var get = LatencyStats(), clear = LatencyStats()
-            get.record(20_000 + UInt64(i) * 100)
-            if i > 20 { clear.record(3_000) }
-            try writer.append(.round(Round(
-                index: UInt64(i), startNanos: UInt64(i) * 100_000_000, durationNanos: 5_000_000, mode: i > 20 ? .manual : .legacy,
-                clearChunk: .pages(64), clearPolicy: .hand,
-                slots: [SlotRound(slot: 0, reported: reported, falsePositives: fps, copiedPages: reported.count)],
-                getLatency: get, clearLatency: clear)))
+            var m = RoundMetrics(mode: i > 20 ? .manual : .legacy, clearChunk: .pages(64), clearPolicy: .hand)
+            m.index = UInt64(i)
+            m.startNanos = UInt64(i) * 100_000_000
+            m[.durationNanos] = 5_000_000
+            m.getDirtyLog.record(20_000 + UInt64(i) * 100)
+            if i > 20 { m.clearDirtyLog.record(3_000) }
+            m.slots = [SlotMetrics(slot: 0, [.copiedPages: reported.count])]
+            try writer.append(.round(Round(counting: m, bitmaps: [SlotBitmaps(reported: reported, falsePositives: fps)])))
         }
         try writer.finish()
         return try RecordingReader(path: path)

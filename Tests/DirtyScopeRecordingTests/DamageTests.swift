@@ -89,8 +89,8 @@ import Testing
             #expect(try reader.entry(at: position).round == rounds[original])
         }
         // Totals skip the lost rounds too.
-        var totals = RoundTotals()
-        kept.forEach { totals.add(rounds[$0]) }
+        var totals = MetricValues()
+        kept.forEach { totals.add(rounds[$0].values) }
         #expect(reader.totals(through: kept.count - 1) == totals)
     }
 
@@ -113,7 +113,7 @@ import Testing
         defer { unlink(path) }
         let writer = try RecordingWriter(path: path, info: info)
         var round = mixedRounds(info, count: 1)[0]
-        round.slots[0].reported = .init(pageCount: 10)
+        round.bitmaps[0].reported = .init(pageCount: 10)
         #expect(throws: RecordingError.self) { try writer.append(.round(round)) }
         round = mixedRounds(info, count: 1)[0]
         round.slots[0].slot = 7

@@ -92,7 +92,7 @@ import Testing
         }
         #expect(throws: RecordingError.self) { _ = try reader.metrics(at: last) }
         let totals = reader.totals(through: last)
-        #expect(totals.rounds < 60)
+        #expect(totals[.rounds] < 60)
         #expect(reader.warnings.contains { $0.contains("changed while open") })
     }
 

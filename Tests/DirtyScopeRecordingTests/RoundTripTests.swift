@@ -72,11 +72,11 @@ import Testing
         let path = try writeRecording(info, rounds.map { .round($0) })
         defer { unlink(path) }
         let reader = try RecordingReader(path: path)
-        #expect(reader.totals(through: -1) == RoundTotals())
-        var totals = RoundTotals()
+        #expect(reader.totals(through: -1) == MetricValues())
+        var totals = MetricValues()
         for (i, round) in rounds.enumerated() {
-            totals.add(round)
-            #expect(try reader.metrics(at: i) == RoundMetrics(round))
+            totals.add(round.values)
+            #expect(try reader.metrics(at: i) == round.metrics)
             if i % 13 == 0 || i == 63 || i == 64 || i == 127 || i == 128 || i == rounds.count - 1 {
                 #expect(reader.totals(through: i) == totals, "totals through \(i)")
             }
@@ -94,14 +94,18 @@ import Testing
         for nanos: UInt64 in [0, 1, 2, 1 << 62, .max] { latency.record(nanos) }
         var emptyHistogram = LatencyStats()
         emptyHistogram.count = 5
-        let round = Round(index: .max, startNanos: .max, durationNanos: .max, mode: .ring, clearChunk: .pages(SessionLimits.maxTotalPages),
-                          slots: [SlotRound(slot: 1, reported: reported, falsePositives: reported, initialCount: 130,
-                                            copiedPages: 130, missed: 0, watched: WatchedBlocks(blocks: 3, reported: 130, falsePositives: 0)),
-                                  SlotRound(slot: 0, reported: DirtyBitmap(pageCount: 130), falsePositives: DirtyBitmap(pageCount: 130))],
-                          getLatency: latency, clearLatency: emptyHistogram, bytesCopied: .max, copyNanos: .max,
-                          bookkeepingNanos: .max, guestWrites: .max, writeProtectFaults: .max, exits: .max,
-                          ringEntries: .max, ringFullExits: .max,
-                          verification: Verification(missedPerSlot: [0, 0, 5], comparedPages: SessionLimits.maxTotalPages))
+        var m = RoundMetrics(mode: .ring, clearChunk: .pages(SessionLimits.maxTotalPages))
+        m.index = .max
+        m.startNanos = .max
+        for metric in Metric.roundFields where metric != .lostPages { m[metric] = .max }
+        m[.lostPages] = 260  // at most the header's pages
+        m.getDirtyLog = latency
+        m.clearDirtyLog = emptyHistogram
+        m.origins = FalsePositiveOrigins(byWindow: (0..<FalsePositiveOrigins.bucketCount).map { _ in 130 }, neverCleared: 260)
+        m.slots = [SlotMetrics(slot: 1, [.initialPages: 130, .copiedPages: 130, .missedPages: 0]), SlotMetrics(slot: 0)]
+        m.verification = Verification(missedPerSlot: [0, 0, 5], comparedPages: SessionLimits.maxTotalPages)
+        let round = Round(counting: m, bitmaps: [SlotBitmaps(reported: reported, falsePositives: reported), SlotBitmaps(pages: 130)])
+        #expect(round.count(.reportedPages) == 130 && round.count(.falsePositivePages) == 130)
         let path = try writeRecording(info, [.round(round), .event(TimedEvent(nanos: .max, event: .intervalChanged(nanos: .max)))])
         defer { unlink(path) }
         let reader = try RecordingReader(path: path)

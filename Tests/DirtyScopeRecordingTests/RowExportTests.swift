@@ -38,14 +38,14 @@ import Testing
         try CSVExport.write(reader, toPath: path)
         csv = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
         let header = csv[0].split(separator: ",").map(String.init)
-        let r = header.firstIndex(of: "reported")!, fp = header.firstIndex(of: "false_positives")!
+        let r = header.firstIndex(of: "reported_pages")!, fp = header.firstIndex(of: "false_positive_pages")!
         for line in csv.dropFirst() {
             let f = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
             let round = UInt64(f[0])!
             #expect(reported[round, default: 0] == Int(f[r])!, "round \(round) reported")
             #expect(fps[round, default: 0] == Int(f[fp])!, "round \(round) false positives")
         }
-        #expect(reported.values.reduce(0, +) == rounds.reduce(0) { $0 + $1.reported })
+        #expect(reported.values.reduce(0, +) == rounds.reduce(0) { $0 + $1.count(.reportedPages) })
     }
 
     /// Blocks the user cleared are marked from that CLEAR on, until the next one.

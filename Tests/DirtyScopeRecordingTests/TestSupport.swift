@@ -37,8 +37,11 @@ func mixedRounds(_ info: SessionInfo, count: Int, seed: UInt64 = 7) -> [Round] {
     var generators = SyntheticShape.allCases.enumerated().map { SyntheticRounds(shape: $1, info: info, seed: seed &+ UInt64($0)) }
     return (0..<count).map { k in
         var round = generators[(k / 3) % generators.count].nextRound()
-        round.index = UInt64(k + 1)
-        if k % 7 == 3 { round.slots.removeFirst() }
+        round.metrics.index = UInt64(k + 1)
+        if k % 7 == 3 {
+            round.metrics.slots.removeFirst()
+            round.bitmaps.removeFirst()
+        }
         return round
     }
 }

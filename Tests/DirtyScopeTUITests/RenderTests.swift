@@ -74,7 +74,7 @@ import Testing
         let (h, info) = clearedHarness(width: width, height: height)
         h.send(Fixture.event(.clearPolicyChanged(.hand)))
         var round = Fixture.round(5, info: info, dirty: [[0, 1, 2]], fps: [[1]])
-        round.clearPolicy = .hand
+        round.metrics.clearPolicy = .hand
         h.send(.record(.round(round)))
         let lines = h.screen.lines
         #expect(lines[0].contains("manual/hand chunk 64"), "the mode and policy")
@@ -107,7 +107,7 @@ import Testing
         let info = Fixture.info(mode: .manual)
         let h = Harness(info: info, width: 250, height: 70)
         var round = Fixture.round(1, info: info, dirty: [Array(0..<50)], fps: [Array(0..<45)])
-        round.clearPolicy = .hand
+        round.metrics.clearPolicy = .hand
         round.origins.byWindow[10] = 42  // windows of 1-2 ms
         round.origins.neverCleared = 3
         h.send(.record(.round(round)))

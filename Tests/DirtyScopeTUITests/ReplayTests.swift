@@ -5,15 +5,14 @@ import Testing
 
 @Suite struct ReplayTests {
     /// `count` rounds 100 ms apart over two slots, a mode change at round 5,
-    /// a CLEAR before round 100 and the watched counts after it.
+    /// a CLEAR before round 100.
     static func recording(rounds count: Int = 150) -> FakeRecording {
         let info = Fixture.info(mode: .legacy)  // rounds 0-4 are legacy, the switch comes before round 5
         let entries = (0..<count).map { i -> (events: [TimedEvent], round: Round) in
             let dirty = [(0..<(i % 7 + 1)).map { ($0 * 997 + i * 131) % 4096 }, [(i * 61) % 2048]]
             let fps = [Array(dirty[0].prefix(i % 3)), []]
-            var round = Fixture.round(UInt64(i + 1), info: info, dirty: dirty, fps: fps,
-                                      watched: i >= 100 ? [0: WatchedBlocks(blocks: 4, reported: i % 5, falsePositives: i % 2)] : [:])
-            round.mode = i < 5 ? .legacy : .manual
+            var round = Fixture.round(UInt64(i + 1), info: info, dirty: dirty, fps: fps)
+            round.metrics.mode = i < 5 ? .legacy : .manual
             var events: [TimedEvent] = []
             if i == 5 { events.append(TimedEvent(nanos: 0, event: .modeChanged(.manual, .pages(64)))) }
             if i == 10 { events.append(TimedEvent(nanos: 0, event: .workloadChanged(WorkloadSettings(workload: .wave, rate: 900)))) }

@@ -35,9 +35,9 @@ final class FakeRecording: RecordedSession {
         entries[0..<min(i, entries.count)].flatMap(\.events)
     }
 
-    func totals(through i: Int) -> RoundTotals {
-        var totals = RoundTotals()
-        for entry in entries[0...i] { totals.add(entry.round) }
+    func totals(through i: Int) -> MetricValues {
+        var totals = MetricValues()
+        for entry in entries[0...i] { totals.add(entry.round.values) }
         return totals
     }
 }
@@ -58,19 +58,23 @@ enum Fixture {
     }
 
     /// A round where slot `i` reported `dirty[i]` pages, `fps[i]` of them false positives.
-    static func round(_ index: UInt64, info: SessionInfo, dirty: [[Int]], fps: [[Int]] = [],
-                      watched: [Int: WatchedBlocks] = [:], missed: Int? = nil) -> Round {
-        let slots = info.slots.map { slot -> SlotRound in
-            var reported = DirtyBitmap(pageCount: slot.pages)
-            var falsePositives = DirtyBitmap(pageCount: slot.pages)
-            for page in slot.index < dirty.count ? dirty[slot.index] : [] { reported[page] = true }
-            for page in slot.index < fps.count ? fps[slot.index] : [] { falsePositives[page] = true }
-            return SlotRound(slot: slot.index, reported: reported, falsePositives: falsePositives,
-                             watched: watched[slot.index])
+    static func round(_ index: UInt64, info: SessionInfo, dirty: [[Int]], fps: [[Int]] = [], missed: Int? = nil) -> Round {
+        let bitmaps = info.slots.map { slot -> SlotBitmaps in
+            var b = SlotBitmaps(pages: slot.pages)
+            for page in slot.index < dirty.count ? dirty[slot.index] : [] { b.reported[page] = true }
+            for page in slot.index < fps.count ? fps[slot.index] : [] { b.falsePositives[page] = true }
+            return b
         }
-        return Round(index: index, startNanos: index * 100_000_000, durationNanos: 2_000_000, mode: info.mode,
-                     clearChunk: info.clearChunk, slots: slots, guestWrites: 1000, writeProtectFaults: 50,
-                     verification: missed.map { Verification(missedPerSlot: [$0], comparedPages: 6144) })
+        var m = RoundMetrics(mode: info.mode, clearChunk: info.clearChunk)
+        m.index = index
+        m.startNanos = index * 100_000_000
+        m[.durationNanos] = 2_000_000
+        m[.guestWrites] = 1000
+        m[.writeProtectFaults] = 50
+        m.slots = info.slots.map { SlotMetrics(slot: $0.index) }
+        m.verification = missed.map { Verification(missedPerSlot: [$0], comparedPages: 6144) }
+        if let missed { m.slots[0][.missedPages] = missed }
+        return Round(counting: m, bitmaps: bitmaps)
     }
 
     static func event(_ event: SessionEvent) -> UIEvent { .record(.event(TimedEvent(nanos: 0, event: event))) }

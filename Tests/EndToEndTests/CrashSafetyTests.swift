@@ -31,8 +31,8 @@ final class CrashSafetyTests: ScratchTestCase {
             XCTAssertEqual(json?["finished"] as? Bool, false)
             let rounds = json?["rounds"] as? Int ?? 0
             let session = json?["session"] as? [String: Any]
-            let start = session?["startTime"] as? Double ?? 0
-            let span = json?["spanSeconds"] as? Double ?? 0
+            let start = session?["start_time"] as? Double ?? 0
+            let span = json?["span_s"] as? Double ?? 0
             let first = (try? firstRoundStart()) ?? 0
             // The file's last round ended at start + first + span; the kill came after.
             let lost = killedAt - (start + first + span)

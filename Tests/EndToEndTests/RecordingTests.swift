@@ -1,3 +1,4 @@
+import DirtyScopeModel
 import Foundation
 import XCTest
 #if canImport(Glibc)
@@ -56,9 +57,9 @@ final class RecordingTests: ScratchTestCase {
         XCTAssertTrue(matches(record.stdout, #"verification found \d+ pages"#), record.stdout)
         let (_, json) = try inspectJSON(lossy, in: scratch)
         let total = try XCTUnwrap(json?["total"] as? [String: Any])
-        XCTAssertGreaterThan(total["missed"] as? Int ?? 0, 0)
-        XCTAssertGreaterThan(total["lostPages"] as? Int ?? 0, 0)
-        let modes = (json?["modes"] as? [[String: Any]] ?? []).compactMap { $0["mode"] as? String }
+        XCTAssertGreaterThan(total["missed_pages"] as? Int ?? 0, 0)
+        XCTAssertGreaterThan(total["lost_pages"] as? Int ?? 0, 0)
+        let modes = (json?["modes"] as? [[String: Any]] ?? []).compactMap { m in (m["mode"] as? String).map { "\($0)/\(m["clear_policy"] ?? "")" } }
         XCTAssertEqual(modes, ["manual/after-copy"])
         let text = try dirtyscope(["inspect", lossy], in: scratch)
         XCTAssertTrue(text.stdout.contains("manual (clear policy after-copy)"), text.stdout)
@@ -71,7 +72,7 @@ final class RecordingTests: ScratchTestCase {
         let auto = try dirtyscope(["record", safe, "--clear-policy", "auto"] + common, in: scratch)
         XCTAssertEqual(auto.stdout, "recorded 30 rounds to \(safe)\n")
         let (_, autoJSON) = try inspectJSON(safe, in: scratch)
-        XCTAssertEqual((autoJSON?["total"] as? [String: Any])?["missed"] as? Int, 0)
+        XCTAssertEqual((autoJSON?["total"] as? [String: Any])?["missed_pages"] as? Int, 0)
     }
 
     /// A scripted recording (`--at`) of the race, then `plot` of every kind and `export`
@@ -83,7 +84,7 @@ final class RecordingTests: ScratchTestCase {
         XCTAssertEqual(record.stdout, "recorded 24 rounds to \(race)\n")
         let events = try dirtyscope(["export", race, "--events"], in: scratch)
         XCTAssertEqual(events.status, 0, events.stderr)
-        for kind in ["modeChanged", "clearPolicyChanged", "blocksCleared"] {
+        for kind in ["mode_changed", "clear_policy_changed", "blocks_cleared"] {
             XCTAssertTrue(events.stdout.contains("," + kind + ","), "no \(kind) event:\n\(events.stdout)")
         }
         let blocks = try dirtyscope(["export", race, "--blocks", "--json"], in: scratch)
@@ -137,14 +138,14 @@ final class RecordingTests: ScratchTestCase {
         XCTAssertEqual((json["warnings"] as? [Any])?.count, 0)
         let session = try XCTUnwrap(json["session"] as? [String: Any])
         XCTAssertEqual((session["slots"] as? [Any])?.count, 2)
-        XCTAssertEqual(session["intervalNanos"] as? Int, 20_000_000)
+        XCTAssertEqual(session["interval_ns"] as? Int, 20_000_000)
         let total = try XCTUnwrap(json["total"] as? [String: Any])
         XCTAssertEqual(total["rounds"] as? Int, rounds)
 
         let csv = try dirtyscope(["export", file, "--csv"], in: scratch)
         XCTAssertEqual(csv.status, 0, csv.stderr)
         let lines = csv.stdoutLines
-        XCTAssertEqual(lines.first?.hasPrefix("round,time_s,duration_ns,mode,"), true, lines.first ?? "")
+        XCTAssertEqual(lines.first?.hasPrefix("round,time_s,mode,clear_policy,clear_chunk_pages,rounds,duration_ns,"), true, lines.first ?? "")
         XCTAssertEqual(lines.count, 1 + rounds, "header plus one row per round")
         let columns = lines.first?.split(separator: ",").count ?? 0
         for (i, row) in lines.dropFirst().enumerated() {
@@ -157,6 +158,35 @@ final class RecordingTests: ScratchTestCase {
         let toFile = try dirtyscope(["export", file, "--csv", "-o", out], in: scratch)
         XCTAssertEqual(toFile.status, 0, toFile.stderr)
         XCTAssertEqual(try String(contentsOfFile: out, encoding: .utf8), csv.stdout)
+    }
+
+    /// One naming scheme: the CSV header, `inspect --json` and `bench --json` carry the
+    /// metric table's names (`Metric.columns`), from the real tool.
+    func testEveryOutputUsesTheMetricTableNames() throws {
+        let table = Set(Metric.columns.map(\.name))
+        _ = try recordFixture(file, in: scratch)
+        let csv = try dirtyscope(["export", file, "--csv"], in: scratch)
+        let header = Set(csv.stdoutLines.first?.split(separator: ",").map(String.init) ?? [])
+        XCTAssertEqual(header.intersection(table), table, "CSV lacks \(table.subtracting(header).sorted())")
+        XCTAssertEqual(header.subtracting(table), ["round", "time_s", "mode", "clear_policy", "clear_chunk_pages", "events"])
+
+        let (_, json) = try inspectJSON(file, in: scratch)
+        XCTAssertEqual(Set((json?["total"] as? [String: Any] ?? [:]).keys), table)
+        for mode in json?["modes"] as? [[String: Any]] ?? [] {
+            XCTAssertEqual(Set(mode.keys), table.union(["mode", "clear_policy"]))
+        }
+
+        let bench = try dirtyscope(["bench", "--mem", "8M", "--vcpus", "1", "--iterations", "1", "--modes", "legacy,manual",
+                                    "--json"], in: scratch, timeout: 120)
+        XCTAssertEqual(bench.status, 0, bench.stderr)
+        let results = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(bench.stdout.utf8)) as? [[String: Any]])
+        XCTAssertEqual(results.count, 2)
+        for result in results {
+            let keys = Set(result.keys)
+            XCTAssertEqual(keys.intersection(table), table, "bench lacks \(table.subtracting(keys).sorted())")
+            for key in keys { XCTAssertTrue(key.allSatisfy { $0.isLowercase || $0.isNumber || $0 == "_" }, key) }
+            XCTAssertEqual(result["missed_pages"] as? Int, 0)
+        }
     }
 
     /// A copy cut short still reads: fewer rounds and a warning on stderr, exit 0.

@@ -183,7 +183,7 @@ final class HostileGuestTests: XCTestCase {
         for _ in 0..<5 {
             usleep(20_000)
             let round = try harvester.harvestRound()
-            writes &+= round.guestWrites
+            writes &+= round[.guestWrites]
         }
         elapsed = monotonicNanos() - start
         XCTAssertLessThanOrEqual(writes, elapsed * 2, "guest-written counts reached the rounds unbounded")
