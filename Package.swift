@@ -49,8 +49,13 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "KVMTests", dependencies: ["KVM", "CKVM", "GuestImages", "DirtyScopeCore"]),
-        .testTarget(name: "DirtyScopeCoreTests", dependencies: ["DirtyScopeCore", "DirtyScopeModel", "DirtyScopeRecording", "KVM"]),
+        // Opening /dev/kvm or skipping (only when it is missing), shared by the KVM test targets.
+        .target(name: "KVMTestSupport", dependencies: ["KVM"], path: "Tests/KVMTestSupport"),
+        // The engine alone (ioctls, ABI, vCPUs): no DirtyScopeCore.
+        .testTarget(name: "KVMTests", dependencies: ["KVM", "CKVM", "DirtyScopeModel", "KVMTestSupport"]),
+        // The engine with the guest (GuestMachine): dirty logs, rings, faults, hostile guests.
+        .testTarget(name: "MachineTests", dependencies: ["KVM", "CKVM", "GuestImages", "DirtyScopeCore", "DirtyScopeModel", "KVMTestSupport"]),
+        .testTarget(name: "DirtyScopeCoreTests", dependencies: ["DirtyScopeCore", "DirtyScopeModel", "DirtyScopeRecording", "KVM", "KVMTestSupport"]),
         .testTarget(name: "DirtyScopeRecordingTests", dependencies: ["DirtyScopeRecording", "DirtyScopeModel", "Pages"]),
         .testTarget(name: "DirtyScopeTUITests", dependencies: ["DirtyScopeTUI", "DirtyScopeModel", "Pages"]),
         .testTarget(name: "DirtyScopePlotTests", dependencies: ["DirtyScopePlot", "DirtyScopeRecording", "DirtyScopeModel", "Pages", "CZlib"]),

@@ -160,7 +160,7 @@ func benchTables(_ results: [BenchResult]) -> String {
     var out = "dirtyscope bench: \(formatBytes(first.memoryBytes)) in \(first.slots) memslot(s), \(first.vcpus) vCPUs, \(first.workload), \(first.iterations) iterations\n\n"
     for r in results {
         let m = r.metrics
-        let name = r.setting.mode == .manual ? "manual (clear policy \(r.setting.policy.rawValue), chunk \(r.clearChunk.map { "\($0)" } ?? "-"))" : r.setting.mode.rawValue
+        let name = r.setting.mode.entry.manualProtect ? "manual (clear policy \(r.setting.policy.rawValue), chunk \(r.clearChunk.map { "\($0)" } ?? "-"))" : r.setting.mode.rawValue
         out += "[\(name)]\n"
         out += "  Populate memory time:   \(formatNanos(r.populateMemoryNanos))\n"
         out += "  Dirty memory time:      total \(formatNanos(r.dirtyMemoryTotalNanos)), avg \(formatNanos(r.dirtyMemoryAverageNanos))/iteration\n"
@@ -175,7 +175,7 @@ func benchTables(_ results: [BenchResult]) -> String {
     var rows: [[String]] = [header]
     for r in results {
         let m = r.metrics
-        var row = [r.setting.mode.rawValue, r.setting.mode == .manual ? r.setting.policy.rawValue : "-", r.clearChunk.map { "\($0)" } ?? "-"]
+        var row = [r.setting.mode.rawValue, r.setting.mode.entry.manualProtect ? r.setting.policy.rawValue : "-", r.clearChunk.map { "\($0)" } ?? "-"]
         row += ["\(m[.reportedPages])", "\(m[.falsePositivePages])", String(format: "%.2f%%", m.falsePositiveFraction * 100)]
         row += ["\(m[.copiedPages])", "\(m[.writeProtectFaults])", "\(m[.vcpuExits])", formatNanos(r.longestIoctlNanos)]
         row += [formatNanos(m[.bookkeepingNanos]), String(format: "%.1f%%", r.bookkeepingPercentOfIoctl), "\(m[.missedPages])", "\(m[.lostPages])"]
@@ -191,7 +191,7 @@ func benchTables(_ results: [BenchResult]) -> String {
     }
     let memory = results.map { "\($0.setting.mode.rawValue): source \(formatBytes($0.sourceResidentBytes)), destination \(formatBytes($0.destinationResidentBytes))" }
     out += "\nresident: " + memory.joined(separator: "; ") + "; peak RSS \(formatBytes(results.map(\.peakRSSBytes).max() ?? 0))\n"
-    for r in results where r.setting.mode == .manual && r.setting.policy == .afterCopy {
+    for r in results where r.setting.mode.entry.manualProtect && r.setting.policy == .afterCopy {
         out += "after-copy: \(r.metrics[.lostPages]) pages were written between their copy and their CLEAR and never reported; "
             + "\(r.metrics[.missedPages]) pages still differed at the final stop-and-copy\n"
     }

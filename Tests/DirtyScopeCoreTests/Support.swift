@@ -1,18 +1,12 @@
 import DirtyScopeCore
 import DirtyScopeModel
 import KVM
+import KVMTestSupport
 import XCTest
 
 /// Opens /dev/kvm, or skips the test saying why when the device cannot be opened. Any
 /// other failure (not KVM, a wrong API version) fails the test: a broken host is not absent.
-func kvmOrSkip() throws -> KVMSystem {
-    do {
-        return try KVMSystem()
-    } catch {
-        if case .deviceUnavailable = error { throw XCTSkip("KVM test skipped: /dev/kvm not available: \(error)") }
-        throw error
-    }
-}
+func kvmOrSkip(file: StaticString = #filePath, line: UInt = #line) throws -> KVMSystem { try openKVM(file: file, line: line) }
 
 /// A one-vCPU machine whose guest writes only when the host says so.
 func commandMachine(_ system: KVMSystem, slotBytes: [Int] = [4 << 20], mode: HarvestMode) throws -> GuestMachine {

@@ -1,6 +1,7 @@
 import CKVM
 import Foundation
 import KVM
+import KVMTestSupport
 import XCTest
 
 /// The KVM layer without the session core: a VM built by hand in long mode, a few bytes

@@ -3,6 +3,7 @@ import DirtyScopeCore
 import DirtyScopeModel
 import Foundation
 import KVM
+import KVMTestSupport
 import XCTest
 
 /// The system handle, bad input on a VM (rejected up front, with words), fd ownership,

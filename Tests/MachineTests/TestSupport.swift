@@ -3,18 +3,8 @@ import DirtyScopeCore
 import DirtyScopeModel
 import Foundation
 import KVM
+import KVMTestSupport
 import XCTest
-
-/// Opens /dev/kvm, or skips the test with the reason when it cannot be opened.
-/// Any other failure (a wrong API version, say) fails the test.
-func openKVM(file: StaticString = #filePath, line: UInt = #line) throws -> KVMSystem {
-    do {
-        return try KVMSystem()
-    } catch {
-        if case .deviceUnavailable = error { throw XCTSkip("/dev/kvm not available: \(error)", file: file, line: line) }
-        throw error
-    }
-}
 
 /// Data slot sizes the semantic tests use: two small slots, the second not a multiple
 /// of 64 pages, so tail words and end-of-slot CLEAR ranges get exercised.
@@ -123,15 +113,6 @@ func runBriefly(_ machine: GuestMachine, micros: UInt32) {
     machine.pause()
 }
 
-/// Polls `condition` every millisecond for up to `seconds`; true once it holds.
-func eventually(seconds: Double = 10, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(1000)
-    }
-    return condition()
-}
 
 /// A fresh file in the temporary directory holding `bytes`; removed by the caller.
 func temporaryFile(_ bytes: [UInt8], name: String) throws -> String {
@@ -140,13 +121,6 @@ func temporaryFile(_ bytes: [UInt8], name: String) throws -> String {
     return path
 }
 
-/// A value shared with callbacks on other threads, behind a lock.
-final class Locked<Value>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
-    init(_ value: Value) { self.value = value }
-    func withLock<R>(_ body: (inout Value) -> R) -> R { lock.lock(); defer { lock.unlock() }; return body(&value) }
-}
 
 /// The dirty_log_test check, round by round, against the guest's stamps.
 ///

@@ -3,6 +3,7 @@ import DirtyScopeCore
 import DirtyScopeModel
 import Foundation
 import KVM
+import KVMTestSupport
 import XCTest
 
 /// The idea of the kernel's dirty_log_test, with DirtyScope's own guest: the guest stamps

@@ -3,6 +3,7 @@ import DirtyScopeCore
 import DirtyScopeModel
 import Foundation
 import KVM
+import KVMTestSupport
 import XCTest
 
 /// A user's guest that faults is reported (vCPU, reason, registers), never a crash; guest

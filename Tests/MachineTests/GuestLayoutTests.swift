@@ -2,6 +2,7 @@ import CKVM
 import DirtyScopeCore
 import DirtyScopeModel
 import KVM
+import KVMTestSupport
 import XCTest
 
 /// Where data memory lies (never in the APIC/IOAPIC hole below 4 GiB) and what one pass of

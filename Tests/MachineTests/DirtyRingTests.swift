@@ -3,6 +3,7 @@ import DirtyScopeCore
 import DirtyScopeModel
 import Foundation
 import KVM
+import KVMTestSupport
 import XCTest
 
 /// Dirty rings (api.rst 8.29) with the built-in guest. Rings here hold 4096 entries and

@@ -2,6 +2,7 @@ import DirtyScopeCore
 import DirtyScopeModel
 import Foundation
 import KVM
+import KVMTestSupport
 import XCTest
 
 /// Guests that attack the host, built here from Tests/HostileGuests/*.c with the
