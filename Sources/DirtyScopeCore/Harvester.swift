@@ -75,7 +75,7 @@ public final class Harvester {
             throw .kvm(error)
         }
         watched = Array(repeating: nil, count: machine.dataSlots.count)
-        lastCopy = machine.dataSlots.map { [UInt8](repeating: CopyNote.never, count: ($0.pageCount + 63) / 64) }
+        lastCopy = machine.dataSlots.map { [UInt8](repeating: CopyNote.never, count: DirtyBitmap.blocks(covering: $0.pageCount)) }
         let entry = mode.entry
         if (entry.source == .rings) != !machine.rings.isEmpty {
             throw .invalidArgument(entry.source == .rings
@@ -203,7 +203,7 @@ public final class Harvester {
         for (i, s) in slots.enumerated() {
             var falsePositives = DirtyBitmap(pageCount: s.pageCount)
             var initial = 0, copied = 0
-            let chunkWords = (policy == .noClear ? 4096 : clearChunk.pages(forSlotOf: s.pageCount)) / 64
+            let chunkWords = (policy == .noClear ? 4096 : clearChunk.pages(forSlotOf: s.pageCount)) / DirtyBitmap.pagesPerBlock
             // The hand policy's CLEAR mask for a chunk: its reported bits inside the user's
             // blocks (auto clears straight from the reported words).
             let userMask = policy.beforeCopy == .userBlocks ? watched[i]?.mask : nil
@@ -216,7 +216,7 @@ public final class Harvester {
                 func clearChunk(_ chunkStart: Int, mask: UnsafePointer<UInt64>) {
                     // 64-page aligned by construction: the first page a multiple of 64,
                     // the count a multiple of 64 or ending at the slot's end.
-                    let first = chunkStart * 64, count = min(s.pageCount, (chunkStart + chunkWords) * 64) - first
+                    let first = chunkStart * DirtyBitmap.pagesPerBlock, count = min(s.pageCount, (chunkStart + chunkWords) * DirtyBitmap.pagesPerBlock) - first
                     let a = monotonicNanos()
                     bookkeeping += a - mark
                     failure = machine.vm.clearDirtyLogUnchecked(slot: s.id, firstPage: first, numPages: count, mask: mask)
@@ -414,8 +414,8 @@ public final class Harvester {
         }
         let s = machine.dataSlots[slot]
         let sorted = Array(Set(blocks)).sorted()
-        guard let last = sorted.last, sorted.first! >= 0, last < (s.pageCount + 63) / 64 else {
-            throw .invalidArgument("blocks must be between 0 and \((s.pageCount + 63) / 64 - 1) for slot \(slot)")
+        guard let last = sorted.last, sorted.first! >= 0, last < DirtyBitmap.blocks(covering: s.pageCount) else {
+            throw .invalidArgument("blocks must be between 0 and \(DirtyBitmap.blocks(covering: s.pageCount) - 1) for slot \(slot)")
         }
         var mask = DirtyBitmap(pageCount: s.pageCount)
         for b in sorted { mask.set(mask.pages(ofBlock: b)) }
@@ -434,7 +434,7 @@ public final class Harvester {
         // cleared a clear chunk at a time, just before that chunk is copied, so the window
         // between a page's CLEAR and its copy stays one chunk's copy wide.
         let source = seesBits ? dirty : mask
-        let chunkBlocks = max(1, clearChunk.pages(forSlotOf: s.pageCount) / 64)
+        let chunkBlocks = max(1, clearChunk.pages(forSlotOf: s.pageCount) / DirtyBitmap.pagesPerBlock)
         var calls = 0
         var nanos: UInt64 = 0
         var copied = 0
@@ -446,8 +446,8 @@ public final class Harvester {
             while runEnd + 1 < sorted.count && sorted[runEnd + 1] == sorted[runEnd] + 1 && runEnd + 1 - runStart < chunkBlocks {
                 runEnd += 1
             }
-            let first = sorted[runStart] * 64
-            let count = min(s.pageCount, (sorted[runEnd] + 1) * 64) - first
+            let first = sorted[runStart] * DirtyBitmap.pagesPerBlock
+            let count = min(s.pageCount, (sorted[runEnd] + 1) * DirtyBitmap.pagesPerBlock) - first
             let a = monotonicNanos()
             do { try machine.vm.clearDirtyLog(slot: s.id, firstPage: first, numPages: count, from: source) } catch { throw .kvm(error) }
             let clearedAt = monotonicNanos()
@@ -517,7 +517,7 @@ struct Consumer {
             while bits != 0 {
                 let bit = bits.trailingZeroBitCount
                 bits &= bits - 1
-                let page = w << 6 | bit
+                let page = w << DirtyBitmap.blockShift | bit
                 switch destination.classify(slot: slot, page: page, source: source, method: method) {
                 case .falsePositive: fpBits |= 1 << UInt64(bit)
                 case .initial: initial += 1

@@ -51,7 +51,7 @@ public struct SessionConfig: Sendable {
         guard vcpus >= 1, vcpus <= SessionLimits.maxVCPUs else {
             throw .invalidArgument("\(vcpus) vCPUs: allowed 1 to \(SessionLimits.maxVCPUs)")
         }
-        if case .pages(let n) = clearChunk, n <= 0 || n % 64 != 0 {
+        if case .pages(let n) = clearChunk, n <= 0 || n % DirtyBitmap.pagesPerBlock != 0 {
             throw .invalidArgument("clear chunk \(n) is not a positive multiple of 64 pages")
         }
         // Checked in every mode: the UI can switch to ring mode later.

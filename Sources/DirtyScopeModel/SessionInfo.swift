@@ -1,3 +1,4 @@
+import Pages
 /// One memslot the session watches.
 public struct SlotInfo: Equatable, Codable, Sendable {
     /// Position in the session's slot list (0-based), as shown to the user.
@@ -15,7 +16,7 @@ public struct SlotInfo: Equatable, Codable, Sendable {
     }
 
     /// 64-page blocks in the slot.
-    public var blocks: Int { (pages + 63) / 64 }
+    public var blocks: Int { DirtyBitmap.blocks(covering: pages) }
 }
 
 /// What a session is: written as a recording's header, shown in the UI's header line.

@@ -1,3 +1,4 @@
+import Pages
 /// How dirty pages are harvested from KVM each round.
 public enum HarvestMode: String, CaseIterable, Codable, Sendable {
     /// `KVM_GET_DIRTY_LOG`, which returns the bitmap and write-protects in one step.
@@ -84,7 +85,7 @@ public enum ClearChunk: Equatable, Hashable, Codable, Sendable, CustomStringConv
         guard let n = Int(text) else {
             throw ModelError("clear chunk '\(text)' is not a number of pages or 'slot'")
         }
-        guard n > 0, n % 64 == 0 else {
+        guard n > 0, n % DirtyBitmap.pagesPerBlock == 0 else {
             throw ModelError("clear chunk \(n) is not a positive multiple of 64 pages (allowed: 64, 128, ..., or 'slot')")
         }
         self = .pages(n)
@@ -94,7 +95,7 @@ public enum ClearChunk: Equatable, Hashable, Codable, Sendable, CustomStringConv
     public func pages(forSlotOf slotPages: Int) -> Int {
         switch self {
         case .pages(let n): return n
-        case .wholeSlot: return max(64, (slotPages + 63) / 64 * 64)
+        case .wholeSlot: return max(DirtyBitmap.pagesPerBlock, DirtyBitmap.blocks(covering: slotPages) * DirtyBitmap.pagesPerBlock)
         }
     }
 

@@ -1,3 +1,4 @@
+import Pages
 import DirtyScopeModel
 
 /// Pages per slot, from the header: bounds every count and bitmap in a round record.
@@ -15,7 +16,7 @@ struct SlotLayout {
     }
 
     var count: Int { pages.count }
-    func words(_ slot: Int) -> Int { (pages[slot] + 63) / 64 }
+    func words(_ slot: Int) -> Int { DirtyBitmap.blocks(covering: pages[slot]) }
 }
 
 /// The metrics part of a round record (FORMAT.md, "Round payload"): a sequence number,
@@ -78,7 +79,7 @@ enum RoundCodec {
         let chunkCode: UInt64
         switch m.clearChunk {
         case .wholeSlot: chunkCode = 0
-        case .pages(let n) where n > 0 && n % 64 == 0: chunkCode = UInt64(n / 64 + 1)
+        case .pages(let n) where n > 0 && n % DirtyBitmap.pagesPerBlock == 0: chunkCode = UInt64(n / DirtyBitmap.pagesPerBlock + 1)
         case .pages: chunkCode = 1
         }
         let policy = m.setting.policy
@@ -140,8 +141,8 @@ enum RoundCodec {
         case 0: chunk = .wholeSlot
         case 1: chunk = .pages(try r.zigzag())
         case let k:
-            guard k <= UInt64(Int.max / 64) else { throw FormatViolation("clear chunk code \(k) is too large") }
-            chunk = .pages(64 * Int(k - 1))
+            guard k <= UInt64(Int.max / DirtyBitmap.pagesPerBlock) else { throw FormatViolation("clear chunk code \(k) is too large") }
+            chunk = .pages(DirtyBitmap.pagesPerBlock * Int(k - 1))
         }
         var m = RoundMetrics(mode: mode, clearChunk: chunk, clearPolicy: policy)
         if mask & RoundField.index != 0 { m.index = try r.varint() }

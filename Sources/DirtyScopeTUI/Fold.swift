@@ -77,7 +77,7 @@ extension AppState {
             session.slots[clear.slot].noteClear(clear, afterRound: roundIndex)
             session.clearSinceLastRound = true
             let what = clear.pagesCleared.map { "KVM cleared \($0) dirty bits" }
-                ?? "mask of \(clear.maskPages ?? clear.blocks.count * 64) pages"
+                ?? "mask of \(clear.maskPages ?? clear.blocks.count * DirtyBitmap.pagesPerBlock) pages"
             say("CLEAR slot \(clear.slot): \(clear.blocks.count) block\(clear.blocks.count == 1 ? "" : "s"), \(what), "
                 + "\(clear.calls) call\(clear.calls == 1 ? "" : "s")", .good)
         case .verified(let verification):

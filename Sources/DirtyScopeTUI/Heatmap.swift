@@ -41,7 +41,7 @@ enum Heatmap {
             if selected {
                 let cursor = state.cursors[panel.slot]
                 parts.append(("cursor block \(cursor)", 0, false))
-                parts.append((" (pages \(cursor * 64)-\(min(info.pages, cursor * 64 + 64) - 1))", 3, true))
+                parts.append((" (pages \(cursor * DirtyBitmap.pagesPerBlock)-\(min(info.pages, (cursor + 1) * DirtyBitmap.pagesPerBlock) - 1))", 3, true))
             }
         }
         let text = " " + Format.fit(parts, separator: g.separator, width: panel.title.width - 4) + " "

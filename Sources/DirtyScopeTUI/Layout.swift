@@ -1,3 +1,4 @@
+import Pages
 /// A rectangle of cells.
 struct Rect: Equatable {
     var x: Int
@@ -99,16 +100,16 @@ struct HeatmapGeometry: Equatable {
         var ppc: Int
         if let zoomed = zoomedPagesPerCell {
             ppc = zoomed
-            while ppc < 64, 64 / ppc + 1 > w { ppc *= 2 }
+            while ppc < DirtyBitmap.pagesPerBlock, DirtyBitmap.pagesPerBlock / ppc + 1 > w { ppc *= 2 }
         } else {
             ppc = 1
             while (pages + ppc - 1) / ppc > w * h { ppc *= 2 }
         }
         pagesPerCell = ppc
-        if zoomedPagesPerCell != nil, ppc < 64 {
-            blockStride = 64 / ppc + 1
+        if zoomedPagesPerCell != nil, ppc < DirtyBitmap.pagesPerBlock {
+            blockStride = DirtyBitmap.pagesPerBlock / ppc + 1
             blocksPerRow = max(1, (w + 1) / blockStride)
-            rowCount = ((pages + 63) / 64 + blocksPerRow - 1) / blocksPerRow
+            rowCount = (DirtyBitmap.blocks(covering: pages) + blocksPerRow - 1) / blocksPerRow
         } else {
             blockStride = 0
             blocksPerRow = 0
@@ -125,7 +126,7 @@ struct HeatmapGeometry: Equatable {
         if hasBoundaries {
             let blockInRow = column / blockStride, offset = column % blockStride
             guard blockInRow < blocksPerRow, offset < blockStride - 1 else { return nil }
-            lo = (row * blocksPerRow + blockInRow) * 64 + offset * pagesPerCell
+            lo = (row * blocksPerRow + blockInRow) * DirtyBitmap.pagesPerBlock + offset * pagesPerCell
         } else {
             lo = (row * columns + column) * pagesPerCell
         }
@@ -140,16 +141,16 @@ struct HeatmapGeometry: Equatable {
 
     /// The row holding block `block`.
     func row(ofBlock block: Int) -> Int {
-        hasBoundaries ? block / blocksPerRow : block * 64 / pagesPerCell / columns
+        hasBoundaries ? block / blocksPerRow : block * DirtyBitmap.pagesPerBlock / pagesPerCell / columns
     }
 
     /// 64-page blocks in one cell (1 when a cell holds a block or less).
-    var blocksPerCell: Int { max(1, pagesPerCell / 64) }
+    var blocksPerCell: Int { max(1, pagesPerCell / DirtyBitmap.pagesPerBlock) }
 
     /// Blocks the cursor moves by for one step left/right (always one block, so a cell of
     /// several blocks takes several steps) and one row up/down.
     var horizontalStep: Int { 1 }
-    var verticalStep: Int { hasBoundaries ? blocksPerRow : max(1, columns * pagesPerCell / 64) }
+    var verticalStep: Int { hasBoundaries ? blocksPerRow : max(1, columns * pagesPerCell / DirtyBitmap.pagesPerBlock) }
 
     /// The first row to show in `height` rows so the cursor's row is in view (centered when scrolling).
     func topRow(cursorBlock: Int, height: Int) -> Int {

@@ -5,7 +5,12 @@
 /// Bits past `pageCount` in the last word are always zero.
 public struct DirtyBitmap: Equatable, Hashable, Sendable {
     /// Pages per word, and the alignment `KVM_CLEAR_DIRTY_LOG` demands of ranges.
-    public static let pagesPerBlock = 64
+    public static let pagesPerBlock = 1 << blockShift
+    /// log2 of `pagesPerBlock`: page `p` is in block `p >> blockShift`.
+    public static let blockShift = 6
+
+    /// Blocks (words) that cover `pages` pages.
+    @inlinable public static func blocks(covering pages: Int) -> Int { (pages + pagesPerBlock - 1) / pagesPerBlock }
 
     /// Number of pages the bitmap covers.
     public let pageCount: Int
