@@ -55,11 +55,11 @@ let package = Package(
         .testTarget(name: "KVMTests", dependencies: ["KVM", "CKVM", "DirtyScopeModel", "KVMTestSupport"]),
         // The engine with the guest (GuestMachine): dirty logs, rings, faults, hostile guests.
         .testTarget(name: "MachineTests", dependencies: ["KVM", "CKVM", "GuestImages", "DirtyScopeCore", "DirtyScopeModel", "KVMTestSupport"]),
-        .testTarget(name: "DirtyScopeCoreTests", dependencies: ["DirtyScopeCore", "DirtyScopeModel", "DirtyScopeRecording", "KVM", "KVMTestSupport"]),
+        .testTarget(name: "DirtyScopeCoreTests", dependencies: ["DirtyScopeCore", "DirtyScopeModel", "DirtyScopeRecording", "KVM", "KVMTestSupport", "Pages"]),
         .testTarget(name: "DirtyScopeRecordingTests", dependencies: ["DirtyScopeRecording", "DirtyScopeModel", "Pages"]),
         .testTarget(name: "DirtyScopeTUITests", dependencies: ["DirtyScopeTUI", "DirtyScopeModel", "Pages"]),
         .testTarget(name: "DirtyScopePlotTests", dependencies: ["DirtyScopePlot", "DirtyScopeRecording", "DirtyScopeModel", "Pages", "CZlib"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["dirtyscope", "DirtyScopeModel"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["dirtyscope", "DirtyScopeModel", "Pages"]),
     ],
     swiftLanguageModes: [.v6]
 )

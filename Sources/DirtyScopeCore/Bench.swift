@@ -49,9 +49,7 @@ public struct BenchConfig: Sendable {
         guard (memoryPerVCPU * vcpus / page) / slots >= 1 else {
             throw .invalidArgument("\(slots) memslots cannot share \(memoryPerVCPU * vcpus / page) pages")
         }
-        guard ringEntries >= 16, ringEntries <= SessionLimits.maxRingEntries, ringEntries & (ringEntries - 1) == 0 else {
-            throw .invalidArgument("ring size \(ringEntries) entries is not a power of two from 16 to the kernel's maximum of \(SessionLimits.maxRingEntries)")
-        }
+        do { try SessionLimits.checkRingEntries(ringEntries) } catch { throw .invalidArgument(error.description) }
         guard iterations >= 1 else { throw .invalidArgument("\(iterations) iterations: at least 1 is needed") }
         guard (1...100).contains(dirtyPercent) else { throw .invalidArgument("dirty percent \(dirtyPercent) is not between 1 and 100") }
         guard !modes.isEmpty else { throw .invalidArgument("no mode given (allowed: legacy, manual, ring)") }

@@ -55,9 +55,7 @@ public struct SessionConfig: Sendable {
             throw .invalidArgument("clear chunk \(n) is not a positive multiple of 64 pages")
         }
         // Checked in every mode: the UI can switch to ring mode later.
-        guard ringEntries >= 16, ringEntries <= SessionLimits.maxRingEntries, ringEntries & (ringEntries - 1) == 0 else {
-            throw .invalidArgument("ring size \(ringEntries) entries is not a power of two from 16 to the kernel's maximum of \(SessionLimits.maxRingEntries)")
-        }
+        do { try SessionLimits.checkRingEntries(ringEntries) } catch { throw .invalidArgument(error.description) }
         if let roundLimit, roundLimit < 1 || roundLimit > SessionLimits.maxRounds {
             throw .invalidArgument("--rounds \(roundLimit): allowed 1 to \(SessionLimits.maxRounds)")
         }

@@ -1,3 +1,5 @@
+import Pages
+
 /// The largest session DirtyScope runs, and so the largest a replay file may describe.
 /// The command line refuses more, the writer never writes more, and the reader refuses a
 /// header that claims more before it allocates anything (FORMAT.md, "Limits").
@@ -20,6 +22,21 @@ public enum SessionLimits {
     public static let maxNameBytes = 4096
     /// Most capabilities a header lists.
     public static let maxCapabilities = 256
+
+    /// Fewest dirty ring entries per vCPU: KVM wants a ring of at least a page of 16-byte
+    /// `kvm_dirty_gfn` entries (256 with 4 KiB pages).
+    public static var minRingEntries: Int { PageSize.system / 16 }
+
+    /// The one ring-size rule (the config, bench and the command line all ask it): a power
+    /// of two from `minRingEntries` to `hostMax` (the kernel's maximum unless the host's is
+    /// known). The error names the value and the range.
+    public static func checkRingEntries(_ entries: Int, hostMax: Int = maxRingEntries) throws(ModelError) {
+        let most = min(hostMax, maxRingEntries)
+        guard entries >= minRingEntries, entries <= most, entries & (entries - 1) == 0 else {
+            throw ModelError("ring size \(entries) entries is not a power of two from \(minRingEntries) to \(most)"
+                             + (hostMax < maxRingEntries ? " (this host's maximum)" : " (the kernel's maximum)"))
+        }
+    }
 }
 
 extension SessionInfo {

@@ -104,8 +104,8 @@ func checkHostSupports(_ modes: [HarvestMode], ringEntries: Int, system: KVMSyst
             throw .invalidArgument("mode \(m.rawValue): this host's KVM lacks \(capability)")
         }
         if entry.source == .rings {
-            guard ringEntries >= 16, ringEntries & (ringEntries - 1) == 0, ringEntries <= system.maxRingEntries else {
-                throw .invalidArgument("ring size \(ringEntries) entries must be a power of two between 16 and this host's maximum of \(system.maxRingEntries)")
+            do { try SessionLimits.checkRingEntries(ringEntries, hostMax: system.maxRingEntries) } catch {
+                throw .invalidArgument(error.description)
             }
         }
     }

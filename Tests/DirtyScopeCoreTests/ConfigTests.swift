@@ -1,5 +1,6 @@
 import DirtyScopeCore
 import DirtyScopeModel
+import Pages
 import XCTest
 
 final class ConfigTests: XCTestCase {
@@ -21,6 +22,15 @@ final class ConfigTests: XCTestCase {
         c.mode = .ring
         c.ringEntries = 1000
         XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("1000")) }
+        // One ring-size rule: what KVM refuses (under a page of 16-byte entries) the config
+        // and bench refuse too, naming the minimum.
+        c.ringEntries = 16
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("from \(PageSize.system / 16)"), "\($0)") }
+        var ringBench = BenchConfig()
+        ringBench.ringEntries = 16
+        XCTAssertThrowsError(try ringBench.validate()) { XCTAssertTrue("\($0)".contains("from \(PageSize.system / 16)"), "\($0)") }
+        c.ringEntries = PageSize.system / 16
+        XCTAssertNoThrow(try c.validate())
         var b = BenchConfig()
         b.dirtyPercent = 0
         XCTAssertThrowsError(try b.validate()) { XCTAssertTrue("\($0)".contains("0")) }
