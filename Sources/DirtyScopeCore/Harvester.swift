@@ -202,12 +202,11 @@ public final class Harvester {
         for (i, s) in slots.enumerated() {
             var falsePositives = DirtyBitmap(pageCount: s.pageCount)
             var initial = 0, copied = 0
-            let chunkWords = (policy == .noClear ? 4096 : clearChunk.pages(forSlotOf: s.pageCount)) / 64
+            let chunkWords = clearChunk.pages(forSlotOf: s.pageCount) / 64
             // The hand policy's CLEAR mask for a chunk: its reported bits inside the user's
             // blocks (auto clears straight from the reported words).
             let userMask = policy.beforeCopy == .userBlocks ? watched[i]?.mask : nil
             var maskWords = [UInt64](repeating: 0, count: policy.beforeCopy == .userBlocks ? chunkWords : 0)
-            var copiedChunks: [Int] = []  // cleared once the whole slot is copied (after-copy)
             var failure: KVMError?
             reported[i].withUnsafeWords { words in
             lastCopy[i].withUnsafeMutableBufferPointer { notes in
@@ -225,7 +224,9 @@ public final class Harvester {
                 var w = 0
                 while w < words.count {
                     guard words[w] != 0 else { w += 1; continue }
-                    let chunkStart = w / chunkWords * chunkWords, chunkEnd = min(words.count, chunkStart + chunkWords)
+                    // Without a CLEAR before the copy, the rest of the slot is one copy call.
+                    let chunkStart = w / chunkWords * chunkWords
+                    let chunkEnd = policy.beforeCopy == .nothing ? words.count : min(words.count, chunkStart + chunkWords)
                     // Each word's pages were re-protected by this chunk's CLEAR, or by what
                     // collect did (GET, the at-get CLEAR, the ring reset), or not at all.
                     var copyStart: UInt64
@@ -269,13 +270,16 @@ public final class Harvester {
                             copied += r.copied
                         }
                     }
-                    if policy.clearsAfterCopy { copiedChunks.append(chunkStart) }
                     mark = monotonicNanos()
                     copyNanos += mark - copyStart
                     w = chunkEnd
                 }
-                if !copiedChunks.isEmpty { windowHook?() }
-                for chunkStart in copiedChunks {
+                // After-copy: every chunk that held a reported page, once the whole slot is copied.
+                guard policy.clearsAfterCopy, copied > 0 else { return }
+                windowHook?()
+                for chunkStart in stride(from: 0, to: words.count, by: chunkWords) {
+                    let chunkEnd = min(words.count, chunkStart + chunkWords)
+                    guard words[chunkStart..<chunkEnd].contains(where: { $0 != 0 }) else { continue }
                     clearChunk(chunkStart, mask: words.baseAddress! + chunkStart)
                     if failure != nil { return }
                 }
