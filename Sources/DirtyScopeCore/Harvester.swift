@@ -38,6 +38,12 @@ public final class Harvester {
     private var watched: [(mask: DirtyBitmap, blocks: Int)?]
     /// Per slot and 64-page block, how its last copy went (`CopyNote`).
     private var lastCopy: [[UInt8]]
+    /// Per slot, the bitmap the last round's false positives went into, reused.
+    private var falsePositiveBuffers: [FalsePositiveBuffer]
+    /// Per slot, the bitmap the last GET filled, handed to KVM again (as the kernel's
+    /// dirty_log_perf_test does) once the round that reported it is let go; empty while a
+    /// collected round is not yet consumed.
+    private var logBuffers: [DirtyBitmap] = []
     private var roundIndex: UInt64 = 0
     private let startNanos: UInt64
     private var lastWrites: UInt64 = 0
@@ -76,6 +82,7 @@ public final class Harvester {
         }
         watched = Array(repeating: nil, count: machine.dataSlots.count)
         lastCopy = machine.dataSlots.map { [UInt8](repeating: CopyNote.never, count: ($0.pageCount + 63) / 64) }
+        falsePositiveBuffers = machine.dataSlots.map { FalsePositiveBuffer(pageCount: $0.pageCount) }
         let entry = mode.entry
         if (entry.source == .rings) != !machine.rings.isEmpty {
             throw .invalidArgument(entry.source == .rings
@@ -139,9 +146,16 @@ public final class Harvester {
     /// Step 1 of a round: KVM_GET_DIRTY_LOG on every slot, or the rings collected and reset.
     public func collect() throws(SessionError) -> Collected {
         let slots = machine.dataSlots
-        var c = Collected(reported: slots.map { DirtyBitmap(pageCount: $0.pageCount) }, started: monotonicNanos(),
-                          protectedAt: [UInt64](repeating: 0, count: slots.count))
         let entry = mode.entry, policy = policyEntry
+        var reported: [DirtyBitmap] = []
+        if entry.source == .dirtyLog {
+            swap(&reported, &logBuffers)
+            if reported.count != slots.count { reported = slots.map { DirtyBitmap(pageCount: $0.pageCount) } }
+            // GET overwrites every word; a bitmap a reader still holds is copied here, not
+            // inside the timed call.
+            for i in reported.indices { reported[i].withUnsafeMutableWords { _ in } }
+        }
+        var c = Collected(reported: reported, started: monotonicNanos(), protectedAt: [UInt64](repeating: 0, count: slots.count))
         do {
             switch entry.source {
             case .dirtyLog:
@@ -193,14 +207,18 @@ public final class Harvester {
         // 2. Consume, chunk by chunk. Timestamps are shared between phases: a few clock
         //    reads per dirty chunk. Bookkeeping is everything but the CLEARs and the copy
         //    loop (which walks the chunk's bits and compares each page as it copies it).
+        if mode.entry.source == .dirtyLog { logBuffers = reported }
         var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize, stop: copyStop)
         var slotRounds: [SlotRound] = []
+        slotRounds.reserveCapacity(slots.count)
         var copyNanos: UInt64 = 0
         var lostPages = 0
         var mark = monotonicNanos()
         var bookkeeping = mark - consumeStart
         for (i, s) in slots.enumerated() {
-            var falsePositives = DirtyBitmap(pageCount: s.pageCount)
+            var falsePositives = FalsePositiveBuffer(pageCount: 0)
+            swap(&falsePositives, &falsePositiveBuffers[i])
+            falsePositives.reset()
             var initial = 0, copied = 0
             let chunkWords = clearChunk.pages(forSlotOf: s.pageCount) / 64
             // The hand policy's CLEAR mask for a chunk: its reported bits inside the user's
@@ -294,13 +312,14 @@ public final class Harvester {
                 mark = monotonicNanos()
                 bookkeeping += mark - a
             }
-            var slotRound = SlotRound(slot: i, reported: reported[i], falsePositives: falsePositives,
+            var slotRound = SlotRound(slot: i, reported: reported[i], falsePositives: falsePositives.bitmap,
                                       initialCount: initial, copiedPages: copied)
             if let w = watched[i] {
                 slotRound.watched = WatchedBlocks(blocks: w.blocks, reported: reported[i].intersection(w.mask).count,
-                                                  falsePositives: falsePositives.intersection(w.mask).count)
+                                                  falsePositives: falsePositives.bitmap.intersection(w.mask).count)
             }
             slotRounds.append(slotRound)
+            falsePositiveBuffers[i] = falsePositives
         }
         let now = monotonicNanos()
         bookkeeping += now - mark
@@ -434,7 +453,7 @@ public final class Harvester {
         var nanos: UInt64 = 0
         var copied = 0
         var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize, stop: copyStop)
-        var ignored = DirtyBitmap(pageCount: s.pageCount)
+        var ignored = FalsePositiveBuffer(pageCount: s.pageCount)
         var runStart = 0
         while runStart < sorted.count {
             var runEnd = runStart
@@ -499,7 +518,7 @@ struct Consumer {
     /// last copy, then the note becomes this copy's, `protectedAt` (0: not re-protected)
     /// to now.
     mutating func copy(words: UnsafeBufferPointer<UInt64>, _ range: Range<Int>, slot: Int, source: GuestMemory,
-                       destination: Destination, method: FalsePositiveMethod, falsePositives: inout DirtyBitmap,
+                       destination: Destination, method: FalsePositiveMethod, falsePositives: inout FalsePositiveBuffer,
                        notes: UnsafeMutableBufferPointer<UInt8>, protectedAt: UInt64) -> (initial: Int, copied: Int) {
         if started == 0 { started = monotonicNanos() }
         var initial = 0, copied = 0
@@ -528,7 +547,7 @@ struct Consumer {
                 }
             }
             if fpBits != 0 {
-                falsePositives.setWord(w, falsePositives.word(w) | fpBits)
+                falsePositives.add(fpBits, word: w)
                 CopyNote.attribute(previous, count: fpBits.nonzeroBitCount, to: &origins)
             }
         }
