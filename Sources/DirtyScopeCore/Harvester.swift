@@ -40,9 +40,9 @@ public final class Harvester {
     private var lastCopy: [[UInt8]]
     /// Per slot, the bitmap the last round's false positives went into, reused.
     private var falsePositiveBuffers: [FalsePositiveBuffer]
-    /// Per slot, the bitmap the last GET filled, handed to KVM again (as the kernel's
-    /// dirty_log_perf_test does) once the round that reported it is let go; empty while a
-    /// collected round is not yet consumed.
+    /// Per slot, the bitmap the last GET filled, handed to KVM again by the next (as the
+    /// kernel's dirty_log_perf_test does): in place once no reader holds the round that
+    /// reported it.
     private var logBuffers: [DirtyBitmap] = []
     private var roundIndex: UInt64 = 0
     private let startNanos: UInt64
@@ -171,6 +171,7 @@ public final class Harvester {
                         c.clear.record(c.protectedAt[i] - b)
                     }
                 }
+                logBuffers = c.reported
             case .rings:
                 try drainRings()
                 c.ringEntries = pendingRingEntries
@@ -207,7 +208,6 @@ public final class Harvester {
         // 2. Consume, chunk by chunk. Timestamps are shared between phases: a few clock
         //    reads per dirty chunk. Bookkeeping is everything but the CLEARs and the copy
         //    loop (which walks the chunk's bits and compares each page as it copies it).
-        if mode.entry.source == .dirtyLog { logBuffers = reported }
         var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize, stop: copyStop)
         var slotRounds: [SlotRound] = []
         slotRounds.reserveCapacity(slots.count)
@@ -312,13 +312,12 @@ public final class Harvester {
                 mark = monotonicNanos()
                 bookkeeping += mark - a
             }
-            var slotRound = SlotRound(slot: i, reported: reported[i], falsePositives: falsePositives.bitmap,
-                                      initialCount: initial, copiedPages: copied)
+            slotRounds.append(SlotRound(slot: i, reported: reported[i], falsePositives: falsePositives.bitmap,
+                                        initialCount: initial, copiedPages: copied))
             if let w = watched[i] {
-                slotRound.watched = WatchedBlocks(blocks: w.blocks, reported: reported[i].intersection(w.mask).count,
-                                                  falsePositives: falsePositives.bitmap.intersection(w.mask).count)
+                slotRounds[i].watched = WatchedBlocks(blocks: w.blocks, reported: reported[i].intersection(w.mask).count,
+                                                      falsePositives: falsePositives.bitmap.intersection(w.mask).count)
             }
-            slotRounds.append(slotRound)
             falsePositiveBuffers[i] = falsePositives
         }
         let now = monotonicNanos()
