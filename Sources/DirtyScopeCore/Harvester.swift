@@ -218,6 +218,7 @@ public final class Harvester {
         for (i, s) in slots.enumerated() {
             var falsePositives = FalsePositiveBuffer(pageCount: 0)
             swap(&falsePositives, &falsePositiveBuffers[i])
+            defer { falsePositiveBuffers[i] = falsePositives }  // back even when a CLEAR fails
             falsePositives.reset()
             var initial = 0, copied = 0
             let chunkWords = clearChunk.pages(forSlotOf: s.pageCount) / 64
@@ -318,7 +319,6 @@ public final class Harvester {
                 slotRounds[i].watched = WatchedBlocks(blocks: w.blocks, reported: reported[i].intersection(w.mask).count,
                                                       falsePositives: falsePositives.bitmap.intersection(w.mask).count)
             }
-            falsePositiveBuffers[i] = falsePositives
         }
         let now = monotonicNanos()
         bookkeeping += now - mark
