@@ -193,15 +193,16 @@ public enum Bench {
         let statsBefore = breakdownStats.map { machine.vcpuStatSum([$0]) }
         let writesBefore = machine.guestWrites
         for i in 1...config.iterations {
+            // The round is let go before the next GET, so the harvester hands KVM its bitmaps again.
             if !config.overlap, let p = pending {
-                account(try harvester.consume(p))
                 pending = nil
+                account(try harvester.consume(p))
             }
             machine.startNextIteration()
             let start = monotonicNanos()
             if let p = pending {
-                let round = try harvester.consume(p)
-                account(round)
+                pending = nil
+                account(try harvester.consume(p))
             }
             machine.waitForPass(poll: drain)
             let dirty = monotonicNanos() - start

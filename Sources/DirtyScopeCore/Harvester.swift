@@ -38,6 +38,12 @@ public final class Harvester {
     private var watched: [(mask: DirtyBitmap, blocks: Int)?]
     /// Per slot and 64-page block, how its last copy went (`CopyNote`).
     private var lastCopy: [[UInt8]]
+    /// Per slot, the bitmap the last round's false positives went into, reused.
+    private var falsePositiveBuffers: [FalsePositiveBuffer]
+    /// Per slot, the bitmap the last GET filled, handed to KVM again by the next (as the
+    /// kernel's dirty_log_perf_test does): in place once no reader holds the round that
+    /// reported it.
+    private var logBuffers: [DirtyBitmap] = []
     private var roundIndex: UInt64 = 0
     private let startNanos: UInt64
     private var lastWrites: UInt64 = 0
@@ -76,6 +82,7 @@ public final class Harvester {
         }
         watched = Array(repeating: nil, count: machine.dataSlots.count)
         lastCopy = machine.dataSlots.map { [UInt8](repeating: CopyNote.never, count: DirtyBitmap.blocks(covering: $0.pageCount)) }
+        falsePositiveBuffers = machine.dataSlots.map { FalsePositiveBuffer(pageCount: $0.pageCount) }
         let entry = mode.entry
         if (entry.source == .rings) != !machine.rings.isEmpty {
             throw .invalidArgument(entry.source == .rings
@@ -139,9 +146,16 @@ public final class Harvester {
     /// Step 1 of a round: KVM_GET_DIRTY_LOG on every slot, or the rings collected and reset.
     public func collect() throws(SessionError) -> Collected {
         let slots = machine.dataSlots
-        var c = Collected(reported: slots.map { DirtyBitmap(pageCount: $0.pageCount) }, started: monotonicNanos(),
-                          protectedAt: [UInt64](repeating: 0, count: slots.count))
         let entry = mode.entry, policy = policyEntry
+        var reported: [DirtyBitmap] = []
+        if entry.source == .dirtyLog {
+            swap(&reported, &logBuffers)
+            if reported.count != slots.count { reported = slots.map { DirtyBitmap(pageCount: $0.pageCount) } }
+            // GET overwrites every word; a bitmap a reader still holds is copied here, not
+            // inside the timed call.
+            for i in reported.indices { reported[i].withUnsafeMutableWords { _ in } }
+        }
+        var c = Collected(reported: reported, started: monotonicNanos(), protectedAt: [UInt64](repeating: 0, count: slots.count))
         do {
             switch entry.source {
             case .dirtyLog:
@@ -157,6 +171,7 @@ public final class Harvester {
                         c.clear.record(c.protectedAt[i] - b)
                     }
                 }
+                logBuffers = c.reported
             case .rings:
                 try drainRings()
                 c.ringEntries = pendingRingEntries
@@ -194,21 +209,29 @@ public final class Harvester {
         //    reads per dirty chunk. Bookkeeping is everything but the CLEARs and the copy
         //    loop (which walks the chunk's bits and compares each page as it copies it).
         var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize, stop: copyStop)
-        var slotMetrics: [SlotMetrics] = []
+        // Each slot's counts as plain numbers; the round's metrics are built after the
+        // round is timed, as its record is (the harvest's work ends at t1).
+        var counts: [(reported: Int, falsePositives: Int, initial: Int, copied: Int)] = []
         var bitmaps: [SlotBitmaps] = []
+        counts.reserveCapacity(slots.count)
+        bitmaps.reserveCapacity(slots.count)
         var copyNanos: UInt64 = 0
         var lostPages = 0
         var mark = monotonicNanos()
         var bookkeeping = mark - consumeStart
         for (i, s) in slots.enumerated() {
-            var falsePositives = DirtyBitmap(pageCount: s.pageCount)
+            var falsePositives = FalsePositiveBuffer(pageCount: 0)
+            swap(&falsePositives, &falsePositiveBuffers[i])
+            defer { falsePositiveBuffers[i] = falsePositives }  // back even when a CLEAR fails
+            falsePositives.reset()
+            // Counted before the copy loop walks megabytes past it and leaves it cold.
+            let reportedCount = reported[i].count
             var initial = 0, copied = 0
-            let chunkWords = (policy == .noClear ? 4096 : clearChunk.pages(forSlotOf: s.pageCount)) / DirtyBitmap.pagesPerBlock
+            let chunkWords = clearChunk.pages(forSlotOf: s.pageCount) / DirtyBitmap.pagesPerBlock
             // The hand policy's CLEAR mask for a chunk: its reported bits inside the user's
             // blocks (auto clears straight from the reported words).
             let userMask = policy.beforeCopy == .userBlocks ? watched[i]?.mask : nil
             var maskWords = [UInt64](repeating: 0, count: policy.beforeCopy == .userBlocks ? chunkWords : 0)
-            var copiedChunks: [Int] = []  // cleared once the whole slot is copied (after-copy)
             var failure: KVMError?
             reported[i].withUnsafeWords { words in
             lastCopy[i].withUnsafeMutableBufferPointer { notes in
@@ -226,7 +249,9 @@ public final class Harvester {
                 var w = 0
                 while w < words.count {
                     guard words[w] != 0 else { w += 1; continue }
-                    let chunkStart = w / chunkWords * chunkWords, chunkEnd = min(words.count, chunkStart + chunkWords)
+                    // Without a CLEAR before the copy, the rest of the slot is one copy call.
+                    let chunkStart = w / chunkWords * chunkWords
+                    let chunkEnd = policy.beforeCopy == .nothing ? words.count : min(words.count, chunkStart + chunkWords)
                     // Each word's pages were re-protected by this chunk's CLEAR, or by what
                     // collect did (GET, the at-get CLEAR, the ring reset), or not at all.
                     var copyStart: UInt64
@@ -270,13 +295,16 @@ public final class Harvester {
                             copied += r.copied
                         }
                     }
-                    if policy.clearsAfterCopy { copiedChunks.append(chunkStart) }
                     mark = monotonicNanos()
                     copyNanos += mark - copyStart
                     w = chunkEnd
                 }
-                if !copiedChunks.isEmpty { windowHook?() }
-                for chunkStart in copiedChunks {
+                // After-copy: every chunk that held a reported page, once the whole slot is copied.
+                guard policy.clearsAfterCopy, copied > 0 else { return }
+                windowHook?()
+                for chunkStart in stride(from: 0, to: words.count, by: chunkWords) {
+                    let chunkEnd = min(words.count, chunkStart + chunkWords)
+                    guard words[chunkStart..<chunkEnd].contains(where: { $0 != 0 }) else { continue }
                     clearChunk(chunkStart, mask: words.baseAddress! + chunkStart)
                     if failure != nil { return }
                 }
@@ -291,9 +319,8 @@ public final class Harvester {
                 mark = monotonicNanos()
                 bookkeeping += mark - a
             }
-            slotMetrics.append(SlotMetrics(slot: i, [.reportedPages: reported[i].count, .falsePositivePages: falsePositives.count,
-                                                     .initialPages: initial, .copiedPages: copied]))
-            bitmaps.append(SlotBitmaps(reported: reported[i], falsePositives: falsePositives))
+            counts.append((reportedCount, falsePositives.count, initial, copied))
+            bitmaps.append(SlotBitmaps(reported: reported[i], falsePositives: falsePositives.bitmap))
         }
         let now = monotonicNanos()
         bookkeeping += now - mark
@@ -310,7 +337,7 @@ public final class Harvester {
                 let r = destination.verify(slot: i, source: s.memory)
                 missed.append(r.differing.count)
                 compared += r.compared
-                slotMetrics[i][.missedPages] = r.differing.count
+
                 var blocks: [Int] = []
                 r.differing.withUnsafeWords { words in
                     for (b, word) in words.enumerated() where word != 0 && blocks.count < Verification.maxListedBlocks {
@@ -331,7 +358,15 @@ public final class Harvester {
         var m = RoundMetrics(mode: mode, clearChunk: clearChunk, clearPolicy: effectivePolicy)
         m.index = roundIndex
         m.startNanos = t0 - startNanos
-        m.slots = slotMetrics
+        m.slots = counts.indices.map { i in
+            var s = SlotMetrics(slot: i)
+            s[.reportedPages] = counts[i].reported
+            s[.falsePositivePages] = counts[i].falsePositives
+            s[.initialPages] = counts[i].initial
+            s[.copiedPages] = counts[i].copied
+            if let v = verification { s[.missedPages] = v.missedPerSlot[i] }
+            return s
+        }
         m.verification = verification
         m.getDirtyLog = get
         m.clearDirtyLog = clear
@@ -439,7 +474,7 @@ public final class Harvester {
         var nanos: UInt64 = 0
         var copied = 0
         var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize, stop: copyStop)
-        var ignored = DirtyBitmap(pageCount: s.pageCount)
+        var ignored = FalsePositiveBuffer(pageCount: s.pageCount)
         var runStart = 0
         while runStart < sorted.count {
             var runEnd = runStart
@@ -504,7 +539,7 @@ struct Consumer {
     /// last copy, then the note becomes this copy's, `protectedAt` (0: not re-protected)
     /// to now.
     mutating func copy(words: UnsafeBufferPointer<UInt64>, _ range: Range<Int>, slot: Int, source: GuestMemory,
-                       destination: Destination, method: FalsePositiveMethod, falsePositives: inout DirtyBitmap,
+                       destination: Destination, method: FalsePositiveMethod, falsePositives: inout FalsePositiveBuffer,
                        notes: UnsafeMutableBufferPointer<UInt8>, protectedAt: UInt64) -> (initial: Int, copied: Int) {
         if started == 0 { started = monotonicNanos() }
         var initial = 0, copied = 0
@@ -533,7 +568,7 @@ struct Consumer {
                 }
             }
             if fpBits != 0 {
-                falsePositives.setWord(w, falsePositives.word(w) | fpBits)
+                falsePositives.add(fpBits, word: w)
                 CopyNote.attribute(previous, count: fpBits.nonzeroBitCount, to: &origins)
             }
         }

@@ -5,9 +5,10 @@
 /// Bits past `pageCount` in the last word are always zero.
 public struct DirtyBitmap: Equatable, Hashable, Sendable {
     /// Pages per word, and the alignment `KVM_CLEAR_DIRTY_LOG` demands of ranges.
-    public static let pagesPerBlock = 1 << blockShift
-    /// log2 of `pagesPerBlock`: page `p` is in block `p >> blockShift`.
-    public static let blockShift = 6
+    @inlinable public static var pagesPerBlock: Int { 1 << blockShift }
+    /// log2 of `pagesPerBlock`: page `p` is in block `p >> blockShift`. (Inlinable
+    /// constants, not stored lets: hot loops in other modules fold them.)
+    @inlinable public static var blockShift: Int { 6 }
 
     /// Blocks (words) that cover `pages` pages.
     @inlinable public static func blocks(covering pages: Int) -> Int { (pages + pagesPerBlock - 1) / pagesPerBlock }
@@ -167,13 +168,12 @@ public struct DirtyBitmap: Equatable, Hashable, Sendable {
         return try result.get()
     }
 
-    /// Reads the words without copying them.
+    /// Reads the words without copying them. Inlinable, so a caller in another module gets
+    /// a specialized copy: the generic one, with its `Result` of unknown layout, cost about
+    /// 10 µs a call in the harvester's round (its metadata is cold after a copy loop).
+    @inlinable
     public func withUnsafeWords<R, E: Error>(_ body: (UnsafeBufferPointer<UInt64>) throws(E) -> R) throws(E) -> R {
-        var result: Result<R, E>!
-        words.withUnsafeBufferPointer { buffer in
-            do throws(E) { result = .success(try body(buffer)) } catch { result = .failure(error) }
-        }
-        return try result.get()
+        try words.withUnsafeBufferPointer(body)
     }
 
     private mutating func update(_ range: Range<Int>, to value: Bool) {

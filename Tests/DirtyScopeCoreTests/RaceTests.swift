@@ -72,6 +72,58 @@ final class RaceTests: XCTestCase {
         XCTAssertEqual(manual.second.count(.falsePositivePages), 0)
     }
 
+    /// The harvester hands KVM the same bitmaps round after round and reuses its
+    /// false-positive bitmap, clearing only the words it set: a round a reader still holds
+    /// keeps its bits, and a new round starts from none.
+    func testHeldRoundsKeepTheirBitmapsWhileTheHarvesterReusesItsOwn() throws {
+        let system = try kvmOrSkip()
+        let machine = try commandMachine(system, mode: .legacy)
+        defer { machine.stop() }
+        let harvester = try Harvester(machine: machine, mode: .legacy, clearChunk: .pages(64), method: .stamp, bandwidth: 0)
+        // The race's steps, held by the test: p settled, written, reported, written again, copied.
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        _ = try harvester.harvestRound()
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        let collected = try harvester.collect()
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        _ = try harvester.consume(collected)
+        let raced = try harvester.harvestRound()                             // p again, unchanged: a false positive
+        XCTAssertEqual(raced.count(.falsePositivePages), 1)
+
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page + 1))  // a new page, p left alone
+        let next = try harvester.harvestRound()
+        XCTAssertEqual(next.count(.reportedPages), 1)
+        XCTAssertEqual(next.count(.falsePositivePages), 0, "last round's false positive must not carry over")
+        XCTAssertTrue(next.bitmaps[0].reported[page + 1])
+        XCTAssertFalse(next.bitmaps[0].reported[page])
+        XCTAssertTrue(raced.bitmaps[0].falsePositives[page], "a held round keeps its false positives")
+        XCTAssertTrue(raced.bitmaps[0].reported[page], "a held round keeps its reported pages")
+        XCTAssertFalse(raced.bitmaps[0].reported[page + 1])
+
+        let quiet = try harvester.harvestRound(verify: true)
+        XCTAssertEqual(quiet.count(.reportedPages), 0)
+        XCTAssertEqual(quiet.count(.falsePositivePages), 0)
+        XCTAssertEqual(quiet.missed, 0)
+        XCTAssertTrue(next.bitmaps[0].reported[page + 1], "a held round keeps its reported pages")
+
+        // Once no reader holds a round, its bitmaps are reused in place, and cleared all the same.
+        let other = page + 2
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: other))
+        _ = try harvester.harvestRound()
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: other))
+        _ = try harvester.consume(try harvester.collect())
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: other))
+        let collectedAgain = try harvester.collect()
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: other))
+        XCTAssertEqual(try harvester.consume(collectedAgain).count(.falsePositivePages), 0)
+        XCTAssertEqual(try harvester.harvestRound().count(.falsePositivePages), 1)
+        XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+        let after = try harvester.harvestRound()
+        XCTAssertEqual(after.count(.reportedPages), 1)
+        XCTAssertEqual(after.count(.falsePositivePages), 0)
+        XCTAssertTrue(after.bitmaps[0].reported[page])
+    }
+
     /// A page KVM reports that never changed since it was copied is a false positive;
     /// one written again after the copy is not.
     func testRewriteAfterCopyIsATruePositive() throws {
