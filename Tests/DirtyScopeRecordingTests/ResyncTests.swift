@@ -35,4 +35,21 @@ import Testing
         #expect(reader.warnings.contains { $0.contains("corrupt record") })
         #expect(reader.isFinished)
     }
+
+    /// From 10,000 to 150,000 markers (the case that took 37.7 s when every candidate's
+    /// checksum ran over its whole claim) the bytes examined stay within a fixed multiple
+    /// of the file: each candidate costs its header and at most two `RangeCRC.step`s of
+    /// checksum, and the prefix checksums, the search and the rest pass over the file
+    /// about once each.
+    @Test(arguments: [10_000, 40_000, 150_000])
+    func resyncExaminesBytesLinearInTheFile(markers: Int) throws {
+        let bytes = try Self.markerFile(markers)
+        let reader = try RecordingReader(contents: bytes, name: "markers")
+        #expect(reader.roundCount == 4)
+        let examined = reader.index.bytesExamined
+        let perCandidate = Format.maxRecordHeaderSize + 2 * RangeCRC.step
+        #expect(examined <= markers * perCandidate + 4 * bytes.count, "\(examined) bytes examined for \(bytes.count)")
+        // With markers 12 bytes apart that bound is 27 times the file; the scan stays well inside it.
+        #expect(examined <= 16 * bytes.count, "\(examined) bytes examined for \(bytes.count)")
+    }
 }
