@@ -50,6 +50,10 @@ public final class Harvester {
     public private(set) var ringResetMismatches: UInt64 = 0
     /// The last mismatch: entries the kernel reset, entries harvested.
     public private(set) var lastRingResetMismatch: (reset: Int, harvested: UInt64)?
+    /// Rounds whose guest-written write count was impossible (a counter stepped back, or
+    /// ran past one write a nanosecond per vCPU) and was clamped: 0 unless the guest
+    /// scribbles its control block.
+    public private(set) var clampedWriteCounts: UInt64 = 0
     private let pageSize = PageSize.system
     /// Tests only: runs inside each chunk's race window, between its CLEAR and its copy
     /// (auto, hand), or between a slot's copy and its CLEARs (after-copy), so a guest
@@ -331,10 +335,12 @@ public final class Harvester {
         let writes = machine.guestWrites, faults = machine.vcpuStatSum(Self.faultStats)
         let exits = machine.vcpuStatSum(Self.exitStats), ringFull = machine.ringFullExits
         defer { lastWrites = writes; lastWritesAt = t1; lastFaults = faults; lastExits = exits; lastRingFull = ringFull }
+        let guestWrites = machine.writes(from: lastWrites, to: writes, overNanos: t1 &- lastWritesAt)
+        if guestWrites != writes &- lastWrites { clampedWriteCounts += 1 }
         return Round(index: roundIndex, startNanos: t0 - startNanos, durationNanos: t1 - t0, mode: mode, clearChunk: clearChunk,
                      clearPolicy: effectivePolicy, slots: slotRounds, getLatency: get, clearLatency: clear, bytesCopied: consumer.bytes,
                      copyNanos: copyNanos, bookkeepingNanos: bookkeeping,
-                     guestWrites: machine.writes(from: lastWrites, to: writes, overNanos: t1 &- lastWritesAt),
+                     guestWrites: guestWrites,
                      writeProtectFaults: faults &- lastFaults, exits: exits &- lastExits,
                      ringEntries: ringEntries, ringFullExits: ringFull &- lastRingFull, verification: verification,
                      origins: consumer.origins, lostPages: lostPages)
