@@ -301,21 +301,27 @@ extension RecordingIndex {
     }
 }
 
-/// CRC-32 of any range of the file in bounded time. It keeps the CRC of every prefix that
-/// ends on a `step` boundary, filled in forward as ranges reach further (one pass over the
-/// file in all), and takes a prefix off with zlib's `crc32_combine`: CRC(a..<b) is
-/// CRC(0..<b) xor CRC(0..<a) shifted over b - a zero bytes. A range of any length costs at
-/// most 2 `step`s of CRC and one combine (logarithmic in its length), so trying every sync
-/// marker after damage stays linear in the file.
+/// CRC-32 of any range of the file in bounded time, over a scan that moves forward.
+///
+/// A long range that starts where no checksum has reached yet (the next record of an
+/// intact file) is read once, whole. Any other keeps the CRC of every prefix from a base
+/// that ends on a `step` boundary, filled in forward as ranges reach further, and takes
+/// one prefix off another with zlib's `crc32_combine`: CRC(a..<b) is CRC(base..<b) xor
+/// CRC(base..<a) shifted over b - a zero bytes. The ranges read whole never overlap and
+/// the prefixes are filled once, so in all each byte is checksummed about twice, and a
+/// range costs at most 2 `step`s more and one combine (logarithmic in its length): trying
+/// every sync marker after damage stays linear in the file.
 ///
 /// Checkpoints behind the scan are dropped (`forget`), so their memory is bounded by the
 /// longest record the header allows (4 bytes per `step`), not by the file.
 final class RangeCRC {
     static let step = 128
     private let file: RecordingFile
-    /// `checkpoints[k]` is the CRC of the file's bytes `0 ..< (first + k) * step`.
+    /// `checkpoints[k]` is the CRC of the file's bytes `base ..< base + k * step`.
     private var checkpoints: [UInt32] = [0]
-    private var first = 0
+    private var base = 0
+    /// The furthest any long range was checksummed (read whole, or prefixes filled).
+    private var highWater = 0
     /// Bytes run through CRC-32 so far.
     private(set) var bytesExamined = 0
 
@@ -326,26 +332,38 @@ final class RangeCRC {
     /// The CRC-32 of `range`, which must start at or after the last `forget`.
     func of(_ range: Range<Int>) throws -> UInt32 {
         guard range.count > 2 * Self.step else { return try crc(range, continuing: 0) }
+        guard range.lowerBound < highWater else {
+            highWater = range.upperBound
+            return try crc(range, continuing: 0)
+        }
         return try prefix(range.upperBound) ^ CRC32.combine(try prefix(range.lowerBound), 0, range.count)
     }
 
     /// Drops the checkpoints before `offset`: no range asked for later starts there.
     func forget(below offset: Int) {
-        let drop = min(offset / Self.step - first, checkpoints.count - 1)
+        guard base + (checkpoints.count - 1) * Self.step > offset else {
+            // Nothing filled reaches past `offset`: start afresh there.
+            base = offset
+            checkpoints.removeAll(keepingCapacity: true)
+            checkpoints.append(0)
+            return
+        }
+        let drop = (offset - base) / Self.step
         // Half the array at a time, so dropping stays linear in all.
         guard drop > 0, drop >= checkpoints.count / 2 else { return }
         checkpoints.removeFirst(drop)
-        first += drop
+        base += drop * Self.step
     }
 
-    /// CRC of the file's bytes `0 ..< end`.
+    /// CRC of the file's bytes `base ..< end`.
     private func prefix(_ end: Int) throws -> UInt32 {
-        let k = end / Self.step
-        precondition(k >= first, "RangeCRC asked for a prefix it forgot")
-        while first + checkpoints.count <= k {
+        precondition(end >= base, "RangeCRC asked for a prefix it forgot")
+        let k = (end - base) / Self.step
+        while checkpoints.count <= k {
             // Fill forward up to the checkpoint wanted or the end of a cache block, in one read.
-            let from = (first + checkpoints.count - 1) * Self.step
-            let to = min(k * Self.step, (from / RecordingFile.blockSize + 1) * RecordingFile.blockSize)
+            let from = base + (checkpoints.count - 1) * Self.step
+            let inBlock = ((from / RecordingFile.blockSize + 1) * RecordingFile.blockSize - from) / Self.step
+            let to = from + max(1, min(k + 1 - checkpoints.count, inBlock)) * Self.step
             try file.withBytes(from..<to) { bytes in
                 var c = checkpoints[checkpoints.count - 1]
                 for o in stride(from: 0, to: bytes.count, by: Self.step) {
@@ -354,8 +372,9 @@ final class RangeCRC {
                 }
             }
             bytesExamined += to - from
+            highWater = max(highWater, to)
         }
-        return try crc((k * Self.step)..<end, continuing: checkpoints[k - first])
+        return try crc((base + k * Self.step)..<end, continuing: checkpoints[k])
     }
 
     private func crc(_ range: Range<Int>, continuing c: UInt32) throws -> UInt32 {
