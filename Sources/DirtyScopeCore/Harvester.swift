@@ -56,6 +56,10 @@ public final class Harvester {
     public private(set) var ringResetMismatches: UInt64 = 0
     /// The last mismatch: entries the kernel reset, entries harvested.
     public private(set) var lastRingResetMismatch: (reset: Int, harvested: UInt64)?
+    /// Rounds whose guest-written write count was impossible (a counter stepped back, or
+    /// ran past one write a nanosecond per vCPU) and was clamped: 0 unless the guest
+    /// scribbles its control block.
+    public private(set) var clampedWriteCounts: UInt64 = 0
     private let pageSize = PageSize.system
     /// Tests only: runs inside each chunk's race window, between its CLEAR and its copy
     /// (auto, hand), or between a slot's copy and its CLEARs (after-copy), so a guest
@@ -355,6 +359,8 @@ public final class Harvester {
         let writes = machine.guestWrites, faults = machine.vcpuStatSum(Self.faultStats)
         let exits = machine.vcpuStatSum(Self.exitStats), ringFull = machine.ringFullExits
         defer { lastWrites = writes; lastWritesAt = t1; lastFaults = faults; lastExits = exits; lastRingFull = ringFull }
+        let guestWrites = machine.writes(from: lastWrites, to: writes, overNanos: t1 &- lastWritesAt)
+        if guestWrites != writes &- lastWrites { clampedWriteCounts += 1 }
         var m = RoundMetrics(mode: mode, clearChunk: clearChunk, clearPolicy: effectivePolicy)
         m.index = roundIndex
         m.startNanos = t0 - startNanos
@@ -375,7 +381,7 @@ public final class Harvester {
         m[.copiedBytes] = consumer.bytes
         m[.copyNanos] = copyNanos
         m[.bookkeepingNanos] = bookkeeping
-        m[.guestWrites] = machine.writes(from: lastWrites, to: writes, overNanos: t1 &- lastWritesAt)
+        m[.guestWrites] = guestWrites
         m[.writeProtectFaults] = faults &- lastFaults
         m[.vcpuExits] = exits &- lastExits
         m[.ringEntriesHarvested] = ringEntries

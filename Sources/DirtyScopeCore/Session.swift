@@ -214,6 +214,7 @@ final class SessionLoop: @unchecked Sendable {
                 ringMismatchesShown = harvester.ringResetMismatches
                 note("KVM_RESET_DIRTY_RINGS reset \(m.reset) entries but \(m.harvested) were harvested")
             }
+            noteClampedWriteCounts()
             round.metrics.index = index
             harvesterRounds += 1
             if verify && !paused { machine.resume() }
@@ -236,6 +237,22 @@ final class SessionLoop: @unchecked Sendable {
     private var parkedAtLimit = false
     /// Ring reset mismatches already reported as notes (for the current harvester).
     private var ringMismatchesShown: UInt64 = 0
+    /// Clamped write counts already noted (for the current harvester), and when the last
+    /// note went out: a scribbling guest makes one every round, noted once a second.
+    private var clampsShown: UInt64 = 0
+    private var clampNotedAt: UInt64?
+
+    /// Says that guest-written write counters were impossible and clamped, at most once a
+    /// second, with the rounds since the last note.
+    private func noteClampedWriteCounts() {
+        let clamped = harvester.clampedWriteCounts &- clampsShown
+        let t = monotonicNanos()
+        guard clamped > 0, clampNotedAt.map({ t &- $0 >= 1_000_000_000 }) ?? true else { return }
+        note("guest write counters out of range (stepped back, or past one write a nanosecond per vCPU) in \(clamped) "
+             + (clamped == 1 ? "round" : "rounds") + ": writes clamped")
+        clampsShown = harvester.clampedWriteCounts
+        clampNotedAt = t
+    }
 
     private func apply(_ command: SessionCommand) {
         switch command {
@@ -342,6 +359,7 @@ final class SessionLoop: @unchecked Sendable {
             harvesterRounds = 0
             parkedAtLimit = false   // the new machine's vCPUs run until the limit check parks them
             ringMismatchesShown = 0
+            clampsShown = 0
             wireMachine()
             m.start()
             if wasPaused { m.pause() }

@@ -74,8 +74,8 @@ struct ByteWriter {
 /// A bounds-checked cursor over bytes of the file. Every read checks the bytes remain,
 /// so no length in the file can make a read (or an allocation sized by it) overrun.
 ///
-/// The buffer must stay valid while the cursor is used; the reader only makes cursors
-/// over its own mapping, which lives as long as the reader.
+/// The buffer must stay valid while the cursor is used; the reader makes cursors only
+/// inside `RecordingFile.withBytes`, over the bytes it lends.
 struct ByteReader {
     let buffer: UnsafeRawBufferPointer
     private(set) var offset: Int

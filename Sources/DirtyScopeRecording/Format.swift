@@ -32,6 +32,10 @@ enum Format {
     static let maxHistogramBuckets = 1024
     /// Longest event record a reader accepts.
     static let maxEventPayload = 1 << 20
+    /// Bytes of a round's payload read to decode its metrics (they come first): an honest
+    /// round's metrics take a few KiB at most (32 slots, 40-bucket latency histograms); longer
+    /// ones are read whole.
+    static let metricsReadAhead = 16 << 10
     /// Bitmap tokens shorter than this are stored as they are: deflate's fixed cost per
     /// call (about 20 µs: resetting its tables, building Huffman trees) buys little there.
     static let deflateThreshold = 1024

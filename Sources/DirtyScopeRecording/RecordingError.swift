@@ -6,7 +6,7 @@ import Glibc
 public enum RecordingError: Error, Equatable, CustomStringConvertible {
     /// The file could not be created or opened (`open(2)`'s errno).
     case cannotOpen(path: String, errno: Int32)
-    /// `write(2)`, `fdatasync(2)`, `mmap(2)` or `fstat(2)` failed.
+    /// `write(2)`, `fdatasync(2)`, `pread(2)` or `fstat(2)` failed.
     case ioFailed(path: String, call: String, errno: Int32)
     /// The file does not start with the recording magic.
     case notARecording(path: String)

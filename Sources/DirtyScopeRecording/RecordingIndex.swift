@@ -37,10 +37,17 @@ struct RecordingIndex {
         }
     }
 
-    /// Scans `bytes` from `start` (just past the header).
-    init(bytes: UnsafeRawBufferPointer, start: Int, layout: SlotLayout) {
-        var scanner = Scanner(bytes: bytes, layout: layout)
-        scanner.run(from: start, into: &self)
+    /// Bytes the scan looked at: checksummed, searched for a sync marker, or decoded.
+    /// Linear in the file however its damage is laid out (the tests check the ratio).
+    private(set) var bytesExamined = 0
+
+    /// Scans `file` from `start` (just past the header).
+    /// - Throws: `RecordingError.fileChanged` when the file shrinks during the scan,
+    ///   `.ioFailed` when a read fails.
+    init(file: RecordingFile, start: Int, layout: SlotLayout) throws {
+        var scanner = Scanner(file: file, layout: layout)
+        try scanner.run(from: start, into: &self)
+        bytesExamined = scanner.examined + scanner.crc.bytesExamined
         if warningsLeftOut > 0 { warnings.append("... and \(warningsLeftOut) more warnings") }
     }
 }
@@ -48,12 +55,16 @@ struct RecordingIndex {
 /// One pass over the records: checks each record's framing and checksum, decodes round
 /// metrics and events, resynchronises on the next sync marker after damage.
 private struct Scanner {
-    let bytes: UnsafeRawBufferPointer
+    let file: RecordingFile
+    let size: Int
     let layout: SlotLayout
     /// Largest payload a round record can have under this header.
     let maxRoundPayload: Int
     let decoder = JSONDecoder()
     let crc: RangeCRC
+    /// Bytes looked at outside the checksums: record headers, bytes searched for a sync
+    /// marker, payloads decoded.
+    var examined = 0
 
     var totals = MetricValues()
     var lastSequence: UInt64?
@@ -67,10 +78,11 @@ private struct Scanner {
     var endCounts: (rounds: UInt64, events: UInt64)?
     var warnedAfterEnd = false
 
-    init(bytes: UnsafeRawBufferPointer, layout: SlotLayout) {
-        self.bytes = bytes
+    init(file: RecordingFile, layout: SlotLayout) {
+        self.file = file
+        size = file.size
         self.layout = layout
-        crc = RangeCRC(bytes)
+        crc = RangeCRC(file)
         let bitmapBound = (0..<layout.count).reduce(0) { $0 + 2 * BitmapCodec.maxEncodedSize(words: layout.words($1)) }
         maxRoundPayload = min(Int(UInt32.max), (1 << 20) + bitmapBound)
     }
@@ -82,25 +94,27 @@ private struct Scanner {
         case damaged(String)
     }
 
-    mutating func run(from start: Int, into index: inout RecordingIndex) {
+    mutating func run(from start: Int, into index: inout RecordingIndex) throws {
         var p = start
-        while p < bytes.count {
-            switch framing(at: p) {
+        while p < size {
+            // Every range checked from here on starts at p or later.
+            crc.forget(below: p)
+            switch try framing(at: p) {
             case .record(let type, let payload):
-                take(type: type, offset: p, payload: payload, into: &index)
+                try take(type: type, offset: p, payload: payload, into: &index)
                 p = payload.upperBound
             case .incomplete(let reason):
-                guard let q = resynchronise(after: p) else {
+                guard let q = try resynchronise(after: p) else {
                     index.warn("truncated: the last record, at offset \(p), is incomplete (\(reason)); replaying the whole records before it")
-                    p = bytes.count
+                    p = size
                     continue
                 }
                 index.warn("corrupt record at offset \(p) (\(reason)); skipped \(q - p) bytes to the next record at offset \(q)")
                 p = q
             case .damaged(let reason):
-                guard let q = resynchronise(after: p) else {
-                    index.warn("corrupt data from offset \(p) to the end (\(bytes.count - p) bytes: \(reason)); replaying the records before it")
-                    p = bytes.count
+                guard let q = try resynchronise(after: p) else {
+                    index.warn("corrupt data from offset \(p) to the end (\(size - p) bytes: \(reason)); replaying the records before it")
+                    p = size
                     continue
                 }
                 index.warn("corrupt record at offset \(p) (\(reason)); skipped \(q - p) bytes to the next record at offset \(q)")
@@ -117,69 +131,90 @@ private struct Scanner {
         index.finished = endOffset != nil
     }
 
+    /// A record's header as read: what `framing` checks against the limits and the file.
+    private enum Head {
+        case noSync
+        case endsInHeader
+        case badLength(String)
+        case head(type: UInt8, length: Int, payloadStart: Int, checksum: UInt32)
+    }
+
     /// Checks the record at `p`: sync marker, length within the file and the header's
     /// limits, checksum.
-    func framing(at p: Int) -> Framing {
-        let left = bytes.count - p
-        for i in 0..<min(left, Format.sync.count) where bytes[p + i] != Format.sync[i] {
-            return .damaged("no sync marker")
+    mutating func framing(at p: Int) throws -> Framing {
+        let end = min(size, p + Format.maxRecordHeaderSize)
+        examined += end - p
+        let head = try file.withBytes(p..<end) { bytes -> Head in
+            for i in 0..<min(bytes.count, Format.sync.count) where bytes[i] != Format.sync[i] { return .noSync }
+            guard bytes.count > Format.checksummedFrom else { return .endsInHeader }
+            var r = ByteReader(UnsafeRawBufferPointer(rebasing: bytes[(Format.checksummedFrom + 1)...]))
+            do throws(FormatViolation) {
+                let length = try r.count(upTo: Int(UInt32.max), "length")
+                return .head(type: bytes[Format.checksummedFrom], length: length,
+                             payloadStart: p + Format.checksummedFrom + 1 + r.offset,
+                             checksum: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: Format.sync.count, as: UInt32.self)))
+            } catch {
+                return r.isAtEnd && p + Format.maxRecordHeaderSize > size ? .endsInHeader : .badLength(error.reason)
+            }
         }
-        guard left > Format.checksummedFrom else { return .incomplete("ends inside its header") }
-        let type = bytes[p + Format.checksummedFrom]
-        var r = ByteReader(UnsafeRawBufferPointer(rebasing: bytes[(p + Format.checksummedFrom + 1)..<min(bytes.count, p + Format.maxRecordHeaderSize)]))
-        let length: Int
-        do {
-            length = try r.count(upTo: Int(UInt32.max), "length")
-        } catch {
-            return r.isAtEnd && p + Format.maxRecordHeaderSize > bytes.count
-                ? .incomplete("ends inside its header") : .damaged("bad length (\(error.reason))")
+        switch head {
+        case .noSync: return .damaged("no sync marker")
+        case .endsInHeader: return .incomplete("ends inside its header")
+        case .badLength(let reason): return .damaged("bad length (\(reason))")
+        case .head(let type, let length, let start, let checksum):
+            let limit = switch RecordType(rawValue: type) {
+            case .event: Format.maxEventPayload
+            case .end: 64
+            default: maxRoundPayload
+            }
+            guard length <= limit else { return .damaged("length \(length) exceeds the largest possible record, \(limit)") }
+            guard length <= size - start else {
+                return .incomplete("\(length) bytes of payload, \(size - start) in the file")
+            }
+            guard checksum == (try crc.of((p + Format.checksummedFrom)..<(start + length))) else {
+                return .damaged("checksum mismatch")
+            }
+            return .record(type: type, payload: start..<(start + length))
         }
-        let limit = switch RecordType(rawValue: type) {
-        case .event: Format.maxEventPayload
-        case .end: 64
-        default: maxRoundPayload
-        }
-        guard length <= limit else { return .damaged("length \(length) exceeds the largest possible record, \(limit)") }
-        let start = p + Format.checksummedFrom + 1 + r.offset
-        guard length <= bytes.count - start else {
-            return .incomplete("\(length) bytes of payload, \(bytes.count - start) in the file")
-        }
-        let stored = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: p + Format.sync.count, as: UInt32.self))
-        let end = start + length
-        guard stored == crc.of((p + Format.checksummedFrom)..<end) else {
-            return .damaged("checksum mismatch")
-        }
-        return .record(type: type, payload: start..<end)
     }
 
     /// The offset of the next whole, intact record after `p`, if any.
-    func resynchronise(after p: Int) -> Int? {
+    mutating func resynchronise(after p: Int) throws -> Int? {
         var q = p + 1
-        while q + Format.sync.count <= bytes.count {
-            // Safe: `q` and the length passed stay within `bytes`.
-            guard let hit = memchr(bytes.baseAddress! + q, Int32(Format.sync[0]), bytes.count - q) else { return nil }
-            q = bytes.baseAddress!.distance(to: UnsafeRawPointer(hit))
-            if case .record = framing(at: q) { return q }
+        while q + Format.sync.count <= size {
+            // Look for the marker's first byte up to the end of q's block (one read).
+            let end = min(size, (q / RecordingFile.blockSize + 1) * RecordingFile.blockSize)
+            let hit = try file.withBytes(q..<end) { bytes -> Int? in
+                // Safe: memchr reads the `bytes.count` bytes of the buffer lent.
+                memchr(bytes.baseAddress!, Int32(Format.sync[0]), bytes.count).map { bytes.baseAddress!.distance(to: UnsafeRawPointer($0)) }
+            }
+            examined += hit.map { $0 + 1 } ?? end - q
+            guard let hit else {
+                q = end
+                continue
+            }
+            q += hit
+            crc.forget(below: q)
+            if case .record = try framing(at: q) { return q }
             q += 1
         }
         return nil
     }
 
-    mutating func take(type: UInt8, offset: Int, payload: Range<Int>, into index: inout RecordingIndex) {
+    mutating func take(type: UInt8, offset: Int, payload: Range<Int>, into index: inout RecordingIndex) throws {
         if let end = endOffset, !warnedAfterEnd {
             index.warn("records follow the end record at offset \(end); reading them too")
             warnedAfterEnd = true
         }
-        var r = ByteReader(UnsafeRawBufferPointer(rebasing: bytes[payload]))
         switch RecordType(rawValue: type) {
         case .keyframe, .delta:
             let keyframe = type == RecordType.keyframe.rawValue
             let sequence: UInt64
             let metrics: RoundMetrics
             do {
-                (sequence, metrics) = try RoundCodec.decode(&r, layout)
-            } catch {
-                index.warn("round record at offset \(offset) is invalid (\(error.reason)); skipped")
+                (sequence, metrics) = try RecordingIndex.metrics(of: payload, in: file, layout: layout, examined: &examined)
+            } catch let violation as FormatViolation {
+                index.warn("round record at offset \(offset) is invalid (\(violation.reason)); skipped")
                 return
             }
             if let last = lastSequence, sequence <= last {
@@ -208,21 +243,28 @@ private struct Scanner {
             firstEventOfNextRound = index.events.count
             lastSequence = sequence
         case .event:
+            examined += payload.count
             do {
-                let event = try decoder.decode(TimedEvent.self, from: Data(r.rest()))
+                let event = try decoder.decode(TimedEvent.self, from: file.withBytes(payload) { Data($0) })
                 try event.event.checkLimits()
                 index.events.append(event)
             } catch let error as ModelError {
                 index.warn("event at offset \(offset) is impossible (\(error)); skipped")
+            } catch let error as RecordingError {
+                throw error
             } catch {
                 index.warn("event at offset \(offset) could not be read (\(error)); skipped")
             }
         case .end:
             endOffset = offset
+            examined += payload.count
             do {
-                endCounts = (try r.varint(), try r.varint())
-            } catch {
-                index.warn("end record at offset \(offset) is invalid (\(error.reason))")
+                endCounts = try file.withBytes(payload) { bytes in
+                    var r = ByteReader(bytes)
+                    return (try r.varint(), try r.varint())
+                }
+            } catch let violation as FormatViolation {
+                index.warn("end record at offset \(offset) is invalid (\(violation.reason))")
             }
         case nil:
             index.warn("record of unknown type \(type) at offset \(offset) skipped (written by a newer dirtyscope?)")
@@ -237,34 +279,106 @@ private struct Scanner {
     }
 }
 
-/// CRC-32 of any range of the file in bounded time. It keeps the CRC of every prefix that
-/// ends on a `step` boundary, filled in forward as ranges reach further (one pass over the
-/// file in all), and takes a prefix off with zlib's `crc32_combine`: CRC(a..<b) is
-/// CRC(0..<b) xor CRC(0..<a) shifted over b - a zero bytes. A range of any length costs at
-/// most 2 `step`s of CRC, so trying every sync marker after damage stays linear in the file.
-final class RangeCRC {
-    static let step = 1024
-    private let bytes: UnsafeRawBufferPointer
-    /// `checkpoints[k]` is the CRC of `bytes[0 ..< k * step]`.
-    private var checkpoints: [UInt32] = [0]
-
-    init(_ bytes: UnsafeRawBufferPointer) {
-        self.bytes = bytes
-    }
-
-    func of(_ range: Range<Int>) -> UInt32 {
-        guard range.count > 2 * Self.step else { return CRC32.of(UnsafeRawBufferPointer(rebasing: bytes[range])) }
-        return prefix(range.upperBound) ^ CRC32.combine(prefix(range.lowerBound), 0, range.count)
-    }
-
-    /// CRC of `bytes[0 ..< end]`.
-    private func prefix(_ end: Int) -> UInt32 {
-        let k = end / Self.step
-        while checkpoints.count <= k {
-            let i = checkpoints.count - 1
-            checkpoints.append(CRC32.of(UnsafeRawBufferPointer(rebasing: bytes[(i * Self.step)..<((i + 1) * Self.step)]),
-                                        continuing: checkpoints[i]))
+extension RecordingIndex {
+    /// Decodes a round's sequence and metrics, which open its payload, reading only the
+    /// first `Format.metricsReadAhead` bytes unless they do not hold them all.
+    static func metrics(of payload: Range<Int>, in file: RecordingFile, layout: SlotLayout,
+                        examined: inout Int) throws -> (sequence: UInt64, metrics: RoundMetrics) {
+        let head = payload.lowerBound..<min(payload.upperBound, payload.lowerBound + Format.metricsReadAhead)
+        do {
+            examined += head.count
+            return try file.withBytes(head) { bytes in
+                var r = ByteReader(bytes)
+                return try RoundCodec.decode(&r, layout)
+            }
+        } catch is FormatViolation where head != payload {
+            examined += payload.count
+            return try file.withBytes(payload) { bytes in
+                var r = ByteReader(bytes)
+                return try RoundCodec.decode(&r, layout)
+            }
         }
-        return CRC32.of(UnsafeRawBufferPointer(rebasing: bytes[(k * Self.step)..<end]), continuing: checkpoints[k])
+    }
+}
+
+/// CRC-32 of any range of the file in bounded time, over a scan that moves forward.
+///
+/// A long range that starts where no checksum has reached yet (the next record of an
+/// intact file) is read once, whole. Any other keeps the CRC of every prefix from a base
+/// that ends on a `step` boundary, filled in forward as ranges reach further, and takes
+/// one prefix off another with zlib's `crc32_combine`: CRC(a..<b) is CRC(base..<b) xor
+/// CRC(base..<a) shifted over b - a zero bytes. The ranges read whole never overlap and
+/// the prefixes are filled once, so in all each byte is checksummed about twice, and a
+/// range costs at most 2 `step`s more and one combine (logarithmic in its length): trying
+/// every sync marker after damage stays linear in the file.
+///
+/// Checkpoints behind the scan are dropped (`forget`), so their memory is bounded by the
+/// longest record the header allows (4 bytes per `step`), not by the file.
+final class RangeCRC {
+    static let step = 128
+    private let file: RecordingFile
+    /// `checkpoints[k]` is the CRC of the file's bytes `base ..< base + k * step`.
+    private var checkpoints: [UInt32] = [0]
+    private var base = 0
+    /// The furthest any long range was checksummed (read whole, or prefixes filled).
+    private var highWater = 0
+    /// Bytes run through CRC-32 so far.
+    private(set) var bytesExamined = 0
+
+    init(_ file: RecordingFile) {
+        self.file = file
+    }
+
+    /// The CRC-32 of `range`, which must start at or after the last `forget`.
+    func of(_ range: Range<Int>) throws -> UInt32 {
+        guard range.count > 2 * Self.step else { return try crc(range, continuing: 0) }
+        guard range.lowerBound < highWater else {
+            highWater = range.upperBound
+            return try crc(range, continuing: 0)
+        }
+        return try prefix(range.upperBound) ^ CRC32.combine(try prefix(range.lowerBound), 0, range.count)
+    }
+
+    /// Drops the checkpoints before `offset`: no range asked for later starts there.
+    func forget(below offset: Int) {
+        guard base + (checkpoints.count - 1) * Self.step > offset else {
+            // Nothing filled reaches past `offset`: start afresh there.
+            base = offset
+            checkpoints.removeAll(keepingCapacity: true)
+            checkpoints.append(0)
+            return
+        }
+        let drop = (offset - base) / Self.step
+        // Half the array at a time, so dropping stays linear in all.
+        guard drop > 0, drop >= checkpoints.count / 2 else { return }
+        checkpoints.removeFirst(drop)
+        base += drop * Self.step
+    }
+
+    /// CRC of the file's bytes `base ..< end`.
+    private func prefix(_ end: Int) throws -> UInt32 {
+        precondition(end >= base, "RangeCRC asked for a prefix it forgot")
+        let k = (end - base) / Self.step
+        while checkpoints.count <= k {
+            // Fill forward up to the checkpoint wanted or the end of a cache block, in one read.
+            let from = base + (checkpoints.count - 1) * Self.step
+            let inBlock = ((from / RecordingFile.blockSize + 1) * RecordingFile.blockSize - from) / Self.step
+            let to = from + max(1, min(k + 1 - checkpoints.count, inBlock)) * Self.step
+            try file.withBytes(from..<to) { bytes in
+                var c = checkpoints[checkpoints.count - 1]
+                for o in stride(from: 0, to: bytes.count, by: Self.step) {
+                    c = CRC32.of(UnsafeRawBufferPointer(rebasing: bytes[o..<(o + Self.step)]), continuing: c)
+                    checkpoints.append(c)
+                }
+            }
+            bytesExamined += to - from
+            highWater = max(highWater, to)
+        }
+        return try crc((base + k * Self.step)..<end, continuing: checkpoints[k])
+    }
+
+    private func crc(_ range: Range<Int>, continuing c: UInt32) throws -> UInt32 {
+        bytesExamined += range.count
+        return try file.withBytes(range) { CRC32.of($0, continuing: c) }
     }
 }

@@ -7,7 +7,12 @@ import Foundation
 /// reads the events, and turns damage into `warnings` rather than errors: a truncated file
 /// replays up to its last whole record; a corrupt record is named by its offset and skipped
 /// to the next intact record, and delta rounds that depended on it up to the next keyframe.
-/// Only an unreadable header (wrong magic, newer format version, bad checksum) fails.
+/// Only an unreadable header (wrong magic, newer format version, bad checksum) fails, or
+/// a file that shrinks during the scan.
+///
+/// The file is read with `pread(2)`, never mapped: a file that shrinks while open makes
+/// the read that misses its bytes throw `RecordingError.fileChanged`, which `replay` shows,
+/// instead of SIGBUS.
 ///
 /// `entry(at:)` decodes forward from the nearest keyframe at or before the round, and
 /// keeps the last round decoded, so playing rounds in order decodes each once.
@@ -18,35 +23,41 @@ public final class RecordingReader: RecordedSession {
     /// The file's format version.
     public let formatVersion: Int
     /// Size of the file when opened, in bytes.
-    public var fileSize: Int { file.bytes.count }
+    public var fileSize: Int { file.size }
     /// True when the file ends with the end record that `RecordingWriter.finish` writes.
     public var isFinished: Bool { index.finished }
     public private(set) var warnings: [String]
 
-    private let file: MappedFile
+    private let file: RecordingFile
     let index: RecordingIndex
     private let layout: SlotLayout
     private let bitmaps: BitmapSectionDecoder
     private var cache: (position: Int, round: Round)?
 
     /// Opens and scans `path`.
-    /// - Throws: `RecordingError.cannotOpen` / `.ioFailed` (errno), `.notARecording`,
-    ///   `.newerVersion` or `.badHeader`.
+    /// - Throws: `RecordingError.cannotOpen` / `.ioFailed` (errno), `.notARegularFile`,
+    ///   `.notARecording`, `.newerVersion`, `.badHeader`, or `.fileChanged` when the file
+    ///   shrinks during the scan.
     public convenience init(path: String) throws {
-        try self.init(file: MappedFile(path: path), path: path)
+        try self.init(file: RecordingFile(path: path), path: path)
     }
 
     /// Reads a recording held in memory; `name` stands for the path in messages.
     public convenience init(contents: [UInt8], name: String) throws {
-        try self.init(file: MappedFile(copying: contents), path: name)
+        try self.init(file: RecordingFile(copying: contents, name: name), path: name)
     }
 
-    private init(file: MappedFile, path: String) throws {
+    /// Scans `file`, opened by the caller (tests watch its reads).
+    init(file: RecordingFile, path: String) throws {
         self.file = file
         self.path = path
-        (formatVersion, info, layout) = try Self.header(file.bytes, path: path)
-        index = RecordingIndex(bytes: file.bytes, start: Format.fileHeaderSize + Self.headerJSONLength(file.bytes),
-                               layout: layout)
+        let jsonLength: Int
+        (formatVersion, info, layout, jsonLength) = try Self.header(file, path: path)
+        index = try RecordingIndex(file: file, start: Format.fileHeaderSize + jsonLength, layout: layout)
+        // A shrink that cut only bytes the scan held already.
+        try file.checkSize()
+        // The scan ends at the end of the file; playback starts at its beginning.
+        file.forgetBlocks()
         warnings = index.warnings
         bitmaps = BitmapSectionDecoder(layout: layout)
     }
@@ -78,6 +89,7 @@ public final class RecordingReader: RecordedSession {
         guard i >= 0, i < index.rounds.count else {
             throw RecordingError.noSuchRound(path: path, index: i, count: index.rounds.count)
         }
+        try file.checkSize()
         return (Array(index.events[index.rounds[i].events]), try round(at: i))
     }
 
@@ -93,12 +105,12 @@ public final class RecordingReader: RecordedSession {
         guard i >= 0, i < index.rounds.count else {
             throw RecordingError.noSuchRound(path: path, index: i, count: index.rounds.count)
         }
-        try file.checkSize(path)
-        var r = reader(for: i)
+        try file.checkSize()
+        var examined = 0
         do {
-            return try RoundCodec.decode(&r, layout).metrics
-        } catch {
-            throw RecordingError.corruptRecord(path: path, offset: index.rounds[i].offset, reason: error.reason)
+            return try RecordingIndex.metrics(of: index.rounds[i].payload, in: file, layout: layout, examined: &examined).metrics
+        } catch let violation as FormatViolation {
+            throw RecordingError.corruptRecord(path: path, offset: index.rounds[i].offset, reason: violation.reason)
         }
     }
 
@@ -142,63 +154,58 @@ public final class RecordingReader: RecordedSession {
 
     private func decodeRound(_ j: Int, previous: Round?) throws -> Round {
         let entry = index.rounds[j]
-        try file.checkSize(path)
-        var r = reader(for: j)
         do {
-            let metrics = try RoundCodec.decode(&r, layout).metrics
-            let decoded = try bitmaps.decode(&r, metrics: metrics, keyframe: entry.keyframe, previous: previous)
-            return Round(metrics: metrics, bitmaps: decoded)
+            return try file.withBytes(entry.payload) { bytes in
+                var r = ByteReader(bytes)
+                let metrics = try RoundCodec.decode(&r, layout).metrics
+                let decoded = try bitmaps.decode(&r, metrics: metrics, keyframe: entry.keyframe, previous: previous)
+                return Round(metrics: metrics, bitmaps: decoded)
+            }
         } catch let violation as FormatViolation {
             throw RecordingError.corruptRecord(path: path, offset: entry.offset, reason: violation.reason)
         }
     }
 
-    /// A cursor over round `i`'s payload; the mapping outlives it (both belong to self).
-    private func reader(for i: Int) -> ByteReader {
-        ByteReader(UnsafeRawBufferPointer(rebasing: file.bytes[index.rounds[i].payload]))
-    }
-
-    /// Checks the magic, version and header checksum and decodes the session description.
-    private static func header(_ bytes: UnsafeRawBufferPointer, path: String) throws -> (Int, SessionInfo, SlotLayout) {
-        let magicBytes = min(bytes.count, Format.magic.count)
-        guard bytes.prefix(magicBytes).elementsEqual(Format.magic.prefix(magicBytes)) else {
+    /// Checks the magic, version and header checksum and decodes the session description;
+    /// also returns the description's length.
+    private static func header(_ file: RecordingFile, path: String) throws -> (Int, SessionInfo, SlotLayout, Int) {
+        let size = file.size
+        let fixed = try file.withBytes(0..<min(size, Format.fileHeaderSize)) { Array($0) }
+        let magicBytes = min(size, Format.magic.count)
+        guard fixed.prefix(magicBytes).elementsEqual(Format.magic.prefix(magicBytes)) else {
             throw RecordingError.notARecording(path: path)
         }
-        guard bytes.count >= Format.fileHeaderSize else {
-            throw RecordingError.badHeader(path: path, reason: "the file is \(bytes.count) bytes, shorter than a header (truncated?)")
+        guard size >= Format.fileHeaderSize else {
+            throw RecordingError.badHeader(path: path, reason: "the file is \(size) bytes, shorter than a header (truncated?)")
         }
-        var r = ByteReader(bytes, offset: Format.magic.count)
         do {
-            let version = Int(try r.u16())
+            let (version, length, checksum) = try fixed.withUnsafeBytes { bytes in
+                var r = ByteReader(bytes, offset: Format.magic.count)
+                let version = Int(try r.u16())
+                _ = try r.u16()  // flags, none defined in version 1
+                return (version, Int(try r.u32()), try r.u32())
+            }
             guard version >= 1 else { throw RecordingError.badHeader(path: path, reason: "format version 0") }
             guard version <= Format.version else { throw RecordingError.newerVersion(path: path, version: version) }
-            _ = try r.u16()  // flags, none defined in version 1
-            let length = Int(try r.u32())
-            let checksum = try r.u32()
             guard length <= Format.maxHeaderJSON else {
                 throw RecordingError.badHeader(path: path, reason: "session description length \(length) exceeds \(Format.maxHeaderJSON)")
             }
-            guard length <= r.remaining else {
+            guard length <= size - Format.fileHeaderSize else {
                 throw RecordingError.badHeader(path: path, reason: "a \(length)-byte session description does not fit in the file (truncated?)")
             }
-            let json = try r.bytes(length)
-            guard CRC32.of(json) == checksum else {
+            let json = try file.withBytes(Format.fileHeaderSize..<(Format.fileHeaderSize + length)) { Data($0) }
+            guard json.withUnsafeBytes({ CRC32.of($0) }) == checksum else {
                 throw RecordingError.badHeader(path: path, reason: "header checksum mismatch")
             }
             let info: SessionInfo
             do {
-                info = try JSONDecoder().decode(SessionInfo.self, from: Data(json))
+                info = try JSONDecoder().decode(SessionInfo.self, from: json)
             } catch {
                 throw RecordingError.badHeader(path: path, reason: "session description: \(error)")
             }
-            return (version, info, try SlotLayout(info))
+            return (version, info, try SlotLayout(info), length)
         } catch let violation as FormatViolation {
             throw RecordingError.badHeader(path: path, reason: violation.reason)
         }
-    }
-
-    /// The header's JSON length (`header` has checked it).
-    private static func headerJSONLength(_ bytes: UnsafeRawBufferPointer) -> Int {
-        Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
     }
 }

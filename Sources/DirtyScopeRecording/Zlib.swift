@@ -4,8 +4,10 @@ import CZlib
 enum CRC32 {
     /// The CRC of `bytes`, or of what came before (whose CRC is `crc`) followed by `bytes`.
     static func of(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
-        // Safe: crc32_z only reads `count` bytes from the base address (NULL with 0 is allowed).
-        UInt32(truncatingIfNeeded: crc32_z(UInt(crc), bytes.baseAddress?.assumingMemoryBound(to: Bytef.self), z_size_t(bytes.count)))
+        // crc32_z with a NULL buffer returns the initial CRC, not `crc`.
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { return crc }
+        // Safe: crc32_z only reads `count` bytes from the base address.
+        return UInt32(truncatingIfNeeded: crc32_z(UInt(crc), base.assumingMemoryBound(to: Bytef.self), z_size_t(bytes.count)))
     }
 
     /// The CRC of A followed by B from CRC(A), CRC(B) and B's length (zlib's `crc32_combine`).

@@ -28,7 +28,7 @@ public enum TUIError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .notATerminal:
-            return "stdout is not a terminal: the live heatmap needs one; "
+            return "stdin or stdout is not a terminal: the live heatmap needs one; "
                 + "use `dirtyscope bench` or `dirtyscope record FILE` for headless runs"
         case .terminalInitFailed(let reason):
             return "cannot start the terminal UI: \(reason)"

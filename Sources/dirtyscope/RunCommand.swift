@@ -17,12 +17,13 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var display: DisplayOptions
 
     func run() throws {
-        guard isatty(STDOUT_FILENO) == 1 else {
+        // A bad value is named first, terminal or not: it is what the user must change.
+        let config = try reportingErrors { () throws(SessionError) -> SessionConfig in try self.session.sessionConfig() }
+        guard isatty(STDOUT_FILENO) == 1, isatty(STDIN_FILENO) == 1 else {
             printError(TUIError.notATerminal.description)
             throw ExitCode(2)
         }
         let (session, queue) = try reportingErrors { () throws(SessionError) -> (Session, RecordQueue) in
-            let config = try self.session.sessionConfig()
             let host = try KVMSystemInfo.open()
             try checkHostSupports([config.mode], ringEntries: config.ringEntries, system: host)
             let s = try Session(config: config, system: host.system)

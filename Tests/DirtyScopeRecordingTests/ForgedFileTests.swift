@@ -30,14 +30,22 @@ import Testing
         #expect(Array(again[Format.fileHeaderSize...]).count > 0)
     }
 
-    /// The CRC of a long range from prefix CRCs equals the CRC of the range itself.
-    @Test func rangeCRCMatchesDirectCRC() {
+    /// The CRC of a long range from prefix CRCs equals the CRC of the range itself, read
+    /// from memory or from a file through its blocks, with the prefixes behind dropped.
+    @Test func rangeCRCMatchesDirectCRC() throws {
         var random = SplitMix64(seed: 5)
-        let bytes = (0..<20_000).map { _ in UInt8(truncatingIfNeeded: random.next()) }
-        bytes.withUnsafeBytes { buffer in
-            let crc = RangeCRC(buffer)
-            for (a, b) in [(0, 20_000), (1, 19_999), (1023, 5000), (3000, 3001), (5000, 7049), (10, 3000)] {
-                #expect(crc.of(a..<b) == CRC32.of(UnsafeRawBufferPointer(rebasing: buffer[a..<b])), "\(a)..<\(b)")
+        let bytes = (0..<200_000).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        let path = temporaryPath("range-crc")
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        defer { unlink(path) }
+        for file in [RecordingFile(copying: bytes, name: "random"), try RecordingFile(path: path)] {
+            let crc = RangeCRC(file)
+            let ranges = [(0, 20_000), (1, 19_999), (1023, 5000), (3000, 3001), (5000, 7049), (10, 3000),
+                          (65_000, 140_000), (65_536, 65_537), (70_000, 200_000), (131_071, 131_200), (199_000, 200_000)]
+            for (a, b) in ranges {
+                crc.forget(below: a)
+                let expected = bytes.withUnsafeBytes { CRC32.of(UnsafeRawBufferPointer(rebasing: $0[a..<b])) }
+                #expect(try crc.of(a..<b) == expected, "\(a)..<\(b)")
             }
         }
     }

@@ -144,6 +144,23 @@ final class CLIInputTests: ScratchTestCase {
         XCTAssertEqual(bare.stderrLines, outcome.stderrLines)
     }
 
+    /// Without a terminal, a bad value is still what `run` names (before the missing
+    /// terminal): one line with the value and its limit, exit 2.
+    func testRunNamesABadValueBeforeTheMissingTerminal() throws {
+        for (args, value) in [(["run", "--vcpus", "-1"], ["-1 vCPUs", "1 to 64"]),
+                              (["--vcpus", "-1"], ["-1 vCPUs", "1 to 64"]),
+                              (["run", "--vcpus", "100000000"], ["100000000 vCPUs", "64"]),
+                              (["run", "--slots", "-1G"], ["'-1G'"]),
+                              (["run", "--clear-chunk", "100"], ["clear chunk 100", "64"]),
+                              (["run", "--mode", "legacy,ring"], ["'legacy,ring'", "2 modes"]),
+                              (["run", "--rounds", "9223372036854775808"], ["9223372036854775808", "1099511627776"]),
+                              (["run", "--interval", "abc"], ["'abc'"])] {
+            try assertRefused(args, naming: value)
+            let outcome = try dirtyscope(args, in: scratch)
+            XCTAssertFalse(outcome.stderr.contains("terminal"), "\(args): \(outcome.stderr)")
+        }
+    }
+
     /// `replay` needs a terminal too, and points to the headless readers.
     func testReplayWithoutATerminal() throws {
         let outcome = try dirtyscope(["replay", scratch.appendingPathComponent("any.dsrec").path], in: scratch)

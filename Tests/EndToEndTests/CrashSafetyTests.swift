@@ -37,7 +37,7 @@ final class CrashSafetyTests: ScratchTestCase {
             // The file's last round ended at start + first + span; the kill came after.
             let lost = killedAt - (start + first + span)
             XCTAssertGreaterThan(rounds, 0)
-            XCTAssertLessThanOrEqual(lost, 1.0 + 0.25, "kill -9 after \(wait) s lost \(lost) s of rounds (\(rounds) survived)")
+            XCTAssertLessThanOrEqual(lost, 1.0, "kill -9 after \(wait) s lost \(lost) s of rounds (\(rounds) survived)")
             print("kill -9 after \(wait) s: \(rounds) rounds survived; the last ended \(String(format: "%.3f", lost)) s before the kill")
         }
     }

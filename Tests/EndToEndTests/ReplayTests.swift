@@ -46,4 +46,27 @@ final class ReplayTests: ScratchTestCase {
         XCTAssertEqual(code, 0)
         assertTerminalRestored(s, screen: screen)
     }
+
+    /// The file is truncated while replay has it open: the next step says the file changed
+    /// (it used to die of SIGBUS on the lost pages), and the UI still quits cleanly.
+    func testReplayOfAShrinkingFileSaysItChanged() throws {
+        let tmux = try requireTmux()
+        try requireKVM()  // only to make the recording
+        let file = scratch.appendingPathComponent("shrinks.dsrec").path
+        _ = try recordFixture(file, in: scratch)
+        let rounds = try XCTUnwrap(try inspectJSON(file, in: scratch).json?["rounds"] as? Int)
+        let bytes = try XCTUnwrap(try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int)
+
+        let s = try TmuxSession(tmux: tmux, scratch: scratch, name: "shrinks", width: 220, height: 48,
+                                argv: [try Tool.binary(), "replay", file])
+        session = s
+        guard s.waitFor(text: "REPLAY \(rounds)/\(rounds) paused") != nil else { return }
+        XCTAssertEqual(truncate(file, 100), 0)
+        s.send("Home")
+        s.waitFor(text: "the file changed while open: \(bytes) bytes when opened, 100 now")
+        s.send("q", literal: true)
+        let (code, screen) = s.waitForExit()
+        XCTAssertEqual(code, 0)
+        assertTerminalRestored(s, screen: screen)
+    }
 }

@@ -188,6 +188,7 @@ final class HostileGuestTests: XCTestCase {
         }
         elapsed = monotonicNanos() - start
         XCTAssertLessThanOrEqual(writes, elapsed * 2, "guest-written counts reached the rounds unbounded")
+        XCTAssertGreaterThan(harvester.clampedWriteCounts, 0, "the clamps are counted")
         XCTAssertNil(m.currentFault)
     }
 }
