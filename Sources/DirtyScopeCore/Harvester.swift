@@ -130,7 +130,7 @@ public final class Harvester {
         public var get = LatencyStats()
         public var clear = LatencyStats()
         public var ringEntries: UInt64 = 0
-        let started: UInt64
+        var started: UInt64
         /// Per slot, when GET (legacy), the at-get CLEAR or the ring reset re-protected the
         /// reported pages; 0 where each chunk's own CLEAR does (or nothing does).
         var protectedAt: [UInt64]
@@ -151,15 +151,16 @@ public final class Harvester {
     public func collect() throws(SessionError) -> Collected {
         let slots = machine.dataSlots
         let entry = mode.entry, policy = policyEntry
-        var reported: [DirtyBitmap] = []
+        var c = Collected(reported: [], started: 0, protectedAt: [UInt64](repeating: 0, count: slots.count))
         if entry.source == .dirtyLog {
-            swap(&reported, &logBuffers)
-            if reported.count != slots.count { reported = slots.map { DirtyBitmap(pageCount: $0.pageCount) } }
-            // GET overwrites every word; a bitmap a reader still holds is copied here, not
-            // inside the timed call.
-            for i in reported.indices { reported[i].withUnsafeMutableWords { _ in } }
+            // The bitmaps move into `c` (no second reference to them here): GET writes into
+            // them in place. GET overwrites every word; a bitmap a reader still holds is
+            // copied now, not inside the timed call.
+            swap(&c.reported, &logBuffers)
+            if c.reported.count != slots.count { c.reported = slots.map { DirtyBitmap(pageCount: $0.pageCount) } }
+            for i in c.reported.indices { c.reported[i].withUnsafeMutableWords { _ in } }
         }
-        var c = Collected(reported: reported, started: monotonicNanos(), protectedAt: [UInt64](repeating: 0, count: slots.count))
+        c.started = monotonicNanos()
         do {
             switch entry.source {
             case .dirtyLog:
