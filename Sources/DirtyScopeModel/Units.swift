@@ -2,14 +2,6 @@
 import Glibc
 #endif
 
-/// CLOCK_MONOTONIC in nanoseconds: the one clock for round times, waits, pacing and
-/// benchmarks (the wall clock may step; this one does not).
-public func monotonicNanos() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
 /// Bytes in binary units, whole numbers bare: "512 KiB", "1.5 GiB", "640 B". Every
 /// byte count the tool prints goes through here.
 public func formatBytes(_ bytes: UInt64) -> String {
