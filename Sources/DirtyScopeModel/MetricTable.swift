@@ -139,7 +139,7 @@ public struct MetricSpec: Sendable {
     public let unit: MetricUnit
     public let total: MetricTotal
     public let storage: MetricStorage
-    /// One line for `--help` and the docs.
+    /// What it counts, in a line (the README's metric table says the same).
     public let help: String
 
     init(_ name: String, _ unit: MetricUnit, _ total: MetricTotal, _ storage: MetricStorage, _ help: String) {

@@ -13,6 +13,17 @@ final class RaceTests: XCTestCase {
     let page = 100
 
     /// Runs the four steps and returns the second GET's round.
+    /// A one-vCPU command machine in legacy mode and its harvester (stamps, 64-page chunks).
+    private func legacyHarvester() throws -> (GuestMachine, Harvester) {
+        let machine = try commandMachine(try kvmOrSkip(), mode: .legacy)
+        do {
+            return (machine, try Harvester(machine: machine, mode: .legacy, clearChunk: .pages(64), method: .stamp, bandwidth: 0))
+        } catch {
+            machine.stop()
+            throw error
+        }
+    }
+
     private func race(mode: HarvestMode, method: FalsePositiveMethod) throws -> (first: Round, second: Round, reportedAgain: Bool) {
         let system = try kvmOrSkip()
         let machine = try commandMachine(system, mode: mode)
@@ -76,10 +87,8 @@ final class RaceTests: XCTestCase {
     /// false-positive bitmap, clearing only the words it set: a round a reader still holds
     /// keeps its bits, and a new round starts from none.
     func testHeldRoundsKeepTheirBitmapsWhileTheHarvesterReusesItsOwn() throws {
-        let system = try kvmOrSkip()
-        let machine = try commandMachine(system, mode: .legacy)
+        let (machine, harvester) = try legacyHarvester()
         defer { machine.stop() }
-        let harvester = try Harvester(machine: machine, mode: .legacy, clearChunk: .pages(64), method: .stamp, bandwidth: 0)
         // The race's steps, held by the test: p settled, written, reported, written again, copied.
         XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
         _ = try harvester.harvestRound()
@@ -127,10 +136,8 @@ final class RaceTests: XCTestCase {
     /// A page KVM reports that never changed since it was copied is a false positive;
     /// one written again after the copy is not.
     func testRewriteAfterCopyIsATruePositive() throws {
-        let system = try kvmOrSkip()
-        let machine = try commandMachine(system, mode: .legacy)
+        let (machine, harvester) = try legacyHarvester()
         defer { machine.stop() }
-        let harvester = try Harvester(machine: machine, mode: .legacy, clearChunk: .pages(64), method: .stamp, bandwidth: 0)
         XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
         _ = try harvester.harvestRound()
         XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
