@@ -27,6 +27,8 @@ public struct BenchConfig: Sendable {
     /// race is real; false does it all before the next iteration starts, with the vCPUs
     /// waiting, as dirty_log_perf_test does its GET and CLEAR.
     public var overlap = true
+    /// How the host thread waits for the vCPUs to finish a pass.
+    public var passWait: PassWait = .sleep
 
     public init() {}
 
@@ -65,6 +67,16 @@ public struct BenchConfig: Sendable {
     }
 }
 
+/// How the bench's host thread waits for the vCPUs to finish a pass. The GET that follows
+/// pays for it: on this nested host a GET made by a thread just woken from a sleep took
+/// about a fifth longer than one made by a thread that had been spinning (README).
+public enum PassWait: String, CaseIterable, Sendable, Encodable {
+    /// On a condition variable, as a VMM's migration thread would.
+    case sleep
+    /// Busy-waiting on the vCPUs' progress, as dirty_log_perf_test's main thread does.
+    case spin
+}
+
 /// One mode's figures: dirty_log_perf_test's (populate and dirty memory time, GET and
 /// CLEAR per iteration), the bench's own, and every metric of the table (`Metric`) summed
 /// over the timed iterations. JSON keys are snake_case with units, the metrics' as
@@ -78,6 +90,7 @@ public struct BenchResult: Encodable, Sendable {
     public var vcpus: Int
     public var slots: Int
     public var workload: String
+    public var passWait: PassWait
     public var populateMemoryNanos: UInt64
     public var dirtyMemoryTotalNanos: UInt64
     public var sourceResidentBytes: UInt64
@@ -106,7 +119,7 @@ public struct BenchResult: Encodable, Sendable {
     /// The keys besides the metrics' columns, in the order `encode` writes them.
     public static let ownKeys = [
         "mode", "clear_policy", "clear_chunk_pages", "iterations", "memory_bytes", "vcpus", "slots", "workload",
-        "populate_memory_ns", "dirty_memory_total_ns", "dirty_memory_ns_per_iteration", "get_dirty_log_ns_per_iteration",
+        "pass_wait", "populate_memory_ns", "dirty_memory_total_ns", "dirty_memory_ns_per_iteration", "get_dirty_log_ns_per_iteration",
         "clear_dirty_log_ns_per_iteration", "longest_ioctl_ns", "bookkeeping_percent_of_ioctl", "source_resident_bytes",
         "destination_resident_bytes", "peak_rss_bytes", "guest_writes_per_iteration", "vcpu_stats_per_iteration",
     ]
@@ -115,7 +128,7 @@ public struct BenchResult: Encodable, Sendable {
         var c = encoder.container(keyedBy: NameKey.self)
         let own: [Encodable] = [
             setting.mode.rawValue, setting.policy.rawValue, clearChunk?.description ?? "-", iterations, memoryBytes, vcpus, slots, workload,
-            populateMemoryNanos, dirtyMemoryTotalNanos, dirtyMemoryAverageNanos, getPerIterationNanos,
+            passWait.rawValue, populateMemoryNanos, dirtyMemoryTotalNanos, dirtyMemoryAverageNanos, getPerIterationNanos,
             clearPerIterationNanos, longestIoctlNanos, bookkeepingPercentOfIoctl, sourceResidentBytes,
             destinationResidentBytes, peakRSSBytes, guestWritesPerIteration, vcpuStatsPerIteration,
         ]
@@ -181,7 +194,7 @@ public enum Bench {
         // Iteration 0 populates memory; its harvest (the bulk copy) is not counted.
         let t0 = monotonicNanos()
         machine.start()
-        machine.waitForPass(poll: drain)
+        machine.waitForPass(config.passWait, poll: drain)
         let populate = monotonicNanos() - t0
         try checkFault()
         progress("[\(label)] populate memory time: \(formatNanos(populate))")
@@ -204,10 +217,14 @@ public enum Bench {
                 pending = nil
                 account(try harvester.consume(p))
             }
-            machine.waitForPass(poll: drain)
+            machine.waitForPass(config.passWait, poll: drain)
             let dirty = monotonicNanos() - start
             dirtyTotal += dirty
             try checkFault()
+            if getenv("DS_VMSTATS") != nil {
+                let names = ["pages_4k", "max_mmu_rmap_size", "mmu_shadow_zapped", "mmu_cache_miss", "mmu_pte_write", "mmu_flooded", "remote_tlb_flush", "remote_tlb_flush_requests", "mmu_unsync"]
+                print("stats: " + names.map { "\($0) \(machine.vmStat($0))" }.joined(separator: " "))
+            }
             pending = try harvester.collect()
             progress("[\(label)] iteration \(i): dirty memory time \(formatNanos(dirty))")
         }
@@ -228,7 +245,7 @@ public enum Bench {
         return BenchResult(
             setting: setting, clearChunk: entry.manualProtect ? chunk : nil, iterations: config.iterations,
             memoryBytes: UInt64(config.memoryPerVCPU * config.vcpus), vcpus: config.vcpus, slots: config.slots,
-            workload: config.workload.summary, populateMemoryNanos: populate, dirtyMemoryTotalNanos: dirtyTotal,
+            workload: config.workload.summary, passWait: config.passWait, populateMemoryNanos: populate, dirtyMemoryTotalNanos: dirtyTotal,
             sourceResidentBytes: sourceResident, destinationResidentBytes: UInt64(harvester.destinationResidentPages) * page,
             peakRSSBytes: peakResidentBytes(), guestWritesPerIteration: writesPerIteration,
             vcpuStatsPerIteration: perIteration, metrics: totals)

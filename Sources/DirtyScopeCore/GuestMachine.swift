@@ -335,8 +335,11 @@ public final class GuestMachine: @unchecked Sendable {
 
     /// Waits until every vCPU has finished the pass of the current iteration, calling
     /// `poll` about every 2 ms meanwhile (ring mode drains the rings there, so a vCPU
-    /// stopped on a full ring can finish its pass).
-    public func waitForPass(poll: (() -> Void)? = nil) { threads.waitForPass(poll: poll) }
+    /// stopped on a full ring can finish its pass). With `.spin` the calling thread
+    /// busy-waits (and polls every millisecond) instead of sleeping.
+    public func waitForPass(_ wait: PassWait = .sleep, poll: (() -> Void)? = nil) {
+        threads.waitForPass(poll: poll, spin: wait == .spin)
+    }
 
     /// Starts the next iteration: every vCPU does one more pass.
     public func startNextIteration() { threads.startNextIteration() }

@@ -43,6 +43,10 @@ struct BenchCommand: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: ArgumentHelp(
         "Copy (and CLEAR) while the guest writes the next iteration; --no-overlap does it with the vCPUs waiting, as dirty_log_perf_test does its GET and CLEAR."))
     var overlap = true
+    @Option(help: ArgumentHelp(
+        "How the host waits for the vCPUs to finish a pass: sleep (on a condition variable, as a VMM's migration thread would) or spin (busy-wait, as dirty_log_perf_test's main thread does). Default: sleep; spin with --compare-kernel.",
+        valueName: "sleep|spin"))
+    var wait: String?
     @Flag(help: "Print JSON: one object per mode, units in the key names.")
     var json = false
     @Option(help: "What to measure: kvm (the harvest modes), render (the heatmap UI), recording (replay files), plot (SVG pictures), fuzz (forged replay files through the reader).")
@@ -100,6 +104,7 @@ struct BenchCommand: ParsableCommand {
             if let bandwidth { c.bandwidth = try parseBandwidth(bandwidth) }
             c.ringEntries = ringEntries
             c.overlap = overlap
+            c.passWait = try wait.map(parsePassWait) ?? (compareKernel != nil ? .spin : .sleep)
             try c.validate()
             let host = try KVMSystemInfo.open()
             try checkHostSupports(c.modes, ringEntries: ringEntries, system: host)
@@ -157,7 +162,8 @@ extension BenchCommand {
 /// ground truth beside them.
 func benchTables(_ results: [BenchResult]) -> String {
     guard let first = results.first else { return "" }
-    var out = "dirtyscope bench: \(formatBytes(first.memoryBytes)) in \(first.slots) memslot(s), \(first.vcpus) vCPUs, \(first.workload), \(first.iterations) iterations\n\n"
+    var out = "dirtyscope bench: \(formatBytes(first.memoryBytes)) in \(first.slots) memslot(s), \(first.vcpus) vCPUs, \(first.workload), \(first.iterations) iterations, "
+        + "the host \(first.passWait == .spin ? "spinning" : "sleeping") while a pass runs\n\n"
     for r in results {
         let m = r.metrics
         let name = r.setting.mode.entry.manualProtect ? "manual (clear policy \(r.setting.policy.rawValue), chunk \(r.clearChunk.map { "\($0)" } ?? "-"))" : r.setting.mode.rawValue

@@ -69,8 +69,9 @@ enum KernelComparison {
     static func table(_ config: BenchConfig, mode: HarvestMode, args: [String], path: String, _ runs: [Run]) -> String {
         let name = mode == .manual ? "manual, whole-slot CLEAR" : "legacy"
         let copy = config.overlap ? "bench copies while the guest writes" : "bench copies with the vCPUs waiting (--no-overlap)"
+        let wait = config.passWait == .spin ? "bench spins while a pass runs, as the kernel test does" : "bench sleeps while a pass runs (--wait sleep; the kernel test spins)"
         var out = "\(formatBytes(UInt64(config.memoryPerVCPU))) per vCPU, \(config.vcpus) vCPU(s), \(config.slots) memslot(s), "
-            + "\(config.workload.workload.rawValue), \(config.iterations) iterations, \(name), \(copy): "
+            + "\(config.workload.workload.rawValue), \(config.iterations) iterations, \(name), \(copy), \(wait): "
             + "medians of \(runs.count) alternating runs\n"
         out += "  kernel: \(path) \(args.joined(separator: " "))\n"
         out += "  load average (1 min) before each pair: \(runs.map(\.load).joined(separator: ", "))\n"

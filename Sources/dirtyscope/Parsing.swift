@@ -79,6 +79,14 @@ func parseWorkload(_ text: String) throws(SessionError) -> Workload {
     return w
 }
 
+/// Parses how bench waits for a pass ("sleep", "spin").
+func parsePassWait(_ text: String) throws(SessionError) -> PassWait {
+    guard let w = PassWait(rawValue: text) else {
+        throw .invalidArgument("--wait '\(text)' is not one of \(PassWait.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    return w
+}
+
 /// Parses a clear chunk ("64", "4096", "slot").
 func parseChunk(_ text: String) throws(SessionError) -> ClearChunk {
     do { return try ClearChunk(parsing: text) } catch { throw .invalidArgument(error.description) }

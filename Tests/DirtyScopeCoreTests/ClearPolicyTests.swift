@@ -190,6 +190,37 @@ final class ClearPolicyBenchTests: XCTestCase {
     }
 }
 
+/// How the host waits for a pass changes no count: spinning and sleeping both report
+/// every page written, miss none, and say which wait they used.
+final class PassWaitBenchTests: XCTestCase {
+    func testSpinningAndSleepingCountTheSame() throws {
+        let system = try kvmOrSkip()
+        for wait in PassWait.allCases {
+            var c = BenchConfig()
+            c.memoryPerVCPU = 8 << 20
+            c.vcpus = 2
+            c.iterations = 3
+            c.modes = [.legacy, .manual]
+            c.clearChunks = [.wholeSlot]
+            c.overlap = false
+            c.passWait = wait
+            let results = try Bench.run(c, system: system)
+            XCTAssertEqual(results.count, 2)
+            for r in results {
+                let pages = UInt64(c.memoryPerVCPU * c.vcpus / PageSize.system)
+                XCTAssertEqual(r.passWait, wait)
+                XCTAssertEqual(r.guestWritesPerIteration, pages, "\(wait) \(r.setting)")
+                // With the copy done before the next pass, every page is reported once an
+                // iteration and none is a false positive.
+                XCTAssertEqual(r.metrics[.reportedPages], pages * UInt64(c.iterations), "\(wait) \(r.setting)")
+                XCTAssertEqual(r.metrics[.falsePositivePages], 0, "\(wait) \(r.setting)")
+                XCTAssertEqual(r.metrics[.missedPages], 0, "\(wait) \(r.setting)")
+                XCTAssertEqual(r.metrics.getDirtyLog.count, UInt64(c.iterations), "\(wait) \(r.setting)")
+            }
+        }
+    }
+}
+
 /// The consumer's pacing arithmetic, without KVM.
 final class ConsumerPacingTests: XCTestCase {
     func testDueTimeHoldsPastSeventeenGiBPerRound() {

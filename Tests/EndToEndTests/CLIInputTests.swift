@@ -69,6 +69,10 @@ final class CLIInputTests: ScratchTestCase {
         try assertRefused(["bench", "--dirty-percent", "0"], naming: ["dirty percent 0", "100"])
     }
 
+    func testBenchWaitNamesTheChoices() throws {
+        try assertRefused(["bench", "--wait", "poll"], naming: ["--wait 'poll'", "sleep, spin"])
+    }
+
     func testRoundsAndDurationLimits() throws {
         try assertRefused(["record", target, "--rounds", "0"], naming: ["--rounds 0"])
         try assertRefused(["record", target, "--interval", "2h"], naming: ["'2h'", "1h"])

@@ -92,6 +92,24 @@ final class GuestLayoutTests: XCTestCase {
         }
     }
 
+    /// Waiting by spinning ends where a sleeping wait does: after every vCPU has finished
+    /// the iteration's pass, never before (the writes are counted before the pass call).
+    func testSpinningWaitEndsWithEveryPassDone() throws {
+        let system = try openKVM()
+        for wait in PassWait.allCases {
+            let machine = try GuestMachine(system: system, config: MachineConfig(
+                slotBytes: [8 * mib], vcpus: 2, workload: WorkloadSettings(workload: .sweep, rate: 0), lockstep: true))
+            defer { machine.stop() }
+            machine.start()
+            for iteration in 1...4 {
+                if iteration > 1 { machine.startNextIteration() }
+                machine.waitForPass(wait)
+                XCTAssertNil(machine.currentFault)
+                XCTAssertEqual(machine.guestWrites, UInt64(iteration * machine.totalPages), "\(wait), iteration \(iteration)")
+            }
+        }
+    }
+
     /// Switching workloads while the guest runs keeps its position in range: a sweep left
     /// 1024 pages into a share, then stripes of 64 (25 lanes), must not write past the share.
     func testSwitchingWorkloadsKeepsWritesInTheShare() throws {

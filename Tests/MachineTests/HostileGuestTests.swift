@@ -125,6 +125,29 @@ final class HostileGuestTests: XCTestCase {
         returns("stop") { m.stop() }
     }
 
+    /// A host thread waiting for a pass, asleep or spinning, returns when the guest
+    /// faults instead of finishing it, and when the machine is stopped under it.
+    func testWaitingForAPassEndsOnAFaultOrAStop() throws {
+        for wait in PassWait.allCases {
+            let faulting = try machine(try guest("divide"), vcpus: 2)
+            faulting.start()
+            returns("\(wait) wait for a pass the guest never finishes, after its fault") { faulting.waitForPass(wait) }
+            XCTAssertNotNil(faulting.currentFault, "\(wait)")
+            faulting.stop()
+
+            let spinning = try machine(try guest("spin"), vcpus: 2)
+            spinning.start()
+            let waiting = DispatchSemaphore(value: 0)
+            Thread.detachNewThread {
+                spinning.waitForPass(wait)
+                waiting.signal()
+            }
+            XCTAssertEqual(waiting.wait(timeout: .now() + 0.2), .timedOut, "\(wait): returned with no pass finished")
+            returns("stop") { spinning.stop() }
+            XCTAssertEqual(waiting.wait(timeout: .now() + 20), .success, "\(wait): still waiting after stop")
+        }
+    }
+
     /// A guest that never makes a port call is kicked out of KVM_RUN.
     func testSpinningGuestIsPausedAndStopped() throws {
         let m = try machine(try guest("spin"), vcpus: 2)
