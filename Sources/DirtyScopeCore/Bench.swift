@@ -103,6 +103,10 @@ public struct BenchResult: Encodable, Sendable {
     public var vcpuStatsPerIteration: [String: UInt64]
     /// Every metric, summed over the timed iterations' rounds.
     public var metrics: MetricValues
+    /// Each timed iteration's GET and CLEAR time, in iteration order (what
+    /// dirty_log_perf_test prints as "Iteration N get dirty log time").
+    public var getNanosEachIteration: [UInt64] = []
+    public var clearNanosEachIteration: [UInt64] = []
 
     var perIteration: UInt64 { UInt64(max(1, iterations)) }
     public var dirtyMemoryAverageNanos: UInt64 { dirtyMemoryTotalNanos / perIteration }
@@ -122,6 +126,7 @@ public struct BenchResult: Encodable, Sendable {
         "pass_wait", "populate_memory_ns", "dirty_memory_total_ns", "dirty_memory_ns_per_iteration", "get_dirty_log_ns_per_iteration",
         "clear_dirty_log_ns_per_iteration", "longest_ioctl_ns", "bookkeeping_percent_of_ioctl", "source_resident_bytes",
         "destination_resident_bytes", "peak_rss_bytes", "guest_writes_per_iteration", "vcpu_stats_per_iteration",
+        "get_dirty_log_ns_each_iteration", "clear_dirty_log_ns_each_iteration",
     ]
 
     public func encode(to encoder: Encoder) throws {
@@ -131,6 +136,7 @@ public struct BenchResult: Encodable, Sendable {
             passWait.rawValue, populateMemoryNanos, dirtyMemoryTotalNanos, dirtyMemoryAverageNanos, getPerIterationNanos,
             clearPerIterationNanos, longestIoctlNanos, bookkeepingPercentOfIoctl, sourceResidentBytes,
             destinationResidentBytes, peakRSSBytes, guestWritesPerIteration, vcpuStatsPerIteration,
+            getNanosEachIteration, clearNanosEachIteration,
         ]
         for (key, value) in zip(Self.ownKeys, own) { try c.encode(value, forKey: NameKey(key)) }
         try metrics.encode(into: &c)
@@ -201,6 +207,7 @@ public enum Bench {
         _ = try harvester.harvestRound()
 
         var totals = MetricValues()
+        var gets: [UInt64] = [], clears: [UInt64] = []
         var dirtyTotal: UInt64 = 0
         var pending: Harvester.Collected?
         let statsBefore = breakdownStats.map { machine.vcpuStatSum([$0]) }
@@ -238,7 +245,11 @@ public enum Bench {
         machine.pause()
         if let p = pending { account(try harvester.consume(p, verify: true)) }
 
-        func account(_ round: Round) { totals.add(round.values) }
+        func account(_ round: Round) {
+            totals.add(round.values)
+            gets.append(round.values.getDirtyLog.totalNanos)
+            clears.append(round.values.clearDirtyLog.totalNanos)
+        }
 
         let page = UInt64(PageSize.system)
         let sourceResident = machine.dataSlots.reduce(0) { $0 + UInt64($1.memory.residentPages().count) } * page
@@ -248,7 +259,8 @@ public enum Bench {
             workload: config.workload.summary, passWait: config.passWait, populateMemoryNanos: populate, dirtyMemoryTotalNanos: dirtyTotal,
             sourceResidentBytes: sourceResident, destinationResidentBytes: UInt64(harvester.destinationResidentPages) * page,
             peakRSSBytes: peakResidentBytes(), guestWritesPerIteration: writesPerIteration,
-            vcpuStatsPerIteration: perIteration, metrics: totals)
+            vcpuStatsPerIteration: perIteration, metrics: totals, getNanosEachIteration: gets,
+            clearNanosEachIteration: entry.manualProtect ? clears : [])
     }
 }
 

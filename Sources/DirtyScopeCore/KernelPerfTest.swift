@@ -12,6 +12,10 @@ public enum KernelPerfTest {
         public var getAverageNanos: UInt64
         /// nil when the run did not clear (legacy mode, `-g`).
         public var clearAverageNanos: UInt64?
+        /// "Iteration N get dirty log time" and "... clear dirty log time", in iteration
+        /// order: each call's own time (empty when the test did not print them).
+        public var getNanos: [UInt64] = []
+        public var clearNanos: [UInt64] = []
 
         /// The mean of the iterations' dirty memory times.
         public var dirtyAverageNanos: UInt64 { dirtyNanos.isEmpty ? 0 : dirtyNanos.reduce(0, +) / UInt64(dirtyNanos.count) }
@@ -59,15 +63,15 @@ public enum KernelPerfTest {
     /// or unreadable. Clear is required when `expectClear` (manual mode).
     public static func parse(_ output: String, expectClear: Bool) throws(FormatError) -> Figures {
         var populate: UInt64?, get: UInt64?, clear: UInt64?
-        var dirty: [(Int, UInt64)] = []
+        var dirty: [(Int, UInt64)] = [], gets: [(Int, UInt64)] = [], clears: [(Int, UInt64)] = []
         for raw in output.split(whereSeparator: \.isNewline) {
             let line = raw.trimmingCharacters(in: .whitespaces)
             if let rest = line.dropPrefix("Populate memory time: ") {
                 populate = try seconds(rest, in: line)
-            } else if line.hasPrefix("Iteration "), let range = line.range(of: " dirty memory time: ") {
-                let number = line[line.index(line.startIndex, offsetBy: 10)..<range.lowerBound]
-                guard let n = Int(number) else { throw FormatError(reason: "no iteration number in \"\(line)\"") }
-                dirty.append((n, try seconds(String(line[range.upperBound...]), in: line)))
+            } else if line.hasPrefix("Iteration ") {
+                if let (n, t) = try iterationTime(line, " dirty memory time: ") { dirty.append((n, t)) }
+                else if let (n, t) = try iterationTime(line, " get dirty log time: ") { gets.append((n, t)) }
+                else if let (n, t) = try iterationTime(line, " clear dirty log time: ") { clears.append((n, t)) }
             } else if line.hasPrefix("Get dirty log over ") {
                 get = try average(line)
             } else if line.hasPrefix("Clear dirty log over ") {
@@ -81,7 +85,16 @@ public enum KernelPerfTest {
         }
         guard let get else { throw FormatError(reason: "no \"Get dirty log over N iterations took ...\" line") }
         if expectClear && clear == nil { throw FormatError(reason: "no \"Clear dirty log over N iterations took ...\" line in manual mode") }
-        return Figures(populateNanos: populate, dirtyNanos: dirty.map(\.1), getAverageNanos: get, clearAverageNanos: clear)
+        return Figures(populateNanos: populate, dirtyNanos: dirty.map(\.1), getAverageNanos: get, clearAverageNanos: clear,
+                       getNanos: gets.sorted { $0.0 < $1.0 }.map(\.1), clearNanos: clears.sorted { $0.0 < $1.0 }.map(\.1))
+    }
+
+    /// "Iteration 3<label>0.000012345s": the iteration and the time, or nil for another label.
+    private static func iterationTime(_ line: String, _ label: String) throws(FormatError) -> (Int, UInt64)? {
+        guard let range = line.range(of: label) else { return nil }
+        let afterPrefix = line.index(line.startIndex, offsetBy: "Iteration ".count)
+        guard range.lowerBound >= afterPrefix, let n = Int(line[afterPrefix..<range.lowerBound]) else { throw FormatError(reason: "no iteration number in \"\(line)\"") }
+        return (n, try seconds(String(line[range.upperBound...]), in: line))
     }
 
     /// "(Avg 0.000008319s/iteration)" at the end of a summary line.

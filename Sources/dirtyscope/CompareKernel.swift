@@ -75,21 +75,28 @@ enum KernelComparison {
             + "medians of \(runs.count) alternating runs\n"
         out += "  kernel: \(path) \(args.joined(separator: " "))\n"
         out += "  load average (1 min) before each pair: \(runs.map(\.load).joined(separator: ", "))\n"
-        var rows: [(String, [UInt64], [UInt64])] = [
-            ("populate", runs.map(\.kernel.populateNanos), runs.map(\.bench.populateMemoryNanos)),
-            ("dirty memory time per iteration", runs.map(\.kernel.dirtyAverageNanos), runs.map(\.bench.dirtyMemoryAverageNanos)),
-            ("GET avg per iteration", runs.map(\.kernel.getAverageNanos), runs.map(\.bench.getPerIterationNanos)),
+        // Each row: the figure, both tools' values, and whether they are per-run figures
+        // (the runs are listed) or every iteration of every run pooled (only counted).
+        var rows: [(String, [UInt64], [UInt64], pooled: Bool)] = [
+            ("populate", runs.map(\.kernel.populateNanos), runs.map(\.bench.populateMemoryNanos), false),
+            ("dirty memory time per iteration", runs.map(\.kernel.dirtyAverageNanos), runs.map(\.bench.dirtyMemoryAverageNanos), false),
+            ("GET avg per iteration", runs.map(\.kernel.getAverageNanos), runs.map(\.bench.getPerIterationNanos), false),
         ]
         if mode == .manual {
-            rows.append(("CLEAR avg per iteration", runs.map { $0.kernel.clearAverageNanos ?? 0 }, runs.map(\.bench.clearPerIterationNanos)))
+            rows.append(("CLEAR avg per iteration", runs.map { $0.kernel.clearAverageNanos ?? 0 }, runs.map(\.bench.clearPerIterationNanos), false))
+        }
+        rows.append(("GET, every iteration pooled", runs.flatMap(\.kernel.getNanos), runs.flatMap(\.bench.getNanosEachIteration), true))
+        if mode == .manual {
+            rows.append(("CLEAR, every iteration pooled", runs.flatMap(\.kernel.clearNanos), runs.flatMap(\.bench.clearNanosEachIteration), true))
         }
         let header = ["figure", "dirty_log_perf_test", "dirtyscope bench", "ratio", "runs (kernel / bench)"]
         var cells: [[String]] = [header]
-        for (figure, kernel, bench) in rows {
+        for (figure, kernel, bench, pooled) in rows {
             let k = median(kernel), b = median(bench)
-            let ratio = k > 0 ? String(format: "%.2f", Double(b) / Double(k)) : "-"
-            let each = zip(kernel, bench).map { "\(formatNanos($0)) / \(formatNanos($1))" }.joined(separator: ", ")
-            cells.append([figure, formatNanos(k), formatNanos(b), ratio, each])
+            let ratio = k > 0 && !bench.isEmpty ? String(format: "%.2f", Double(b) / Double(k)) : "-"
+            let each = pooled ? "median of \(kernel.count) / \(bench.count) iterations"
+                              : zip(kernel, bench).map { "\(formatNanos($0)) / \(formatNanos($1))" }.joined(separator: ", ")
+            cells.append([figure, kernel.isEmpty ? "-" : formatNanos(k), bench.isEmpty ? "-" : formatNanos(b), ratio, each])
         }
         let widths = header.indices.map { i in cells.map { $0[i].count }.max() ?? 0 }
         for (n, row) in cells.enumerated() {

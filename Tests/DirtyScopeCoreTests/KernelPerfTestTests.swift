@@ -37,12 +37,16 @@ final class KernelPerfTestTests: XCTestCase {
         XCTAssertEqual(f.dirtyAverageNanos, 2_000_000_250)
         XCTAssertEqual(f.getAverageNanos, 15_000)
         XCTAssertEqual(f.clearAverageNanos, 700_000)
+        XCTAssertEqual(f.getNanos, [10_000, 20_000])
+        XCTAssertEqual(f.clearNanos, [600_000, 800_000])
     }
 
     func testReadsALegacyRunAndWantsClearOnlyInManualMode() throws {
         let f = try KernelPerfTest.parse(legacyOutput, expectClear: false)
         XCTAssertNil(f.clearAverageNanos)
         XCTAssertEqual(f.getAverageNanos, 15_000)
+        XCTAssertEqual(f.getNanos, [10_000, 20_000])
+        XCTAssertEqual(f.clearNanos, [])
         XCTAssertThrowsError(try KernelPerfTest.parse(legacyOutput, expectClear: true)) { error in
             XCTAssertTrue("\(error)".contains("Clear dirty log over"), "\(error)")
         }
@@ -67,6 +71,8 @@ final class KernelPerfTestTests: XCTestCase {
         XCTAssertTrue(reason(short).hasPrefix("\"1.0s\" is not a time"), reason(short))
         let noIterations = manualOutput.split(separator: "\n").filter { !$0.contains("dirty memory time") }.joined(separator: "\n")
         XCTAssertEqual(reason(noIterations), "no \"Iteration N dirty memory time:\" line")
+        let noNumber = manualOutput.replacingOccurrences(of: "Iteration 1 get", with: "Iteration get")
+        XCTAssertEqual(reason(noNumber), "no iteration number in \"Iteration get dirty log time: 0.000010000s\"")
         let gap = manualOutput.replacingOccurrences(of: "Iteration 2 dirty", with: "Iteration 3 dirty")
         XCTAssertEqual(reason(gap), "dirty memory times for iterations [1, 3], expected 1 to 2")
         let noAverage = manualOutput.replacingOccurrences(of: ". (Avg 0.000015000s/iteration)", with: ".")
