@@ -68,8 +68,8 @@ public struct BenchConfig: Sendable {
 }
 
 /// How the bench's host thread waits for the vCPUs to finish a pass. The GET that follows
-/// pays for it: on this nested host a GET made by a thread just woken from a sleep took
-/// about a fifth longer than one made by a thread that had been spinning (README).
+/// pays for it: on this nested host a legacy GET made by a thread just woken from a sleep
+/// took up to 14% longer than one made by a thread that had been spinning (README).
 public enum PassWait: String, CaseIterable, Sendable, Encodable {
     /// On a condition variable, as a VMM's migration thread would.
     case sleep
