@@ -228,10 +228,6 @@ public enum Bench {
             let dirty = monotonicNanos() - start
             dirtyTotal += dirty
             try checkFault()
-            if getenv("DS_VMSTATS") != nil {
-                let names = ["pages_4k", "max_mmu_rmap_size", "mmu_shadow_zapped", "mmu_cache_miss", "mmu_pte_write", "mmu_flooded", "remote_tlb_flush", "remote_tlb_flush_requests", "mmu_unsync"]
-                print("stats: " + names.map { "\($0) \(machine.vmStat($0))" }.joined(separator: " "))
-            }
             pending = try harvester.collect()
             progress("[\(label)] iteration \(i): dirty memory time \(formatNanos(dirty))")
         }

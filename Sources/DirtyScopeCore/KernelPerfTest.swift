@@ -93,7 +93,9 @@ public enum KernelPerfTest {
     private static func iterationTime(_ line: String, _ label: String) throws(FormatError) -> (Int, UInt64)? {
         guard let range = line.range(of: label) else { return nil }
         let afterPrefix = line.index(line.startIndex, offsetBy: "Iteration ".count)
-        guard range.lowerBound >= afterPrefix, let n = Int(line[afterPrefix..<range.lowerBound]) else { throw FormatError(reason: "no iteration number in \"\(line)\"") }
+        guard range.lowerBound >= afterPrefix, let n = Int(line[afterPrefix..<range.lowerBound]) else {
+            throw FormatError(reason: "no iteration number in \"\(line)\"")
+        }
         return (n, try seconds(String(line[range.upperBound...]), in: line))
     }
 
