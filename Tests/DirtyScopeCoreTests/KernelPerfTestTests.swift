@@ -71,6 +71,12 @@ final class KernelPerfTestTests: XCTestCase {
         XCTAssertTrue(reason(short).hasPrefix("\"1.0s\" is not a time"), reason(short))
         let noIterations = manualOutput.split(separator: "\n").filter { !$0.contains("dirty memory time") }.joined(separator: "\n")
         XCTAssertEqual(reason(noIterations), "no \"Iteration N dirty memory time:\" line")
+        // Times past 2^64 ns are refused, not wrapped or trapped on; the largest that fits reads.
+        let huge = manualOutput.replacingOccurrences(of: "2.500000001s", with: "18446744074.000000000s")
+        XCTAssertTrue(reason(huge).hasPrefix("\"18446744074.000000000s\" is more nanoseconds than 64 bits hold"), reason(huge))
+        let long = manualOutput.replacingOccurrences(of: "1.000000000s", with: "18000000000.000000000s")
+            .replacingOccurrences(of: "3.000000500s", with: "18000000000.000000000s")
+        XCTAssertEqual(try KernelPerfTest.parse(long, expectClear: true).dirtyAverageNanos, 18_000_000_000_000_000_000)
         let noNumber = manualOutput.replacingOccurrences(of: "Iteration 1 get", with: "Iteration get")
         XCTAssertEqual(reason(noNumber), "no iteration number in \"Iteration get dirty log time: 0.000010000s\"")
         let gap = manualOutput.replacingOccurrences(of: "Iteration 2 dirty", with: "Iteration 3 dirty")
