@@ -8,10 +8,13 @@
  *   [0, DS_SYSTEM_BYTES)  system slot, not dirty-logged:
  *       DS_GDT_GPA        GDT (null, code64, data, TSS descriptor)
  *       DS_CONTROL_GPA    struct ds_control (DS_CONTROL_BYTES)
+ *       DS_STEAL_GPA      one 64-byte KVM steal-time record per vCPU (struct
+ *                         kvm_steal_time, written by KVM: the host enables it)
  *       DS_PAGETABLE_GPA  PML4, PDPT and page directories (2 MiB pages,
  *                         identity map of [0, DS_MAX_GPA))
  *       DS_LOAD_GPA       the guest's flat binary, entered at its first byte
  *       DS_STACK_GPA      one DS_STACK_BYTES stack per vCPU
+ *       DS_TIMELINE_GPA   one DS_TIMELINE_BYTES timeline per vCPU (struct ds_tick ring)
  *   [DS_DATA_GPA, ...)    data slots, dirty-logged: the memory DirtyScope watches.
  *                         None covers [DS_MMIO_HOLE_GPA, DS_MMIO_HOLE_END): the IOAPIC
  *                         (0xfec00000) and local APIC (0xfee00000) pages live there, as
@@ -27,6 +30,16 @@
  * their ranges. One store, so the write that dirties a page is the write that
  * changes it. The host compares stamps to know, exactly, which pages changed.
  *
+ * Timeline (ABI 3): each vCPU logs its own progress, so the host can see what dirty
+ * tracking costs the guest. Every chunk of page writes ends with a DS_TICK_WORK record
+ * (the guest's TSC, this vCPU's steal time, the writes since the previous record); the
+ * first record after a host call the guest made (pace, pass, idle) is DS_TICK_RESUME,
+ * so the host never counts time the guest asked to sleep as work. Records go into a
+ * ring of DS_TIMELINE_RECORDS; ds_vcpu.timeline_head counts the records written and
+ * each record carries its own index (seq), so the host detects records overwritten
+ * before it read them. DS_PORT_CLOCK exchanges align the guest's TSC with the host's
+ * monotonic clock.
+ *
  * Port I/O (guest -> host calls), all 32-bit OUT:
  *   DS_PORT_PACE   value = writes since the last call. The host sleeps to hold
  *                  the vCPU's rate (ds_vcpu.rate). Only needed while rate > 0: the
@@ -37,6 +50,10 @@
  *                  control block changes.
  *   DS_PORT_PUTC   one byte of console output.
  *   DS_PORT_PANIC  the guest gave up; value is a reason code.
+ *   DS_PORT_CLOCK  a clock exchange, in two calls: value = exchange number n with
+ *                  clock_before holding the TSC read just before; then value =
+ *                  n | DS_CLOCK_AFTER with clock_after holding the TSC read just after
+ *                  the first call returned. The host notes its clock at the first.
  */
 #ifndef DIRTYSCOPE_ABI_H
 #define DIRTYSCOPE_ABI_H
@@ -44,7 +61,10 @@
 #include <stdint.h>
 
 #define DS_ABI_MAGIC        0x45504f4353445344ull /* "DSDSCOPE" */
-#define DS_ABI_VERSION      2u
+#define DS_ABI_VERSION      3u
+/* Version 3 only adds to version 2 (the timeline, clock exchanges, steal time): a
+ * version 2 guest runs unchanged, and the host shows that it logs no timeline. */
+#define DS_ABI_MIN_COMPATIBLE 2u
 
 #define DS_MAX_VCPUS        64u
 #define DS_MAX_REGIONS      32u
@@ -52,13 +72,18 @@
 #define DS_GDT_GPA          0x00001000ull
 #define DS_CONTROL_GPA      0x00004000ull
 #define DS_CONTROL_BYTES    0x00008000ull
+#define DS_STEAL_GPA        0x0000c000ull
+#define DS_STEAL_BYTES      64ull  /* per vCPU: struct kvm_steal_time, 64-byte aligned */
 #define DS_PAGETABLE_GPA    0x00100000ull
 #define DS_PAGETABLE_BYTES  0x00100000ull
 #define DS_LOAD_GPA         0x00200000ull
 #define DS_MAX_GUEST_BYTES  0x00100000ull
 #define DS_STACK_GPA        0x00300000ull
 #define DS_STACK_BYTES      0x00004000ull
-#define DS_SYSTEM_BYTES     0x00400000ull
+#define DS_TIMELINE_GPA     0x00400000ull
+#define DS_TIMELINE_BYTES   0x00020000ull  /* per vCPU: 4096 records */
+#define DS_TIMELINE_RECORDS (DS_TIMELINE_BYTES / 32u)
+#define DS_SYSTEM_BYTES     0x00c00000ull
 #define DS_DATA_GPA         0x40000000ull
 /* No data memory here: the APIC/IOAPIC hole below 4 GiB. */
 #define DS_MMIO_HOLE_GPA    0xc0000000ull
@@ -71,6 +96,27 @@
 #define DS_PORT_IDLE        0x5d2
 #define DS_PORT_PUTC        0x5d3
 #define DS_PORT_PANIC       0x5d4
+#define DS_PORT_CLOCK       0x5d5
+#define DS_CLOCK_AFTER      0x80000000u
+
+/* ds_vcpu.flags (host -> guest, re-read when generation moves). */
+#define DS_VCPU_F_TIMELINE  1u  /* log timeline records */
+
+/* ds_tick.kind */
+enum ds_tick_kind {
+    DS_TICK_START  = 0, /* the first record: nothing before it to measure */
+    DS_TICK_WORK   = 1, /* since the previous record: guest work, `writes` page writes */
+    DS_TICK_RESUME = 2, /* since the previous record: a host call the guest made (not work) */
+};
+
+/* One timeline record: 32 bytes. */
+struct ds_tick {
+    uint64_t tsc;           /* the guest's TSC (rdtsc) when the record was written */
+    uint64_t steal;         /* this vCPU's steal time then (ns, kvm_steal_time.steal; 0 if off) */
+    uint32_t writes;        /* DS_TICK_WORK: page writes since the previous record */
+    uint32_t kind;          /* enum ds_tick_kind */
+    uint64_t seq;           /* this record's index: timeline_head before it was written */
+};
 
 /* Workloads (ds_vcpu.workload). Parameters are in ds_vcpu.param[]. */
 enum ds_workload {
@@ -103,13 +149,21 @@ struct ds_vcpu {
     uint64_t pass_writes;   /* writes that make one pass; 0 = the workload's natural pass */
     uint64_t command_page;  /* DS_WL_COMMAND: linear page to write ... */
     uint64_t command_seq;   /* ... when this differs from command_ack */
-    uint64_t host_reserved[3];
+    uint32_t flags;         /* DS_VCPU_F_* (ABI 3) */
+    uint32_t host_pad;
+    uint64_t clock_request; /* clock exchanges wanted: do one while clock_served < this (ABI 3) */
+    uint64_t host_reserved[1];
     /* guest -> host */
     uint64_t writes;        /* page writes done (a guest may add them up a chunk at a time) */
     uint64_t passes;        /* passes done */
     uint64_t heartbeat;     /* bumped every loop (chunk of writes, or idle call) */
     uint64_t command_ack;   /* last command_seq carried out */
-    uint64_t guest_reserved[12];
+    /* guest -> host, ABI 3 */
+    uint64_t timeline_head; /* timeline records written (the ring holds the last DS_TIMELINE_RECORDS) */
+    uint64_t clock_before;  /* the TSC just before the first DS_PORT_CLOCK call of an exchange */
+    uint64_t clock_after;   /* the TSC just after it returned */
+    uint64_t clock_served;  /* clock exchanges done */
+    uint64_t guest_reserved[8];
 };
 
 struct ds_control {
@@ -134,10 +188,15 @@ struct ds_control {
 
 #if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
 _Static_assert(sizeof(struct ds_vcpu) == 256, "ds_vcpu is 256 bytes");
+_Static_assert(sizeof(struct ds_tick) == 32, "ds_tick is 32 bytes");
+_Static_assert((DS_TIMELINE_RECORDS & (DS_TIMELINE_RECORDS - 1)) == 0, "timeline records: a power of two");
+_Static_assert(DS_TIMELINE_GPA + DS_MAX_VCPUS * DS_TIMELINE_BYTES <= DS_SYSTEM_BYTES, "timelines fit");
+_Static_assert(DS_STEAL_GPA >= DS_CONTROL_GPA + DS_CONTROL_BYTES &&
+               DS_STEAL_GPA + DS_MAX_VCPUS * DS_STEAL_BYTES <= DS_PAGETABLE_GPA, "steal-time records fit");
 _Static_assert(DS_MAX_VCPUS <= (1u << DS_STAMP_VCPU_BITS), "vCPU fits the stamp");
 _Static_assert(sizeof(struct ds_control) <= DS_CONTROL_BYTES, "ds_control fits its area");
 _Static_assert(__builtin_offsetof(struct ds_control, vcpu) == 1024, "vCPU blocks start at 1 KiB");
-_Static_assert(DS_MAX_VCPUS * DS_STACK_BYTES <= DS_SYSTEM_BYTES - DS_STACK_GPA, "stacks fit");
+_Static_assert(DS_STACK_GPA + DS_MAX_VCPUS * DS_STACK_BYTES <= DS_TIMELINE_GPA, "stacks fit");
 _Static_assert(DS_DATA_GPA < DS_MMIO_HOLE_GPA && DS_MMIO_HOLE_GPA <= 0xfec00000ull &&
                DS_MMIO_HOLE_END >= 0xff000000ull, "the hole holds the IOAPIC and local APIC");
 #endif

@@ -17,6 +17,48 @@ static inline void ds_pause(void)
     __asm__ volatile("pause" ::: "memory");
 }
 
+/* The guest's time-stamp counter. */
+static inline uint64_t ds_rdtsc(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+/* This vCPU's steal time in ns (time its thread waited for a host CPU), from the
+ * kvm_steal_time record KVM keeps at DS_STEAL_GPA; 0 when the host did not enable it. */
+static inline uint64_t ds_steal(uint64_t vcpu)
+{
+    return *(volatile uint64_t *)(uintptr_t)(DS_STEAL_GPA + vcpu * DS_STEAL_BYTES);
+}
+
+/* Appends a timeline record (ABI 3) for vCPU `vcpu`; *head is the guest's copy of
+ * ds_vcpu.timeline_head, which it stores after the record. */
+static inline void ds_tick(volatile struct ds_vcpu *me, uint64_t vcpu, uint64_t *head, uint32_t kind, uint32_t writes)
+{
+    uint64_t i = *head;
+    volatile struct ds_tick *t = (volatile struct ds_tick *)(uintptr_t)
+        (DS_TIMELINE_GPA + vcpu * DS_TIMELINE_BYTES + (i & (DS_TIMELINE_RECORDS - 1)) * sizeof(struct ds_tick));
+    t->tsc = ds_rdtsc();
+    t->steal = ds_steal(vcpu);
+    *(volatile uint64_t *)&t->writes = ((uint64_t)kind << 32) | writes;
+    t->seq = i;
+    *head = i + 1;
+    __atomic_store_n((uint64_t *)&me->timeline_head, i + 1, __ATOMIC_RELEASE);
+}
+
+/* One clock exchange (ABI 3): the TSC around a DS_PORT_CLOCK call, so the host can
+ * place guest time on its own clock. `n` is the exchange's number (below 2^31). */
+static inline void ds_clock_exchange(volatile struct ds_vcpu *me, uint64_t n)
+{
+    uint32_t id = (uint32_t)n & ~DS_CLOCK_AFTER;
+    me->clock_before = ds_rdtsc();
+    ds_out(DS_PORT_CLOCK, id);
+    me->clock_after = ds_rdtsc();
+    ds_out(DS_PORT_CLOCK, id | DS_CLOCK_AFTER);
+    __atomic_store_n((uint64_t *)&me->clock_served, n, __ATOMIC_RELEASE);
+}
+
 /* xorshift64*: fast and good enough to spread writes. */
 static inline uint64_t ds_rand(uint64_t *state)
 {

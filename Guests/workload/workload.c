@@ -9,7 +9,10 @@
  * hosts that emulate guest instructions every instruction per page written
  * costs (README.md, "Performance"). With a rate set, a chunk is `batch` writes
  * and ends with a DS_PORT_PACE call; with rate 0 the guest makes no host call
- * until a pass ends. See Guests/README.md.
+ * until a pass ends. Each chunk ends with a timeline record (ABI 3: the TSC, the
+ * vCPU's steal time and the writes), and the first record after a host call is a
+ * resume record, so the host can see what dirty tracking costs the guest. See
+ * Guests/README.md.
  */
 #include "ds_guest.h"
 
@@ -28,6 +31,11 @@ struct state {
     uint64_t cursor;       /* sweep/stripes position, wave writes in this window; share-relative */
     uint64_t wave_base;    /* wave window start, share-relative */
     uint64_t pass_count;   /* writes in the current pass */
+    uint32_t log;          /* DS_VCPU_F_TIMELINE: log timeline records */
+    uint32_t started;      /* a record has been logged since logging was (re)enabled */
+    uint32_t resumed;      /* a host call was made since the last record */
+    uint64_t head;         /* timeline records written */
+    uint64_t clock_served; /* clock exchanges done */
 };
 
 static void reload(volatile struct ds_control *ctl, volatile struct ds_vcpu *me, struct state *s)
@@ -52,6 +60,22 @@ static void reload(volatile struct ds_control *ctl, volatile struct ds_vcpu *me,
     }
     s->rng = me->seed ? me->seed : 0x9e3779b97f4a7c15ull;
     s->pass_count = 0;
+    uint32_t log = me->flags & DS_VCPU_F_TIMELINE;
+    if (log && !s->log)
+        s->started = 0;
+    s->log = log;
+}
+
+/* A timeline record: the first after logging starts is DS_TICK_START, the first after
+ * a host call DS_TICK_RESUME (that time was not work), else DS_TICK_WORK. */
+static inline void log_tick(volatile struct ds_vcpu *me, uint64_t vcpu, struct state *s, uint32_t kind, uint32_t writes)
+{
+    if (!s->started) {
+        kind = DS_TICK_START;
+        s->started = 1;
+    }
+    ds_tick(me, vcpu, &s->head, kind, writes);
+    s->resumed = 0;
 }
 
 /* Stores `count` stamps from *stamp on, to share pages page, page + stride, ...
@@ -192,6 +216,8 @@ void _start(uint64_t vcpu, volatile struct ds_control *ctl)
 
     if (ctl->magic != DS_ABI_MAGIC || ctl->version != DS_ABI_VERSION || vcpu >= DS_MAX_VCPUS)
         ds_out(DS_PORT_PANIC, 1);
+    s.head = me->timeline_head;
+    s.clock_served = me->clock_served;
     reload(ctl, me, &s);
 
     for (;;) {
@@ -201,7 +227,12 @@ void _start(uint64_t vcpu, volatile struct ds_control *ctl)
 
         if (s.workload == DS_WL_IDLE || s.share == 0) {
             ds_out(DS_PORT_IDLE, 0);
+            s.resumed = 1;
             continue;
+        }
+        if (me->clock_request != s.clock_served) {
+            ds_clock_exchange(me, ++s.clock_served);
+            s.resumed = 1;
         }
         if (s.workload == DS_WL_COMMAND) {
             uint64_t seq = me->command_seq;
@@ -211,6 +242,7 @@ void _start(uint64_t vcpu, volatile struct ds_control *ctl)
                 __atomic_store_n((uint64_t *)&me->command_ack, seq, __ATOMIC_RELEASE);
             }
             ds_out(DS_PORT_IDLE, 0);
+            s.resumed = 1;
             continue;
         }
         if (s.workload > DS_WL_COMMAND) {
@@ -223,17 +255,24 @@ void _start(uint64_t vcpu, volatile struct ds_control *ctl)
         uint64_t pass_writes = me->pass_writes;
         if (pass_writes && n > pass_writes - s.pass_count)
             n = pass_writes - s.pass_count;
+        if (s.log && (s.resumed || !s.started))
+            log_tick(me, vcpu, &s, DS_TICK_RESUME, 0);
         uint64_t stamp = DS_STAMP(ds_take_stamps(ctl, n), vcpu);
         int pass_end = 0;
         uint64_t done = write_chunk(ctl, &s, n, &stamp, &pass_end);
+        if (s.log)
+            log_tick(me, vcpu, &s, DS_TICK_WORK, (uint32_t)done);
         me->writes += done;
         s.pass_count += done;
-        if (rate)
+        if (rate) {
             ds_out(DS_PORT_PACE, (uint32_t)done);
+            s.resumed = 1;
+        }
         if (pass_writes ? s.pass_count >= pass_writes : pass_end) {
             s.pass_count = 0;
             me->passes++;
             ds_out(DS_PORT_PASS, (uint32_t)me->passes);
+            s.resumed = 1;
         }
     }
 }

@@ -22,9 +22,14 @@ const unsigned long ckvm_KVM_SET_REGS = KVM_SET_REGS;
 const unsigned long ckvm_KVM_GET_SREGS = KVM_GET_SREGS;
 const unsigned long ckvm_KVM_SET_SREGS = KVM_SET_SREGS;
 const unsigned long ckvm_KVM_SET_CPUID2 = KVM_SET_CPUID2;
+const unsigned long ckvm_KVM_GET_MSRS = KVM_GET_MSRS;
+const unsigned long ckvm_KVM_SET_MSRS = KVM_SET_MSRS;
+const unsigned long ckvm_KVM_GET_TSC_KHZ = KVM_GET_TSC_KHZ;
 
 const uint32_t ckvm_DIRTY_GFN_F_DIRTY = KVM_DIRTY_GFN_F_DIRTY;
 const uint32_t ckvm_DIRTY_GFN_F_RESET = KVM_DIRTY_GFN_F_RESET;
+const uint32_t ckvm_MSR_KVM_STEAL_TIME = MSR_KVM_STEAL_TIME;
+const uint64_t ckvm_KVM_MSR_ENABLED = KVM_MSR_ENABLED;
 
 _Static_assert(sizeof(struct kvm_dirty_log) == 16, "kvm_dirty_log");
 _Static_assert(sizeof(struct kvm_clear_dirty_log) == 24, "kvm_clear_dirty_log");
@@ -32,6 +37,9 @@ _Static_assert(sizeof(struct kvm_userspace_memory_region) == 32, "kvm_userspace_
 _Static_assert(sizeof(struct kvm_dirty_gfn) == 16, "kvm_dirty_gfn");
 _Static_assert(sizeof(struct kvm_stats_header) == 24, "kvm_stats_header");
 _Static_assert(sizeof(struct kvm_stats_desc) == 16, "kvm_stats_desc (without name)");
+_Static_assert(sizeof(struct kvm_msrs) == 8, "kvm_msrs header");
+_Static_assert(sizeof(struct kvm_msr_entry) == 16, "kvm_msr_entry");
+_Static_assert(sizeof(struct kvm_steal_time) == DS_STEAL_BYTES, "one steal-time record per DS_STEAL_BYTES");
 
 long ckvm_ioctl_ptr(int fd, unsigned long request, void *arg)
 {
@@ -54,6 +62,16 @@ struct kvm_cpuid2 *ckvm_cpuid2_alloc(uint32_t entries)
 }
 
 struct kvm_cpuid_entry2 *ckvm_cpuid2_entries(struct kvm_cpuid2 *cpuid) { return cpuid->entries; }
+
+struct kvm_msrs *ckvm_msrs_alloc(uint32_t entries)
+{
+    struct kvm_msrs *m = calloc(1, sizeof(*m) + entries * sizeof(struct kvm_msr_entry));
+    if (m)
+        m->nmsrs = entries;
+    return m;
+}
+
+struct kvm_msr_entry *ckvm_msrs_entries(struct kvm_msrs *msrs) { return msrs->entries; }
 
 uint8_t ckvm_run_io_direction(const struct kvm_run *run) { return run->io.direction; }
 uint8_t ckvm_run_io_size(const struct kvm_run *run) { return run->io.size; }

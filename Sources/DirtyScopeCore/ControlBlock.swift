@@ -23,6 +23,9 @@ struct ControlBlock: @unchecked Sendable {
     enum Field: CaseIterable {
         case seed, param0, param1, rate, batch, firstPage, numPages, passWrites
         case commandPage, commandSeq, writes, passes, heartbeat, commandAck
+        /// `flags` (u32) and its padding, as one word.
+        case flags
+        case clockRequest, timelineHead, clockBefore, clockAfter, clockServed
 
         var offset: Int {
             let l = MemoryLayout<ds_vcpu>.self
@@ -41,6 +44,12 @@ struct ControlBlock: @unchecked Sendable {
             case .passes: return l.offset(of: \.passes)!
             case .heartbeat: return l.offset(of: \.heartbeat)!
             case .commandAck: return l.offset(of: \.command_ack)!
+            case .flags: return l.offset(of: \.flags)!
+            case .clockRequest: return l.offset(of: \.clock_request)!
+            case .timelineHead: return l.offset(of: \.timeline_head)!
+            case .clockBefore: return l.offset(of: \.clock_before)!
+            case .clockAfter: return l.offset(of: \.clock_after)!
+            case .clockServed: return l.offset(of: \.clock_served)!
             }
         }
     }
@@ -76,8 +85,9 @@ struct ControlBlock: @unchecked Sendable {
     /// Writes a 64-bit field with release ordering.
     func store(_ vcpu: Int, _ field: Field, _ value: UInt64) { ckvm_store_release_u64(pointer(vcpu, field), value) }
 
-    /// Sets workload and parameters, then bumps `generation` (release) so the guest re-reads.
-    func configure(_ vcpu: Int, workload: UInt32, settings: WorkloadSettings, passWrites: UInt64) {
+    /// Sets workload, parameters and flags, then bumps `generation` (release) so the guest re-reads.
+    func configure(_ vcpu: Int, workload: UInt32, settings: WorkloadSettings, passWrites: UInt64, flags: UInt32) {
+        store(vcpu, .flags, UInt64(flags))
         store(vcpu, .seed, settings.seed &+ UInt64(vcpu) &* 0x9e37_79b9_7f4a_7c15)
         store(vcpu, .param0, settings.param0)
         store(vcpu, .param1, settings.param1)

@@ -71,10 +71,16 @@ public struct MachineConfig: Sendable {
     public var lockstep: Bool
     /// Writes per pass in lockstep mode (0 = the workload's natural pass).
     public var passWrites: UInt64
+    /// The guest logs its timeline (ABI 3); off only to measure what logging costs.
+    public var guestTimeline: Bool
+    /// The data slots log dirty pages from the start (false: the untracked baseline).
+    public var trackDirtyPages: Bool
 
     public init(slotBytes: [Int], vcpus: Int, guest: GuestProgram = .builtin("workload"), ringEntries: Int = 0,
                 initialManualProtect: ManualProtectFlags = [], workload: WorkloadSettings, lockstep: Bool = false,
-                passWrites: UInt64 = 0) {
+                passWrites: UInt64 = 0, guestTimeline: Bool = true, trackDirtyPages: Bool = true) {
+        self.guestTimeline = guestTimeline
+        self.trackDirtyPages = trackDirtyPages
         self.slotBytes = slotBytes
         self.vcpus = vcpus
         self.guest = guest
@@ -103,6 +109,12 @@ public final class GuestMachine: @unchecked Sendable {
     let vcpus: [VCPU]
     private let vcpuStats: [BinaryStats]
     private let vmStats: BinaryStats?
+    /// The `ds_vcpu.flags` the guest gets (DS_VCPU_F_TIMELINE unless turned off).
+    private let vcpuFlags: UInt32
+    /// Each vCPU's TSC frequency (KVM_GET_TSC_KHZ, in ticks per second; 0 if KVM did not say).
+    public let tscTicksPerSecond: [UInt64]
+    /// Whether KVM keeps each vCPU's steal time in guest memory (MSR_KVM_STEAL_TIME was accepted).
+    public let stealTime: Bool
 
     /// The vCPU threads and everything they share; they hold it, not the machine, so
     /// dropping the machine's last reference stops them (deinit).
@@ -171,7 +183,7 @@ public final class GuestMachine: @unchecked Sendable {
             for (i, l) in layout.enumerated() {
                 let memory = try GuestMemory(bytes: l.bytes, what: "memslot \(i)")
                 slots.append(try vm.addSlot(id: SlotID.kvm(dataSlot: i), guestPhysicalAddress: l.gpa, memory: memory,
-                                            logDirtyPages: true))
+                                            logDirtyPages: config.trackDirtyPages))
             }
             dataSlots = slots
         } catch {
@@ -195,6 +207,10 @@ public final class GuestMachine: @unchecked Sendable {
         let totalPages = linear
         var made: [VCPU] = []
         var stats: [BinaryStats] = []
+        var ticks: [UInt64] = []
+        var steal = true
+        let flags = config.guestTimeline ? DS_VCPU_F_TIMELINE : 0
+        vcpuFlags = flags
         do {
             let cpuid = try system.supportedCPUID()
             for i in 0..<config.vcpus {
@@ -205,17 +221,25 @@ public final class GuestMachine: @unchecked Sendable {
                 let stackTop = DS_STACK_GPA + UInt64(i + 1) * DS_STACK_BYTES - 8
                 try vcpu.setRegisters(LongMode.registers(rip: DS_LOAD_GPA, rsp: stackTop, rdi: UInt64(i), rsi: DS_CONTROL_GPA))
                 if let s = try? vcpu.stats() { stats.append(s) }
+                ticks.append(((try? vcpu.tscKHz()) ?? 0) * 1000)
+                // KVM keeps the vCPU's steal time (how long its thread waited for a CPU) in
+                // a 64-byte record the guest reads each chunk; a host without it leaves 0.
+                let record = DS_STEAL_GPA + UInt64(i) * DS_STEAL_BYTES
+                do { try vcpu.setMSRs([(ckvm_MSR_KVM_STEAL_TIME, record | ckvm_KVM_MSR_ENABLED)]) } catch { steal = false }
                 made.append(vcpu)
                 // Each vCPU owns a contiguous share of the linear data pages.
                 let lo = totalPages * i / config.vcpus, hi = totalPages * (i + 1) / config.vcpus
                 control.store(i, .firstPage, UInt64(lo))
                 control.store(i, .numPages, UInt64(hi - lo))
-                control.configure(i, workload: config.workload.workload.abiValue, settings: config.workload, passWrites: config.passWrites)
+                control.configure(i, workload: config.workload.workload.abiValue, settings: config.workload, passWrites: config.passWrites,
+                                  flags: flags)
             }
         } catch {
             throw .kvm(error)
         }
         vcpus = made
+        tscTicksPerSecond = ticks
+        stealTime = steal
         threads = VCPUThreads(vcpus: made, control: control, lockstep: config.lockstep)
         vcpuStats = stats
         vmStats = try? vm.stats()
@@ -251,8 +275,9 @@ public final class GuestMachine: @unchecked Sendable {
     /// Stops the vCPU threads and waits for them. Idempotent.
     public func stop() { threads.stop() }
 
-    /// Stops the world: returns once every vCPU is out of KVM_RUN and parked.
-    public func pause() { threads.pause() }
+    /// Stops the world: returns once every vCPU is out of KVM_RUN and parked. `reason`
+    /// says what the guest's timeline counts the time as.
+    public func pause(reason: ParkReason = .paused) { threads.pause(reason: reason) }
 
     /// The longest a guest's pace call may make a vCPU thread sleep (the harvest interval;
     /// 0 means 100 ms): no value the guest writes makes the host sleep longer.
@@ -276,7 +301,8 @@ public final class GuestMachine: @unchecked Sendable {
     /// Changes the workload of every vCPU while the guest runs.
     public func setWorkload(_ settings: WorkloadSettings, passWrites: UInt64? = nil) {
         for i in 0..<vcpus.count {
-            control.configure(i, workload: settings.workload.abiValue, settings: settings, passWrites: passWrites ?? config.passWrites)
+            control.configure(i, workload: settings.workload.abiValue, settings: settings, passWrites: passWrites ?? config.passWrites,
+                              flags: vcpuFlags)
         }
         threads.wakeIdle()
     }
@@ -320,7 +346,7 @@ public final class GuestMachine: @unchecked Sendable {
     public func enterCommandMode() {
         for i in 0..<vcpus.count {
             control.store(i, .commandAck, control.load(i, .commandSeq))
-            control.configure(i, workload: UInt32(DS_WL_COMMAND.rawValue), settings: config.workload, passWrites: 0)
+            control.configure(i, workload: UInt32(DS_WL_COMMAND.rawValue), settings: config.workload, passWrites: 0, flags: vcpuFlags)
         }
         threads.wakeIdle()
         // A heartbeat advancing twice after the switch means the guest has re-read its block.
@@ -357,6 +383,47 @@ public final class GuestMachine: @unchecked Sendable {
 
     /// The vCPUs' dirty rings (ring mode).
     public var rings: [DirtyRing] { vcpus.compactMap(\.dirtyRing) }
+
+    // MARK: The guest's timeline (ABI 3)
+
+    /// Each vCPU's timeline ring in guest memory, to read from `head` on.
+    func timelineRing(vcpu: Int) -> TimelineRing {
+        // Safe: the ring lies inside the system slot (DS_TIMELINE_GPA + vcpu * DS_TIMELINE_BYTES
+        // + DS_TIMELINE_BYTES <= DS_SYSTEM_BYTES, by the ABI's static assertions), which
+        // `systemMemory` keeps mapped as long as the machine lives.
+        precondition(vcpu >= 0 && vcpu < vcpus.count)
+        let base = UnsafeRawPointer(systemMemory.base + Int(DS_TIMELINE_GPA) + vcpu * Int(DS_TIMELINE_BYTES))
+        return TimelineRing(records: base, capacity: UInt64(DS_TIMELINE_RECORDS), tail: timelineHead(vcpu: vcpu))
+    }
+
+    /// Timeline records vCPU `vcpu` has written (guest-written: untrusted).
+    func timelineHead(vcpu: Int) -> UInt64 { control.load(vcpu, .timelineHead) }
+
+    /// Asks vCPU `vcpu` for clock exchanges until it has done `count` in all.
+    func requestClockExchanges(vcpu: Int, count: UInt64) { control.store(vcpu, .clockRequest, count) }
+
+    /// Clock exchanges vCPU `vcpu` says it has done, and asked for.
+    func clockExchanges(vcpu: Int) -> (served: UInt64, requested: UInt64) {
+        (control.load(vcpu, .clockServed), control.load(vcpu, .clockRequest))
+    }
+
+    /// The clock exchanges each vCPU finished since the last call.
+    func takeClockSamples() -> [[ClockSample]] { threads.takeClockSamples() }
+
+    /// When each vCPU finished its passes (DS_PORT_PASS) since the last call: the host's
+    /// view of the guest's progress, independent of the guest's own timeline.
+    public func takePassTimes() -> [[UInt64]] { threads.takePassTimes() }
+
+    /// The spans the vCPUs were held out of KVM_RUN, since the last call.
+    func takeParks() -> [Park] { threads.takeParks() }
+
+    /// Turns dirty logging of every data slot on or off (KVM_SET_USER_MEMORY_REGION).
+    func setDirtyLogging(_ on: Bool) throws(KVMError) {
+        for s in dataSlots { try vm.setDirtyLogging(slot: s.id, on) }
+    }
+
+    /// Whether the data slots log dirty pages now.
+    var logsDirtyPages: Bool { dataSlots.first.map { vm.slots[$0.id]?.logsDirtyPages ?? false } ?? false }
 
     // MARK: Statistics
 

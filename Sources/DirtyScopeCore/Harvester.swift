@@ -15,6 +15,11 @@ import Glibc
 ///   chunk after its copy (after-copy, which loses writes), or the whole slot right after
 ///   GET (at-get).
 /// - ring: collect every vCPU's dirty ring, KVM_RESET_DIRTY_RINGS, copy.
+/// - untracked: dirty logging off on the data slots; nothing is harvested or copied (the
+///   baseline for what tracking costs the guest).
+///
+/// Every round also reads the guest's own timeline (`GuestCostMeter`): what the guest
+/// paid, matched with the spans of GET, CLEAR, ring work and copying recorded here.
 ///
 /// Each copy of a 64-page block notes how long the block had been re-protected (by GET,
 /// CLEAR or a ring reset) when it was copied, so a later false positive in it is
@@ -33,6 +38,10 @@ public final class Harvester {
     /// Set from another thread to make a paced copy finish at once (a stop request).
     public var copyStop = CopyStop()
     let destination: Destination
+    /// The guest's side: its timeline, matched with the host spans recorded below.
+    let meter: GuestCostMeter
+    /// The last round's guest cost, as the meter added it up (stall lengths included when kept).
+    public private(set) var lastGuestCost: GuestCost?
     /// The blocks the user last cleared, per slot, as a page mask: under the hand policy
     /// the only blocks re-protected.
     private var watched: [(mask: DirtyBitmap, blocks: Int)?]
@@ -84,6 +93,7 @@ public final class Harvester {
         } catch {
             throw .kvm(error)
         }
+        meter = GuestCostMeter(machine: machine)
         watched = Array(repeating: nil, count: machine.dataSlots.count)
         lastCopy = machine.dataSlots.map { [UInt8](repeating: CopyNote.never, count: DirtyBitmap.blocks(covering: $0.pageCount)) }
         falsePositiveBuffers = machine.dataSlots.map { FalsePositiveBuffer(pageCount: $0.pageCount) }
@@ -96,6 +106,10 @@ public final class Harvester {
         if entry.manualProtect != machine.vm.manualProtect.contains(.enable) {
             try setManualProtect(entry.manualProtect)
         }
+        if entry.tracks != machine.logsDirtyPages {
+            // Before the guest starts (as every caller makes a harvester): nothing to resync.
+            do { try machine.setDirtyLogging(entry.tracks) } catch { throw .kvm(error) }
+        }
         lastWrites = machine.guestWrites
         lastWritesAt = monotonicNanos()
         lastFaults = machine.vcpuStatSum(Self.faultStats)
@@ -105,15 +119,34 @@ public final class Harvester {
     // MARK: Mode
 
     /// Switches between modes that share a VM while the guest runs (KVM_ENABLE_CAP of
-    /// MANUAL_DIRTY_LOG_PROTECT2 on or off). A mode fixed at creation needs a new VM.
-    public func setMode(_ newMode: HarvestMode) throws(SessionError) {
-        guard newMode != mode else { return }
+    /// MANUAL_DIRTY_LOG_PROTECT2 on or off, dirty logging of the data slots on or off). A
+    /// mode fixed at creation needs a new VM.
+    ///
+    /// Turning tracking back on (from untracked) needs the vCPUs paused by the caller:
+    /// writes made while nothing tracked them are found by comparing every page with the
+    /// destination and copied (a resync, as a migration's first bulk copy would), so the
+    /// ground truth holds again. Returns the pages resynchronised then.
+    @discardableResult
+    public func setMode(_ newMode: HarvestMode) throws(SessionError) -> Int? {
+        guard newMode != mode else { return nil }
         guard !newMode.entry.fixedAtCreation, !mode.entry.fixedAtCreation else {
             throw .invalidArgument("switching from \(mode.rawValue) to \(newMode.rawValue) mode needs a new VM: "
                                    + "dirty rings are enabled before vCPUs exist")
         }
-        try setManualProtect(newMode.entry.manualProtect)
+        var resynced: Int?
+        if newMode.entry.manualProtect != machine.vm.manualProtect.contains(.enable) {
+            try setManualProtect(newMode.entry.manualProtect)
+        }
+        if newMode.entry.tracks != mode.entry.tracks {
+            do { try machine.setDirtyLogging(newMode.entry.tracks) } catch { throw .kvm(error) }
+            if newMode.entry.tracks {
+                resynced = machine.dataSlots.indices.reduce(0) {
+                    $0 + destination.verify(slot: $1, source: machine.dataSlots[$1].memory).differing.count
+                }
+            }
+        }
         mode = newMode
+        return resynced
     }
 
     private func setManualProtect(_ on: Bool) throws(SessionError) {
@@ -166,13 +199,16 @@ public final class Harvester {
             case .dirtyLog:
                 for (i, s) in slots.enumerated() {
                     // The ioctl's own time, as dirty_log_perf_test measures it.
-                    c.get.record(try machine.vm.getDirtyLog(slot: s.id, into: &c.reported[i]))
+                    let nanos = try machine.vm.getDirtyLog(slot: s.id, into: &c.reported[i])
+                    c.get.record(nanos)
                     let b = monotonicNanos()
+                    meter.record(.get, start: b &- nanos, end: b)
                     if entry.getProtects { c.protectedAt[i] = b }
                     if policy.clearsAtGet && !c.reported[i].isEmpty {
                         try machine.vm.clearDirtyLog(slot: s.id, firstPage: 0, numPages: s.pageCount, from: c.reported[i])
                         c.protectedAt[i] = monotonicNanos()
                         c.clear.record(c.protectedAt[i] - b)
+                        meter.record(.clear, start: b, end: c.protectedAt[i])
                     }
                 }
                 logBuffers = c.reported
@@ -187,6 +223,9 @@ public final class Harvester {
                 pendingRingEntries = 0
                 pendingRingHarvest = LatencyStats()
                 pendingRingReset = LatencyStats()
+            case .none:
+                if emptyBitmaps.count != slots.count { emptyBitmaps = slots.map { DirtyBitmap(pageCount: $0.pageCount) } }
+                c.reported = emptyBitmaps
             }
         } catch {
             throw .kvm(error)
@@ -194,11 +233,16 @@ public final class Harvester {
         return c
     }
 
+    /// Untracked mode's reports: none, one empty bitmap per slot, made once.
+    private var emptyBitmaps: [DirtyBitmap] = []
+
     /// Step 2 of a round: KVM_CLEAR_DIRTY_LOG as the clear policy says (manual mode),
     /// each chunk's pages classified and copied; then, with `verify` (vCPUs paused by the
-    /// caller), every page of source and destination is compared.
-    public func consume(_ collected: Collected, verify: Bool = false) throws(SessionError) -> Round {
+    /// caller), every page of source and destination is compared. Untracked mode copies
+    /// nothing and cannot verify (nothing was tracked): its rounds carry the guest's cost.
+    public func consume(_ collected: Collected, verify wanted: Bool = false) throws(SessionError) -> Round {
         roundIndex += 1
+        let verify = wanted && mode.entry.tracks
         let t0 = collected.started
         let slots = machine.dataSlots
         var clear = collected.clear
@@ -223,7 +267,7 @@ public final class Harvester {
         var lostPages = 0
         var mark = monotonicNanos()
         var bookkeeping = mark - consumeStart
-        for (i, s) in slots.enumerated() {
+        for (i, s) in slots.enumerated() where mode.entry.tracks {
             var falsePositives = FalsePositiveBuffer(pageCount: 0)
             swap(&falsePositives, &falsePositiveBuffers[i])
             defer { falsePositiveBuffers[i] = falsePositives }  // back even when a CLEAR fails
@@ -249,6 +293,7 @@ public final class Harvester {
                     failure = machine.vm.clearDirtyLogUnchecked(slot: s.id, firstPage: first, numPages: count, mask: mask)
                     mark = monotonicNanos()
                     clear.record(mark - a)
+                    meter.record(.clear, start: a, end: mark)
                 }
                 var w = 0
                 while w < words.count {
@@ -301,6 +346,7 @@ public final class Harvester {
                     }
                     mark = monotonicNanos()
                     copyNanos += mark - copyStart
+                    meter.record(.copy, start: copyStart, end: mark)
                     w = chunkEnd
                 }
                 // After-copy: every chunk that held a reported page, once the whole slot is copied.
@@ -352,6 +398,13 @@ public final class Harvester {
             }
             verification = Verification(missedPerSlot: missed, comparedPages: compared, missedBlocks: missedBlocks)
             verifyNanos = monotonicNanos() - verifyStart
+            meter.record(.verify, start: verifyStart, end: verifyStart + verifyNanos)
+        }
+        if !mode.entry.tracks {
+            for i in slots.indices {
+                counts.append((0, 0, 0, 0))
+                bitmaps.append(SlotBitmaps(reported: reported[i], falsePositives: reported[i]))
+            }
         }
 
         let t1 = monotonicNanos()
@@ -387,6 +440,10 @@ public final class Harvester {
         m[.ringEntriesHarvested] = ringEntries
         m[.ringFullExits] = ringFull &- lastRingFull
         m[.lostPages] = UInt64(lostPages)
+        // The guest's side, outside the round's timed work: what it paid since the last round.
+        let cost = meter.read(now: monotonicNanos())
+        cost.write(into: &m)
+        lastGuestCost = cost
         return Round(metrics: m, bitmaps: bitmaps)
     }
 
@@ -403,7 +460,11 @@ public final class Harvester {
         }
         guard !changed.isEmpty else { return 0 }
         var log = DirtyBitmap(pageCount: s.pageCount)
-        do { try machine.vm.getDirtyLog(slot: s.id, into: &log) } catch { throw .kvm(error) }
+        do {
+            let nanos = try machine.vm.getDirtyLog(slot: s.id, into: &log)
+            let end = monotonicNanos()
+            meter.record(.get, start: end &- nanos, end: end)
+        } catch { throw .kvm(error) }
         return changed.subtracting(log).count
     }
 
@@ -430,7 +491,9 @@ public final class Harvester {
         pendingRingHarvest.record(monotonicNanos() - a)
         let b = monotonicNanos()
         let reset = try machine.vm.resetDirtyRings()
-        pendingRingReset.record(monotonicNanos() - b)
+        let end = monotonicNanos()
+        pendingRingReset.record(end - b)
+        meter.record(.ring, start: a, end: end)
         if UInt64(reset) != entries {
             ringResetMismatches += 1
             lastRingResetMismatch = (reset, entries)
@@ -448,7 +511,9 @@ public final class Harvester {
     /// positives these blocks produce before and after, from the rounds' bitmaps.
     public func clearBlocks(slot: Int, blocks: [Int]) throws(SessionError) -> BlockClear {
         guard mode.entry.canClear else {
-            throw .invalidArgument("KVM_CLEAR_DIRTY_LOG does not apply in \(mode.rawValue) mode: the ring's reset re-arms tracking")
+            throw .invalidArgument(mode.entry.tracks
+                ? "KVM_CLEAR_DIRTY_LOG does not apply in \(mode.rawValue) mode: the ring's reset re-arms tracking"
+                : "KVM_CLEAR_DIRTY_LOG does not apply in \(mode.rawValue) mode: nothing is tracked")
         }
         guard slot >= 0, slot < machine.dataSlots.count else {
             throw .invalidArgument("slot \(slot) does not exist (have 0 to \(machine.dataSlots.count - 1))")
@@ -494,6 +559,8 @@ public final class Harvester {
             let clearedAt = monotonicNanos()
             nanos += clearedAt - a
             calls += 1
+            meter.record(.clear, start: a, end: clearedAt)
+            defer { meter.record(.copy, start: clearedAt, end: monotonicNanos()) }
             copied += dirty.withUnsafeWords { words in
                 lastCopy[slot].withUnsafeMutableBufferPointer { notes in
                     consumer.copy(words: words, sorted[runStart]..<(sorted[runEnd] + 1), slot: slot, source: s.memory,

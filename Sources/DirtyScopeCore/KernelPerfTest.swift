@@ -58,6 +58,7 @@ public enum KernelPerfTest {
                 throw .invalidArgument("dirty_log_perf_test clears each whole memslot in one call: compare with --clear-chunk slot")
             }
         case .ring: throw .invalidArgument("dirty_log_perf_test has no dirty ring mode (compare legacy or manual)")
+        case .untracked: throw .invalidArgument("dirty_log_perf_test always tracks dirty pages (compare legacy or manual)")
         }
         return args
     }

@@ -157,8 +157,8 @@ final class SessionLoop: @unchecked Sendable {
         let stop = stopRequested
         lock.unlock()
         if stop {
-            if config.stopAndCopy {
-                if !paused { machine.pause() }
+            if config.stopAndCopy && harvester.mode.entry.tracks {
+                if !paused { machine.pause(reason: .verification) }
                 paused = true
                 harvestOnce(verify: true)
             }
@@ -206,8 +206,9 @@ final class SessionLoop: @unchecked Sendable {
 
     private func harvestOnce(verify forced: Bool = false) {
         let index = roundBase + harvesterRounds + 1
-        let verify = forced || (config.verifyEvery > 0 && index % UInt64(config.verifyEvery) == 0)
-        if verify && !paused { machine.pause() }
+        // Untracked mode has nothing to verify: nothing was tracked.
+        let verify = harvester.mode.entry.tracks && (forced || (config.verifyEvery > 0 && index % UInt64(config.verifyEvery) == 0))
+        if verify && !paused { machine.pause(reason: .verification) }
         do {
             var round = try harvester.harvestRound(verify: verify)
             if harvester.ringResetMismatches != ringMismatchesShown, let m = harvester.lastRingResetMismatch {
@@ -264,14 +265,25 @@ final class SessionLoop: @unchecked Sendable {
                 emit(.event(TimedEvent(nanos: now, event: .modeChanged(mode, harvester.clearChunk))))
                 return
             }
+            // Tracking back on resynchronises the destination with the vCPUs stopped.
+            let resyncs = mode.entry.tracks && !harvester.mode.entry.tracks
+            let stopped = monotonicNanos()
+            if resyncs && !paused { machine.pause() }
+            let resynced: Int?
             do {
-                try harvester.setMode(mode)
+                resynced = try harvester.setMode(mode)
             } catch {
+                if resyncs && !paused { machine.resume() }
                 note("cannot switch to \(mode.rawValue): \(error)")
                 return
             }
+            if resyncs && !paused { machine.resume() }
             config.mode = mode
             emit(.event(TimedEvent(nanos: now, event: .modeChanged(mode, harvester.clearChunk))))
+            if let resynced {
+                note("dirty tracking on: \(resynced) pages written while untracked were copied, the vCPUs stopped for "
+                     + formatNanos(monotonicNanos() - stopped))
+            }
         case .setClearPolicy(let policy):
             guard policy != harvester.clearPolicy else { return }
             harvester.clearPolicy = policy
@@ -309,6 +321,7 @@ final class SessionLoop: @unchecked Sendable {
             config.workload.param0 = defaults.0
             config.workload.param1 = defaults.1
             machine.setWorkload(config.workload)
+            harvester.meter.resetBaselines()
             emit(.event(TimedEvent(nanos: now, event: .workloadChanged(config.workload))))
         case .scaleRate(let factor):
             let base = config.workload.rate == 0 ? 100_000 : Double(config.workload.rate)

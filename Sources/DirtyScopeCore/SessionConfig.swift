@@ -72,7 +72,8 @@ public struct SessionConfig: Sendable {
         }
         let rings = mode.entry.source == .rings ? ringEntries : 0
         return MachineConfig(slotBytes: slotBytes, vcpus: vcpus, guest: guest, ringEntries: rings,
-                             initialManualProtect: flags, workload: workload, lockstep: lockstep, passWrites: passWrites)
+                             initialManualProtect: flags, workload: workload, lockstep: lockstep, passWrites: passWrites,
+                             trackDirtyPages: mode.entry.tracks)
     }
 }
 

@@ -28,6 +28,16 @@ final class VCPUThreads: @unchecked Sendable {
     private var started = false
     private var stopping = false
     private var pauseRequested = false
+    /// Why the vCPUs are being paused: what their parks are counted as.
+    private var pauseReason: ParkReason = .paused
+    /// Parks that ended since the last `takeParks` (ring-full waits included).
+    private var finishedParks: [Park] = []
+    /// Clock exchanges: the first call's exchange number, TSC before and host time, per
+    /// vCPU; and the finished exchanges since the last `takeClockSamples`.
+    private var pendingClock: [(id: UInt32, before: UInt64, host: UInt64)?]
+    private var clockSamples: [[ClockSample]]
+    /// When each vCPU finished a pass (DS_PORT_PASS), since the last `takePassTimes`.
+    private var passTimes: [[UInt64]]
     private var parked = 0
     private var running = 0
     private var iteration: UInt64 = 1
@@ -63,6 +73,44 @@ final class VCPUThreads: @unchecked Sendable {
         self.lockstep = lockstep
         passDone = [UInt64](repeating: 0, count: vcpus.count)
         consoleLines = Array(repeating: [], count: vcpus.count)
+        pendingClock = Array(repeating: nil, count: vcpus.count)
+        clockSamples = Array(repeating: [], count: vcpus.count)
+        passTimes = Array(repeating: [], count: vcpus.count)
+    }
+
+    /// When each vCPU finished its passes since the last call (monotonic ns).
+    func takePassTimes() -> [[UInt64]] {
+        lock.lock(); defer { lock.unlock() }
+        let t = passTimes
+        for i in passTimes.indices { passTimes[i].removeAll(keepingCapacity: true) }
+        return t
+    }
+
+    /// Most parks and clock samples kept between two takes (the harvester takes them
+    /// every round; a session that stops harvesting must not pile them up).
+    static let keptParks = 4096
+    static let keptClockSamples = 64
+
+    /// The parks that ended since the last call.
+    func takeParks() -> [Park] {
+        lock.lock(); defer { lock.unlock() }
+        let p = finishedParks
+        finishedParks.removeAll(keepingCapacity: true)
+        return p
+    }
+
+    /// Each vCPU's clock exchanges finished since the last call.
+    func takeClockSamples() -> [[ClockSample]] {
+        lock.lock(); defer { lock.unlock() }
+        let s = clockSamples
+        for i in clockSamples.indices { clockSamples[i].removeAll(keepingCapacity: true) }
+        return s
+    }
+
+    /// Notes a park (lock held).
+    private func noteParkLocked(_ p: Park) {
+        if finishedParks.count >= Self.keptParks { finishedParks.removeFirst(finishedParks.count / 2) }
+        finishedParks.append(p)
     }
 
     /// The longest a guest's pace call may make its vCPU thread sleep; the session sets it
@@ -107,9 +155,10 @@ final class VCPUThreads: @unchecked Sendable {
     /// Returns once every running vCPU is out of KVM_RUN and parked.
     /// A vCPU thread sleeping in a pace, idle, pass or ring-full wait wakes at once (the
     /// broadcast); one in KVM_RUN is kicked out, again every 50 ms until all are parked.
-    func pause() {
+    func pause(reason: ParkReason = .paused) {
         lock.lock()
         pauseRequested = true
+        pauseReason = reason
         lock.broadcast()
         lock.unlock()
         kickAll()
@@ -208,9 +257,12 @@ final class VCPUThreads: @unchecked Sendable {
         if pauseRequested {
             parked += 1
             lock.broadcast()
+            let since = monotonicNanos()
+            let reason = pauseReason
             while pauseRequested && !stopping { lock.wait() }
             parked -= 1
             deadline = monotonicNanos()
+            noteParkLocked(Park(vcpu: vcpu.id, start: since, end: deadline, reason: reason))
         }
         lock.unlock()
 
@@ -253,11 +305,13 @@ final class VCPUThreads: @unchecked Sendable {
             }
             lock.unlock()
             // Unreported, the ring waits for the next round's reset (at most one interval).
+            let since = monotonicNanos()
             if report { onRingFull?(vcpu.id, droppedBefore) }
             lock.lock()
             while ringResets == seen && !stopping && !pauseRequested {
                 lock.wait(nanos: 50_000_000)
             }
+            noteParkLocked(Park(vcpu: vcpu.id, start: since, end: monotonicNanos(), reason: .ringFull))
             lock.unlock()
             return true
         case .shutdown:
@@ -290,7 +344,10 @@ final class VCPUThreads: @unchecked Sendable {
             deadline = min(max(deadline, now &- 50_000_000) &+ owed, now &+ cap)   // far behind: no burst
             if deadline > now { sleep(until: deadline) }
         case UInt16(DS_PORT_PASS):
+            let now = monotonicNanos()
             lock.lock()
+            if passTimes[vcpu.id].count >= Self.keptParks { passTimes[vcpu.id].removeFirst(Self.keptParks / 2) }
+            passTimes[vcpu.id].append(now)
             passDone[vcpu.id] = iteration
             everyPassDone.store(passDone.min() ?? 0, ordering: .releasing)
             lock.broadcast()
@@ -299,6 +356,19 @@ final class VCPUThreads: @unchecked Sendable {
             }
             lock.unlock()
             deadline = monotonicNanos()
+        case UInt16(DS_PORT_CLOCK):
+            // The host's clock first, as close to the guest's TSC read as this exit allows.
+            let now = monotonicNanos()
+            let id = value & ~DS_CLOCK_AFTER
+            lock.lock()
+            if value & DS_CLOCK_AFTER == 0 {
+                pendingClock[vcpu.id] = (id, control.load(vcpu.id, .clockBefore), now)
+            } else if let p = pendingClock[vcpu.id], p.id == id {
+                pendingClock[vcpu.id] = nil
+                if clockSamples[vcpu.id].count >= Self.keptClockSamples { clockSamples[vcpu.id].removeFirst() }
+                clockSamples[vcpu.id].append(ClockSample(before: p.before, host: p.host, after: control.load(vcpu.id, .clockAfter)))
+            }
+            lock.unlock()
         case UInt16(DS_PORT_IDLE):
             lock.lock()
             if !stopping && !pauseRequested { lock.wait(nanos: 1_000_000) }

@@ -9,6 +9,8 @@ public struct HarvestModeEntry: Sendable, Equatable {
         case dirtyLog
         /// Every vCPU's dirty ring, then KVM_RESET_DIRTY_RINGS.
         case rings
+        /// Nothing: dirty logging is off on the data slots.
+        case none
     }
 
     public let mode: HarvestMode
@@ -28,6 +30,8 @@ public struct HarvestModeEntry: Sendable, Equatable {
     public var getProtects: Bool { source == .dirtyLog && !manualProtect }
     /// KVM_CLEAR_DIRTY_LOG can be called (it is refused while dirty rings are on).
     public var canClear: Bool { source == .dirtyLog }
+    /// The data slots log dirty pages (KVM_MEM_LOG_DIRTY_PAGES) in this mode.
+    public var tracks: Bool { source != .none }
 
     public static let table: [HarvestModeEntry] = [
         HarvestModeEntry(mode: .legacy, source: .dirtyLog, manualProtect: false, capability: nil,
@@ -37,6 +41,8 @@ public struct HarvestModeEntry: Sendable, Equatable {
                          summary: "GET leaves protection alone; KVM_CLEAR_DIRTY_LOG re-arms it as the clear policy says"),
         HarvestModeEntry(mode: .ring, source: .rings, manualProtect: false, capability: "KVM_CAP_DIRTY_LOG_RING",
                          summary: "per-vCPU dirty rings, collected and reset each round"),
+        HarvestModeEntry(mode: .untracked, source: .none, manualProtect: false, capability: nil,
+                         summary: "no dirty tracking: the baseline for what tracking costs the guest"),
     ]
 }
 

@@ -28,6 +28,20 @@ public enum Metric: Int, CaseIterable, Sendable {
     case vcpuExits
     case ringEntriesHarvested
     case ringFullExits
+    // What tracking cost the guest, from its own timeline (ABI 3): `GuestCost`.
+    case guestStall
+    case guestStallGet
+    case guestStallClear
+    case guestStallRing
+    case guestStallCopy
+    case guestStallVerify
+    case guestStallOther
+    case guestStallCPUWait
+    case guestWorkNanos
+    case guestTimedWrites
+    case guestCPUWaitNanos
+    case guestThroughput
+    case guestTimelineLost
 
     /// The metric's row of the table.
     public var spec: MetricSpec {
@@ -76,6 +90,32 @@ public enum Metric: Int, CaseIterable, Sendable {
             return MetricSpec("ring_entries_harvested", .count, .sum, .round(bit: 1 << 12), "dirty-ring entries harvested")
         case .ringFullExits:
             return MetricSpec("ring_full_exits", .count, .sum, .round(bit: 1 << 13), "times a vCPU stopped on a full dirty ring")
+        case .guestStall:
+            return MetricSpec("guest_stall", .nanoseconds, .merge, .latency(bit: 1 << 27), "guest stalls: chunks of writes that took longer than the vCPU's usual time by more than the stall threshold, by how much")
+        case .guestStallGet:
+            return MetricSpec("guest_stall_get_ns", .nanoseconds, .sum, .round(bit: 1 << 16), "stall time while the host was in KVM_GET_DIRTY_LOG")
+        case .guestStallClear:
+            return MetricSpec("guest_stall_clear_ns", .nanoseconds, .sum, .round(bit: 1 << 17), "stall time while the host was in KVM_CLEAR_DIRTY_LOG")
+        case .guestStallRing:
+            return MetricSpec("guest_stall_ring_ns", .nanoseconds, .sum, .round(bit: 1 << 18), "stall time while the host collected or reset the dirty rings, or the vCPU waited on a full ring")
+        case .guestStallCopy:
+            return MetricSpec("guest_stall_copy_ns", .nanoseconds, .sum, .round(bit: 1 << 19), "stall time while the host copied pages")
+        case .guestStallVerify:
+            return MetricSpec("guest_stall_verify_ns", .nanoseconds, .sum, .round(bit: 1 << 20), "time the vCPUs were stopped for a verification point")
+        case .guestStallOther:
+            return MetricSpec("guest_stall_other_ns", .nanoseconds, .sum, .round(bit: 1 << 21), "stall time while the host did none of the above")
+        case .guestStallCPUWait:
+            return MetricSpec("guest_stall_cpu_wait_ns", .nanoseconds, .sum, .round(bit: 1 << 22), "the part of the stall time the vCPU's thread waited for a host CPU (steal time)")
+        case .guestWorkNanos:
+            return MetricSpec("guest_work_ns", .nanoseconds, .sum, .round(bit: 1 << 23), "time the vCPUs spent writing (stalls included; host calls and pauses the guest asked for left out)")
+        case .guestTimedWrites:
+            return MetricSpec("guest_timed_writes", .count, .sum, .round(bit: 1 << 24), "page writes the guest's timeline timed")
+        case .guestCPUWaitNanos:
+            return MetricSpec("guest_cpu_wait_ns", .nanoseconds, .sum, .round(bit: 1 << 25), "time the vCPUs' threads waited for a host CPU while the guest worked (steal time)")
+        case .guestThroughput:
+            return MetricSpec("guest_writes_per_vcpu_s", .perSecond, .derived, .derived, "page writes per second of a vCPU's work time: timed writes over work time")
+        case .guestTimelineLost:
+            return MetricSpec("guest_timeline_lost_records", .count, .sum, .round(bit: 1 << 26), "timeline records the guest overwrote before the host read them (or that failed their checks)")
         }
     }
 
@@ -114,11 +154,15 @@ public enum Metric: Int, CaseIterable, Sendable {
             return [MetricColumn(s.name, self) { .integer(UInt64(truncatingIfNeeded: $0.origins.raced)) }]
         case .falsePositivesNeverCleared:
             return [MetricColumn(s.name, self) { .integer(UInt64(truncatingIfNeeded: $0.origins.neverCleared)) }]
-        case .getDirtyLog, .clearDirtyLog:
+        case .guestThroughput:
+            return [MetricColumn(s.name, self) { .fraction($0.guestThroughput) }]
+        case .getDirtyLog, .clearDirtyLog, .guestStall:
             let metric = self
             let latency: @Sendable (MetricValues) -> LatencyStats = { $0.latency(metric) }
+            // ioctls count calls; stalls are events.
+            let count = metric == .guestStall ? "_count" : "_calls"
             return [
-                MetricColumn("\(s.name)_calls", self) { .integer(latency($0).count) },
+                MetricColumn("\(s.name)\(count)", self) { .integer(latency($0).count) },
                 MetricColumn("\(s.name)_ns_total", self) { .integer(latency($0).totalNanos) },
                 MetricColumn("\(s.name)_ns_mean", self) { .integer(latency($0).meanNanos) },
                 MetricColumn("\(s.name)_ns_max", self) { .integer(latency($0).maxNanos) },
@@ -127,6 +171,34 @@ public enum Metric: Int, CaseIterable, Sendable {
             ]
         default:
             return [MetricColumn(s.name, self) { .integer($0[self]) }]
+        }
+    }
+}
+
+/// What the host was doing while a guest stall happened, each with its metric.
+public enum GuestStallCause: Int, CaseIterable, Sendable {
+    case get, clear, ring, copy, verify, other
+
+    public var metric: Metric {
+        switch self {
+        case .get: return .guestStallGet
+        case .clear: return .guestStallClear
+        case .ring: return .guestStallRing
+        case .copy: return .guestStallCopy
+        case .verify: return .guestStallVerify
+        case .other: return .guestStallOther
+        }
+    }
+
+    /// A short label for tables and the UI.
+    public var label: String {
+        switch self {
+        case .get: return "GET"
+        case .clear: return "CLEAR"
+        case .ring: return "ring"
+        case .copy: return "copy"
+        case .verify: return "verify"
+        case .other: return "other"
         }
     }
 }
@@ -152,7 +224,7 @@ public struct MetricSpec: Sendable {
 }
 
 public enum MetricUnit: String, Sendable {
-    case rounds, pages, bytes, nanoseconds, count, fraction
+    case rounds, pages, bytes, nanoseconds, count, fraction, perSecond
 }
 
 /// How a metric totals over rounds.
@@ -218,6 +290,8 @@ public struct MetricValues: Equatable, Sendable {
     private var sums: [UInt64] = [UInt64](repeating: 0, count: Metric.allCases.count)
     public var getDirtyLog = LatencyStats()
     public var clearDirtyLog = LatencyStats()
+    /// The guest's stalls (`Metric.guestStall`).
+    public var guestStall = LatencyStats()
     /// Where the false positives came from.
     public var origins = FalsePositiveOrigins()
 
@@ -234,6 +308,7 @@ public struct MetricValues: Equatable, Sendable {
         switch metric {
         case .getDirtyLog: return getDirtyLog
         case .clearDirtyLog: return clearDirtyLog
+        case .guestStall: return guestStall
         default: return LatencyStats()
         }
     }
@@ -249,6 +324,7 @@ public struct MetricValues: Equatable, Sendable {
         }
         getDirtyLog.merge(other.getDirtyLog)
         clearDirtyLog.merge(other.clearDirtyLog)
+        guestStall.merge(other.guestStall)
         origins.add(other.origins)
     }
 
@@ -266,6 +342,16 @@ public struct MetricValues: Equatable, Sendable {
         let base = reported &- initial
         return base > 0 && base <= reported ? min(1, Double(self[.falsePositivePages]) / Double(base)) : 0
     }
+
+    /// Page writes per second of a vCPU's work time (0 without a timeline): how fast the
+    /// guest writes while it runs, stalls included.
+    public var guestThroughput: Double {
+        let work = self[.guestWorkNanos]
+        return work > 0 ? Double(self[.guestTimedWrites]) * 1e9 / Double(work) : 0
+    }
+
+    /// The guest's stall time by what the host was doing, in `GuestStallCause` order.
+    public var guestStallByCause: [UInt64] { GuestStallCause.allCases.map { self[$0.metric] } }
 
     /// Every column's value, in `Metric.columns` order.
     public var cells: [(name: String, value: MetricCell)] {

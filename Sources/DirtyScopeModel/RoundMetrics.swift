@@ -20,6 +20,33 @@ public struct SlotMetrics: Equatable, Sendable {
     public var truePositives: Int { self[.reportedPages] - self[.falsePositivePages] - self[.initialPages] }
 }
 
+/// One vCPU's share of a round's guest cost (from its timeline): what the per-vCPU
+/// throughput strip draws.
+public struct VCPUCost: Equatable, Sendable {
+    public var vcpu: Int
+    /// Page writes its timeline timed, and the work time they took (stalls included).
+    public var writes: UInt64 = 0
+    public var workNanos: UInt64 = 0
+    public var stallNanos: UInt64 = 0
+    /// Time its thread waited for a host CPU while it worked (steal time).
+    public var cpuWaitNanos: UInt64 = 0
+    /// What its stall time was spent beside, in `GuestStallCause` order (nil: no stall).
+    public var mainCause: GuestStallCause?
+
+    public init(vcpu: Int, writes: UInt64 = 0, workNanos: UInt64 = 0, stallNanos: UInt64 = 0, cpuWaitNanos: UInt64 = 0,
+                mainCause: GuestStallCause? = nil) {
+        self.vcpu = vcpu
+        self.writes = writes
+        self.workNanos = workNanos
+        self.stallNanos = stallNanos
+        self.cpuWaitNanos = cpuWaitNanos
+        self.mainCause = mainCause
+    }
+
+    /// Page writes per second of work time (0 without work).
+    public var throughput: Double { workNanos > 0 ? Double(writes) * 1e9 / Double(workNanos) : 0 }
+}
+
 /// A round without its bitmaps: what it was (index, time, mode) and every metric's value.
 /// The reader gets these without decoding bitmaps, so timelines, totals, `inspect` and the
 /// CSV export are cheap.
@@ -36,6 +63,8 @@ public struct RoundMetrics: Equatable, Sendable {
     public var slots: [SlotMetrics] = []
     /// Set when this round ended at a verification point.
     public var verification: Verification?
+    /// Each vCPU's guest cost this round, when the guest logs a timeline (ABI 3).
+    public var vcpus: [VCPUCost] = []
     /// The round fields, latencies and origins (`values` adds the slots' sums and tallies).
     private var fields = MetricValues()
 
@@ -81,6 +110,10 @@ public struct RoundMetrics: Equatable, Sendable {
     public var clearDirtyLog: LatencyStats {
         get { fields.clearDirtyLog }
         set { fields.clearDirtyLog = newValue }
+    }
+    public var guestStall: LatencyStats {
+        get { fields.guestStall }
+        set { fields.guestStall = newValue }
     }
     /// Where this round's false positives came from.
     public var origins: FalsePositiveOrigins {

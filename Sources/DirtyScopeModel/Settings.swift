@@ -8,6 +8,9 @@ public enum HarvestMode: String, CaseIterable, Codable, Sendable {
     case manual
     /// Per-vCPU dirty rings (`KVM_CAP_DIRTY_LOG_RING[_ACQ_REL]`).
     case ring
+    /// No dirty tracking: the data slots log nothing and nothing is harvested or copied.
+    /// The reference for what tracking costs the guest.
+    case untracked
 }
 
 /// Who runs `KVM_CLEAR_DIRTY_LOG` in manual mode, and when: the order the seed patch

@@ -70,6 +70,8 @@ enum RoundField {
     /// Round fields with a bit from here on follow the composite fields (latencies,
     /// verification, origins) in the record; those below precede them.
     static let firstLateBit: UInt64 = 1 << 15
+    /// Each vCPU's guest cost (`RoundMetrics.vcpus`), after the late fields.
+    static let vcpus: UInt64 = 1 << 28
 
     /// A metric's presence bit (0 for a metric kept per slot, or not kept).
     static func bit(_ metric: Metric) -> UInt64 {
@@ -84,7 +86,13 @@ enum RoundField {
     static let late = Metric.roundFields.filter { bit($0) >= firstLateBit }.sorted { bit($0) < bit($1) }
 
     /// Every bit a round record may set.
-    static let all: UInt64 = Metric.allCases.reduce(index | startNanos | verification | origins) { $0 | bit($1) }
+    static let all: UInt64 = Metric.allCases.reduce(index | startNanos | verification | origins | vcpus) { $0 | bit($1) }
+
+    /// Latency fields after the late varints, in bit order (the early ones, GET and
+    /// CLEAR, sit among the composites for the format's first version).
+    static let lateLatencies = Metric.allCases.filter {
+        if case .latency(let bit) = $0.spec.storage { return bit >= firstLateBit } else { return false }
+    }.sorted { bit($0) < bit($1) }
 }
 
 /// Per-slot presence bits in a round record, below the slot index in one varint.

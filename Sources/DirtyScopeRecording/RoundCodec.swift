@@ -40,7 +40,7 @@ enum RoundCodec {
                 throw FormatViolation("slot \(s.slot) missed \(s[.missedPages]) pages in a round that did not verify")
             }
         }
-        for latency in [m.getDirtyLog, m.clearDirtyLog] {
+        for latency in [m.getDirtyLog, m.clearDirtyLog, m.guestStall] {
             guard latency.histogram.count <= Format.maxHistogramBuckets else {
                 throw FormatViolation("latency histogram has \(latency.histogram.count) buckets (at most \(Format.maxHistogramBuckets))")
             }
@@ -59,6 +59,15 @@ enum RoundCodec {
             for missed in v.missedPerSlot { try inRange(missed, SessionLimits.maxTotalPages, "verification missed count") }
             try inRange(v.comparedPages, SessionLimits.maxTotalPages, "verification compared pages")
         }
+        guard m.vcpus.count <= SessionLimits.maxVCPUs else {
+            throw FormatViolation("\(m.vcpus.count) vCPU costs (at most \(SessionLimits.maxVCPUs))")
+        }
+        var vcpuSeen = Set<Int>()
+        for v in m.vcpus {
+            guard v.vcpu >= 0, v.vcpu < SessionLimits.maxVCPUs, vcpuSeen.insert(v.vcpu).inserted else {
+                throw FormatViolation("vCPU \(v.vcpu) in the round's guest costs is out of range or repeated")
+            }
+        }
     }
 
     static func encode(_ m: RoundMetrics, sequence: UInt64, into o: inout ByteWriter) {
@@ -69,6 +78,8 @@ enum RoundCodec {
         for metric in Metric.roundFields where m[metric] != 0 { mask |= RoundField.bit(metric) }
         if m.getDirtyLog != LatencyStats() { mask |= RoundField.bit(.getDirtyLog) }
         if m.clearDirtyLog != LatencyStats() { mask |= RoundField.bit(.clearDirtyLog) }
+        if m.guestStall != LatencyStats() { mask |= RoundField.bit(.guestStall) }
+        if !m.vcpus.isEmpty { mask |= RoundField.vcpus }
         if m.verification != nil { mask |= RoundField.verification }
         if !m.origins.isEmpty { mask |= RoundField.origins }
         o.varint(mask)
@@ -82,11 +93,19 @@ enum RoundCodec {
         case .pages(let n) where n > 0 && n % DirtyBitmap.pagesPerBlock == 0: chunkCode = UInt64(n / DirtyBitmap.pagesPerBlock + 1)
         case .pages: chunkCode = 1
         }
+        // Modes past the 2-bit codes take mode 3 with policy 0 (never written before):
+        // the extended form, a varint mode code and a varint policy code following.
         let policy = m.setting.policy
-        if policy == .auto {
-            o.varint(chunkCode << 2 | modeCode(m.mode))
+        if let code = modeCode(m.mode) {
+            if policy == .auto {
+                o.varint(chunkCode << 2 | code)
+            } else {
+                o.varint((chunkCode << 2 | policyCode(policy)) << 2 | manualWithPolicy)
+            }
         } else {
-            o.varint((chunkCode << 2 | policyCode(policy)) << 2 | manualWithPolicy)
+            o.varint((chunkCode << 2) << 2 | manualWithPolicy)
+            o.varint(extendedModeCode(m.mode))
+            o.varint(policyCode(policy))
         }
         if chunkCode == 1, case .pages(let n) = m.clearChunk { o.zigzag(n) }
         if m.index != 0 { o.varint(m.index) }
@@ -111,6 +130,14 @@ enum RoundCodec {
             }
         }
         for metric in RoundField.late where m[metric] != 0 { o.varint(m[metric]) }
+        for metric in RoundField.lateLatencies where mask & RoundField.bit(metric) != 0 { encode(m.values.latency(metric), into: &o) }
+        if mask & RoundField.vcpus != 0 {
+            o.varint(UInt64(m.vcpus.count))
+            for v in m.vcpus {
+                o.varint(UInt64(v.vcpu) << 3 | UInt64(v.mainCause.map { $0.rawValue + 1 } ?? 0))
+                for n in [v.writes, v.workNanos, v.stallNanos, v.cpuWaitNanos] { o.varint(n) }
+            }
+        }
         o.varint(UInt64(m.slots.count))
         for s in m.slots {
             // A verifying round stores each slot's missed count, zero included.
@@ -130,12 +157,22 @@ enum RoundCodec {
         guard mask & ~RoundField.all == 0 else { throw FormatViolation("unknown round fields 0x\(String(mask, radix: 16))") }
         var modeAndChunk = try r.varint()
         var policy = ClearPolicy.auto
+        var extended: HarvestMode?
         if modeAndChunk & 3 == manualWithPolicy {
-            policy = try self.policy(modeAndChunk >> 2 & 3)
-            guard policy != .auto else { throw FormatViolation("clear policy auto stored as an exception") }
-            modeAndChunk = (modeAndChunk >> 4) << 2 | modeCode(.manual)
+            let code = modeAndChunk >> 2 & 3
+            if code == 0 {
+                let m = try Self.mode(extended: r.varint())
+                // The extended form is only for the modes without a 2-bit code.
+                guard modeCode(m) == nil else { throw FormatViolation("harvest mode \(m.rawValue) stored in the extended form") }
+                extended = m
+                policy = try self.policy(r.varint())
+            } else {
+                policy = try self.policy(code)
+            }
+            modeAndChunk = (modeAndChunk >> 4) << 2 | modeCode(.manual)!
         }
-        let mode = try mode(modeAndChunk & 3)
+        let mode: HarvestMode
+        if let extended { mode = extended } else { mode = try Self.mode(modeAndChunk & 3) }
         let chunk: ClearChunk
         switch modeAndChunk >> 2 {
         case 0: chunk = .wholeSlot
@@ -174,7 +211,29 @@ enum RoundCodec {
             }
         }
         for metric in RoundField.late where mask & RoundField.bit(metric) != 0 {
-            m[metric] = UInt64(try r.count(upTo: roundPages, metric.spec.name))
+            // Counts of pages are bounded by the header's pages; times and counts of events are any varint.
+            m[metric] = metric.spec.unit == .pages ? UInt64(try r.count(upTo: roundPages, metric.spec.name)) : try r.varint()
+        }
+        for metric in RoundField.lateLatencies where mask & RoundField.bit(metric) != 0 {
+            switch metric {
+            case .guestStall: m.guestStall = try latency(&r)
+            default: throw FormatViolation("no field for latency \(metric.spec.name)")
+            }
+        }
+        if mask & RoundField.vcpus != 0 {
+            let n = try r.count(upTo: SessionLimits.maxVCPUs, "vCPU cost count")
+            var costs: [VCPUCost] = []
+            costs.reserveCapacity(n)
+            for _ in 0..<n {
+                let head = try r.varint()
+                guard head >> 3 < UInt64(SessionLimits.maxVCPUs) else { throw FormatViolation("vCPU \(head >> 3) is beyond \(SessionLimits.maxVCPUs)") }
+                let cause = head & 7
+                guard cause <= UInt64(GuestStallCause.allCases.count) else { throw FormatViolation("unknown stall cause \(cause)") }
+                costs.append(VCPUCost(vcpu: Int(head >> 3), writes: try r.varint(), workNanos: try r.varint(),
+                                      stallNanos: try r.varint(), cpuWaitNanos: try r.varint(),
+                                      mainCause: cause == 0 ? nil : GuestStallCause(rawValue: Int(cause) - 1)))
+            }
+            m.vcpus = costs
         }
         let slotCount = try r.count(upTo: layout.count, "slot count")
         var slots: [SlotMetrics] = []
@@ -250,11 +309,33 @@ enum RoundCodec {
         guard v <= UInt64(limit) else { throw FormatViolation("\(what) \(v) exceeds \(limit)") }
     }
 
-    private static func modeCode(_ mode: HarvestMode) -> UInt64 {
+    /// A mode's 2-bit code, or nil for the modes that need the extended form.
+    private static func modeCode(_ mode: HarvestMode) -> UInt64? {
         switch mode {
         case .legacy: return 0
         case .manual: return 1
         case .ring: return 2
+        case .untracked: return nil
+        }
+    }
+
+    /// A mode's code in the extended form.
+    private static func extendedModeCode(_ mode: HarvestMode) -> UInt64 {
+        switch mode {
+        case .legacy: return 0
+        case .manual: return 1
+        case .ring: return 2
+        case .untracked: return 3
+        }
+    }
+
+    private static func mode(extended code: UInt64) throws(FormatViolation) -> HarvestMode {
+        switch code {
+        case 0: return .legacy
+        case 1: return .manual
+        case 2: return .ring
+        case 3: return .untracked
+        default: throw FormatViolation("unknown harvest mode \(code)")
         }
     }
 

@@ -46,19 +46,21 @@ public struct SyntheticRounds {
         next += 1
         // Manual rounds step through the clear policies.
         let policy = ClearPolicy.allCases[Int(index / 7) % ClearPolicy.allCases.count]
-        var m = RoundMetrics(mode: info.mode, clearChunk: info.clearChunk, clearPolicy: policy)
+        // Now and then a round of the untracked baseline (the extended mode encoding).
+        let untracked = shape != .idle && index % 23 == 0
+        var m = RoundMetrics(mode: untracked ? .untracked : info.mode, clearChunk: info.clearChunk, clearPolicy: policy)
         var slots: [SlotMetrics] = []
         var bitmaps: [SlotBitmaps] = []
         for slot in info.slots {
             var reported = DirtyBitmap(pageCount: slot.pages)
-            fill(&reported, round: Int(index))
+            if !untracked { fill(&reported, round: Int(index)) }
             var falsePositives = DirtyBitmap(pageCount: slot.pages)
             let fpPercent: UInt64 = shape == .hotset ? 10 : 2
             reported.forEachSetPage { page in
                 if random.next() % 100 < fpPercent { falsePositives[page] = true }
             }
             let count = reported.count
-            m.getDirtyLog.record(20_000 + random.next() % 200_000)
+            if !untracked { m.getDirtyLog.record(20_000 + random.next() % 200_000) }
             if count > 0 { m.clearDirtyLog.record(5_000 + random.next() % 50_000) }
             slots.append(SlotMetrics(slot: slot.index, [.initialPages: index == 1 ? count / 2 : 0, .copiedPages: count]))
             bitmaps.append(SlotBitmaps(reported: reported, falsePositives: falsePositives))
@@ -66,7 +68,7 @@ public struct SyntheticRounds {
         m.slots = slots
         m.index = index
         m.startNanos = index * 10_000_000 + random.next() % 1000
-        if index % 16 == 0 {
+        if index % 16 == 0 && !untracked {
             m.verification = Verification(missedPerSlot: info.slots.map { _ in 0 }, comparedPages: info.slots.reduce(0) { $0 + $1.pages })
         }
         var round = Round(counting: m, bitmaps: bitmaps)
@@ -87,6 +89,29 @@ public struct SyntheticRounds {
             let short = Int(random.next() % UInt64(fps + 1))
             round.origins.byWindow[2] = short
             round.origins.byWindow[12] = fps - short
+        }
+        // What the guest paid: a writing guest's timeline, two vCPUs, a stall or two.
+        if shape != .idle {
+            let work = 190_000_000 + random.next() % 10_000_000
+            let writes = 40_000 + random.next() % 4_000
+            var stalls: UInt64 = 0
+            for _ in 0..<(random.next() % 3) {
+                let stall = 50_000 + random.next() % 2_000_000
+                round.metrics.guestStall.record(stall)
+                stalls += stall
+            }
+            let get = stalls / 3
+            round[.guestStallGet] = get
+            round[.guestStallCopy] = stalls - get
+            round[.guestStallCPUWait] = stalls / 2
+            round[.guestWorkNanos] = work
+            round[.guestTimedWrites] = writes
+            round[.guestCPUWaitNanos] = work / 20
+            round.metrics.vcpus = [
+                VCPUCost(vcpu: 0, writes: writes / 2, workNanos: work / 2, stallNanos: stalls, cpuWaitNanos: work / 40,
+                         mainCause: stalls > 0 ? .copy : nil),
+                VCPUCost(vcpu: 1, writes: writes - writes / 2, workNanos: work - work / 2, cpuWaitNanos: work / 40),
+            ]
         }
         return round
     }

@@ -99,7 +99,7 @@ extension AppState {
                 say("ring mode: switching to manual or legacy needs a restart (--mode)", .warn)
                 return []
             case .manual: return [.send(.setMode(.legacy))]
-            case .legacy: return [.send(.setMode(.manual))]
+            case .legacy, .untracked: return [.send(.setMode(.manual))]
             }
         case "o":
             let next = (requestedPolicy ?? session.clearPolicy).next

@@ -55,6 +55,7 @@ enum RaceStrip {
         switch (setting.mode, setting.policy) {
         case (.manual, .atGet), (.legacy, _), (.ring, _): return "GET"
         case (.manual, _): return "CLEAR"
+        case (.untracked, _): return "nothing"
         }
     }
 }

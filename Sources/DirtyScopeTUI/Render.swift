@@ -52,7 +52,7 @@ enum Render {
         switch state.session.mode {
         case .manual: modeText += " chunk \(state.session.clearChunk)"
         case .ring: modeText += " \(state.info.ringEntries) entries"
-        case .legacy: break
+        case .legacy, .untracked: break
         }
         var right: [String] = []
         if let replay = state.replay {
@@ -104,6 +104,7 @@ enum Render {
         case .legacy: return "legacy: GET returns the bitmap and write-protects the slot in one call"
                 + (state.session.clearPolicy == .auto ? "" : "; policy \(state.session.clearPolicy.rawValue) waits for manual mode")
         case .ring: return "ring: per-vCPU dirty rings, reset after each harvest"
+        case .untracked: return "untracked: dirty logging off, nothing harvested: what the guest does without tracking"
         }
     }
 

@@ -107,6 +107,49 @@ public final class VCPU: @unchecked Sendable {
         try ioctl(ckvm_KVM_SET_CPUID2, cpuid.raw, "KVM_SET_CPUID2")
     }
 
+    /// KVM_SET_MSRS: writes each model-specific register `index` to `value`, as the host
+    /// (KVM accepts host-initiated writes of MSRs the guest could not write itself).
+    /// Throws naming the first MSR KVM refused.
+    public func setMSRs(_ msrs: [(index: UInt32, value: UInt64)]) throws(KVMError) {
+        guard !msrs.isEmpty else { return }
+        guard let raw = ckvm_msrs_alloc(UInt32(msrs.count)) else {
+            throw .mapping(what: "kvm_msrs", bytes: msrs.count * Int(CKVM_SIZEOF_MSR_ENTRY), errno: ENOMEM)
+        }
+        defer { free(raw) }
+        let entries = ckvm_msrs_entries(raw)!
+        for (i, m) in msrs.enumerated() { entries[i] = kvm_msr_entry(index: m.index, reserved: 0, data: m.value) }
+        let r = fd.withRaw { ckvm_ioctl_ptr($0, ckvm_KVM_SET_MSRS, raw) }
+        guard r >= 0 else { throw .ioctl(call: "KVM_SET_MSRS", context: "vCPU \(id)", errno: Int32(-r)) }
+        // KVM returns how many it set, stopping at the first it refused.
+        guard r == msrs.count else {
+            throw .ioctl(call: "KVM_SET_MSRS", context: "vCPU \(id): MSR 0x\(String(msrs[r].index, radix: 16)) refused", errno: EINVAL)
+        }
+    }
+
+    /// KVM_GET_MSRS: the values of the model-specific registers `indices`.
+    public func msrs(_ indices: [UInt32]) throws(KVMError) -> [UInt64] {
+        guard !indices.isEmpty else { return [] }
+        guard let raw = ckvm_msrs_alloc(UInt32(indices.count)) else {
+            throw .mapping(what: "kvm_msrs", bytes: indices.count * Int(CKVM_SIZEOF_MSR_ENTRY), errno: ENOMEM)
+        }
+        defer { free(raw) }
+        let entries = ckvm_msrs_entries(raw)!
+        for (i, index) in indices.enumerated() { entries[i] = kvm_msr_entry(index: index, reserved: 0, data: 0) }
+        let r = fd.withRaw { ckvm_ioctl_ptr($0, ckvm_KVM_GET_MSRS, raw) }
+        guard r >= 0 else { throw .ioctl(call: "KVM_GET_MSRS", context: "vCPU \(id)", errno: Int32(-r)) }
+        guard r == indices.count else {
+            throw .ioctl(call: "KVM_GET_MSRS", context: "vCPU \(id): MSR 0x\(String(indices[r], radix: 16)) refused", errno: EINVAL)
+        }
+        return (0..<indices.count).map { entries[$0].data }
+    }
+
+    /// KVM_GET_TSC_KHZ: the guest's time-stamp counter frequency in kHz.
+    public func tscKHz() throws(KVMError) -> UInt64 {
+        let r = fd.withRaw { ckvm_ioctl_val($0, ckvm_KVM_GET_TSC_KHZ, 0) }
+        guard r > 0 else { throw .ioctl(call: "KVM_GET_TSC_KHZ", context: "vCPU \(id)", errno: r == 0 ? EINVAL : Int32(-r)) }
+        return UInt64(r)
+    }
+
     private func ioctl<T>(_ request: UInt, _ arg: UnsafeMutablePointer<T>, _ name: String) throws(KVMError) {
         let r = fd.withRaw { ckvm_ioctl_ptr($0, request, arg) }
         guard r >= 0 else { throw .ioctl(call: name, context: "vCPU \(id)", errno: Int32(-r)) }

@@ -64,6 +64,24 @@ public final class VirtualMachine: @unchecked Sendable {
         return slot
     }
 
+    /// Turns dirty logging of memslot `id` on or off while the guest runs
+    /// (KVM_SET_USER_MEMORY_REGION with the same range and KVM_MEM_LOG_DIRTY_PAGES set or
+    /// cleared: KVM allows a flags-only change of an existing slot). Turning it on starts
+    /// from an empty log (a full one with INITIALLY_SET); writes made while it was off
+    /// are never reported.
+    public func setDirtyLogging(slot id: UInt32, _ on: Bool) throws(KVMError) {
+        let call = "KVM_SET_USER_MEMORY_REGION"
+        guard let s = slots[id] else { throw .invalidArgument(call: call, reason: "slot \(id) does not exist") }
+        guard s.logsDirtyPages != on else { return }
+        var region = kvm_userspace_memory_region(
+            slot: id, flags: on ? UInt32(KVM_MEM_LOG_DIRTY_PAGES) : 0,
+            guest_phys_addr: s.guestPhysicalAddress, memory_size: UInt64(s.byteCount),
+            userspace_addr: UInt64(UInt(bitPattern: s.memory.base)))
+        let r = fd.withRaw { ckvm_ioctl_ptr($0, ckvm_KVM_SET_USER_MEMORY_REGION, &region) }
+        guard r >= 0 else { throw .ioctl(call: call, context: "slot \(id) (dirty logging \(on ? "on" : "off"))", errno: Int32(-r)) }
+        slots[id] = MemorySlot(id: id, guestPhysicalAddress: s.guestPhysicalAddress, memory: s.memory, logsDirtyPages: on)
+    }
+
     // MARK: Manual protect
 
     /// Enables or disables manual dirty-log protect (KVM_ENABLE_CAP of

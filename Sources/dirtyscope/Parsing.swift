@@ -54,11 +54,11 @@ func parseModes(_ text: String) throws(SessionError) -> [HarvestMode] {
     var modes: [HarvestMode] = []
     for part in text.split(separator: ",") {
         guard let m = HarvestMode(rawValue: String(part)) else {
-            throw .invalidArgument("mode '\(part)' is not one of legacy, manual, ring")
+            throw .invalidArgument("mode '\(part)' is not one of \(HarvestMode.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         modes.append(m)
     }
-    guard !modes.isEmpty else { throw .invalidArgument("no mode given (allowed: legacy, manual, ring)") }
+    guard !modes.isEmpty else { throw .invalidArgument("no mode given (allowed: \(HarvestMode.allCases.map(\.rawValue).joined(separator: ", ")))") }
     return modes
 }
 
@@ -169,4 +169,28 @@ func parseCount(_ text: String, option: String, range: ClosedRange<Int>) throws(
         throw .invalidArgument("\(option) '\(text)' is not a whole number in \(range.lowerBound)...\(range.upperBound)")
     }
     return v
+}
+
+/// Parses a comma-separated list of counts ("1,2"); the command's own checks name the
+/// limits of what they count.
+func parseCounts(_ text: String, option: String) throws(SessionError) -> [Int] {
+    var counts: [Int] = []
+    for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+        guard let n = Int(part) else { throw .invalidArgument("\(option) '\(part)' is not a number") }
+        counts.append(n)
+    }
+    return counts
+}
+
+/// Parses a comma-separated list of clear chunks ("64,4096,slot").
+func parseChunks(_ text: String) throws(SessionError) -> [ClearChunk] {
+    var chunks: [ClearChunk] = []
+    for part in text.split(separator: ",", omittingEmptySubsequences: false) { chunks.append(try parseChunk(String(part))) }
+    return chunks
+}
+
+/// The 1, 5 and 15 minute load averages, as /proc/loadavg gives them.
+func loadAverage() -> String {
+    guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return "unknown" }
+    return text.split(separator: " ").prefix(3).joined(separator: " ")
 }

@@ -18,8 +18,9 @@ import Testing
             case .bytes: #expect(s.name.hasSuffix("_bytes"), "\(s.name) names no unit")
             case .nanoseconds:
                 // A latency metric's columns carry the unit: get_dirty_log_ns_total.
-                #expect(metric.columns.allSatisfy { $0.name.hasSuffix("_ns") || $0.name.contains("_ns_") || $0.name.hasSuffix("_calls") }, "\(s.name)")
+                #expect(metric.columns.allSatisfy { $0.name.hasSuffix("_ns") || $0.name.contains("_ns_") || $0.name.hasSuffix("_calls") || $0.name.hasSuffix("_count") }, "\(s.name)")
             case .fraction: #expect(s.name.hasSuffix("_fraction"))
+            case .perSecond: #expect(s.name.hasSuffix("_s") && s.name.contains("_per_"), "\(s.name) names no rate")
             case .rounds, .count: break
             }
         }
@@ -28,7 +29,7 @@ import Testing
     /// Presence bits never collide: round fields among themselves and with the record's own
     /// bits, slot counts among themselves and with the legacy watched bit.
     @Test func presenceBitsAreDistinct() {
-        let own = [RoundField.index, RoundField.startNanos, RoundField.verification, RoundField.origins]
+        let own = [RoundField.index, RoundField.startNanos, RoundField.verification, RoundField.origins, RoundField.vcpus]
         let metricBits = Metric.allCases.map(RoundField.bit).filter { $0 != 0 }
         let all = own + metricBits
         #expect(all.allSatisfy { $0.nonzeroBitCount == 1 })
@@ -40,7 +41,10 @@ import Testing
         // Round fields added after the composites keep the file order of version 1.
         #expect(RoundField.early.map(\.spec.name) == ["duration_ns", "bookkeeping_ns", "vcpu_exits", "copy_ns", "copied_bytes",
                                                     "guest_writes", "write_protect_faults", "ring_entries_harvested", "ring_full_exits"])
-        #expect(RoundField.late == [.lostPages])
+        #expect(RoundField.late == [.lostPages, .guestStallGet, .guestStallClear, .guestStallRing, .guestStallCopy, .guestStallVerify,
+                                    .guestStallOther, .guestStallCPUWait, .guestWorkNanos, .guestTimedWrites, .guestCPUWaitNanos,
+                                    .guestTimelineLost])
+        #expect(RoundField.lateLatencies == [.guestStall])
     }
 
     /// Totals follow the table: a summed metric adds, histograms merge.

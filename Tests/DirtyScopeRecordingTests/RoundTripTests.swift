@@ -113,6 +113,37 @@ import Testing
         #expect(reader.trailingEvents == [TimedEvent(nanos: .max, event: .intervalChanged(nanos: .max))])
     }
 
+    /// The guest's cost and the untracked mode: every field back as written, in each mode.
+    @Test func guestCostRoundTrips() throws {
+        let info = SyntheticRounds.sessionInfo(slots: 1, pagesPerSlot: 640)
+        var rounds: [Round] = []
+        for (k, (mode, policy)) in [(HarvestMode.untracked, ClearPolicy.auto), (.legacy, .auto), (.manual, .hand), (.ring, .auto),
+                                    (.untracked, .hand), (.manual, .auto)].enumerated() {
+            var m = RoundMetrics(mode: mode, clearChunk: k % 2 == 0 ? .wholeSlot : .pages(4096), clearPolicy: policy)
+            m.index = UInt64(k + 1)
+            m.slots = [SlotMetrics(slot: 0)]
+            for nanos: UInt64 in [30_000, 2_000_000, UInt64(k) << 40] { m.guestStall.record(nanos) }
+            for (i, cause) in GuestStallCause.allCases.enumerated() { m[cause.metric] = UInt64(1000 * (i + 1) + k) }
+            m[.guestStallCPUWait] = 77
+            m[.guestWorkNanos] = .max
+            m[.guestTimedWrites] = 123_456
+            m[.guestCPUWaitNanos] = 9
+            m[.guestTimelineLost] = UInt64(k)
+            m.vcpus = [VCPUCost(vcpu: 63, writes: 5, workNanos: 6, stallNanos: 7, cpuWaitNanos: 8, mainCause: GuestStallCause.allCases[k]),
+                       VCPUCost(vcpu: 0, writes: .max)]
+            rounds.append(Round(counting: m, bitmaps: [SlotBitmaps(pages: 640)]))
+        }
+        let path = try writeRecording(info, rounds.map { .round($0) })
+        defer { unlink(path) }
+        let reader = try RecordingReader(path: path)
+        #expect(reader.warnings.isEmpty)
+        for (i, round) in rounds.enumerated() {
+            #expect(try reader.entry(at: i).round == round, "round \(i) in \(round.metrics.setting)")
+        }
+        #expect(try reader.metrics(at: 0).setting.description == "untracked")
+        #expect(try reader.metrics(at: 4).clearPolicy == .auto, "no clear policy outside manual mode")
+    }
+
     @Test func everyEventCoversEveryCase() {
         #expect(Set(everyEvent.map { RecordingSummary.kind(of: $0) }).count == 16)
     }

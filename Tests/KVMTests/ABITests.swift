@@ -31,6 +31,9 @@ final class ABITests: XCTestCase {
             ("KVM_GET_SREGS", ckvm_KVM_GET_SREGS, 0x8138ae83, ioc(2, 0x83, size: 312)),                // kvm_sregs
             ("KVM_SET_SREGS", ckvm_KVM_SET_SREGS, 0x4138ae84, ioc(1, 0x84, size: 312)),
             ("KVM_SET_CPUID2", ckvm_KVM_SET_CPUID2, 0x4008ae90, ioc(1, 0x90, size: 8)),
+            ("KVM_GET_MSRS", ckvm_KVM_GET_MSRS, 0xc008ae88, ioc(3, 0x88, size: 8)),                    // kvm_msrs header
+            ("KVM_SET_MSRS", ckvm_KVM_SET_MSRS, 0x4008ae89, ioc(1, 0x89, size: 8)),
+            ("KVM_GET_TSC_KHZ", ckvm_KVM_GET_TSC_KHZ, 0xaea3, ioc(0, 0xa3)),
         ]
         for (name, shim, known, rebuilt) in pins {
             XCTAssertEqual(known, rebuilt, "\(name): the pinned literal disagrees with its _IOC encoding")
@@ -101,9 +104,35 @@ final class ABITests: XCTestCase {
         XCTAssertEqual(DS_ABI_MAGIC, 0x4550_4f43_5344_5344)
         XCTAssertEqual(DS_STAMP_VCPU_BITS, 8)
         // Version 2: stamps come from per-vCPU ranges of ds_control.stamp; last_page is gone.
-        XCTAssertEqual(DS_ABI_VERSION, 2)
+        // Version 3 adds the timeline and clock exchanges in what version 2 reserved.
+        XCTAssertEqual(DS_ABI_VERSION, 3)
+        XCTAssertEqual(DS_ABI_MIN_COMPATIBLE, 2)
         XCTAssertEqual(DS_STAMP_STEP, 1 << DS_STAMP_VCPU_BITS)
-        XCTAssertEqual(MemoryLayout<ds_vcpu>.offset(of: \.guest_reserved), 160)
+        XCTAssertEqual(MemoryLayout<ds_vcpu>.offset(of: \.flags), 104)
+        XCTAssertEqual(MemoryLayout<ds_vcpu>.offset(of: \.clock_request), 112)
+        XCTAssertEqual(MemoryLayout<ds_vcpu>.offset(of: \.timeline_head), 160)
+        XCTAssertEqual(MemoryLayout<ds_vcpu>.offset(of: \.clock_before), 168)
+        XCTAssertEqual(MemoryLayout<ds_vcpu>.offset(of: \.clock_after), 176)
+        XCTAssertEqual(MemoryLayout<ds_vcpu>.offset(of: \.clock_served), 184)
+        XCTAssertEqual(MemoryLayout<ds_vcpu>.offset(of: \.guest_reserved), 192)
+        // The timeline record, and the host's copy of its layout.
+        XCTAssertEqual(MemoryLayout<ds_tick>.size, 32)
+        XCTAssertEqual(MemoryLayout<ds_tick>.offset(of: \.tsc), 0)
+        XCTAssertEqual(MemoryLayout<ds_tick>.offset(of: \.steal), 8)
+        XCTAssertEqual(MemoryLayout<ds_tick>.offset(of: \.writes), 16)
+        XCTAssertEqual(MemoryLayout<ds_tick>.offset(of: \.kind), 20)
+        XCTAssertEqual(MemoryLayout<ds_tick>.offset(of: \.seq), 24)
+        XCTAssertEqual(DS_TIMELINE_RECORDS, 4096)
+        XCTAssertEqual(DS_TICK_START.rawValue, 0)
+        XCTAssertEqual(DS_TICK_WORK.rawValue, 1)
+        XCTAssertEqual(DS_TICK_RESUME.rawValue, 2)
+        // KVM's steal-time record: 64 bytes per vCPU, between the control block and the page tables.
+        XCTAssertEqual(Int(CKVM_SIZEOF_STEAL_TIME), Int(DS_STEAL_BYTES))
+        XCTAssertLessThanOrEqual(DS_CONTROL_GPA + DS_CONTROL_BYTES, DS_STEAL_GPA)
+        XCTAssertLessThanOrEqual(DS_STEAL_GPA + UInt64(DS_MAX_VCPUS) * DS_STEAL_BYTES, DS_PAGETABLE_GPA)
+        XCTAssertEqual(ckvm_MSR_KVM_STEAL_TIME, 0x4b56_4d03)
+        XCTAssertLessThanOrEqual(DS_STACK_GPA + UInt64(DS_MAX_VCPUS) * DS_STACK_BYTES, DS_TIMELINE_GPA)
+        XCTAssertLessThanOrEqual(DS_TIMELINE_GPA + UInt64(DS_MAX_VCPUS) * DS_TIMELINE_BYTES, DS_SYSTEM_BYTES)
         XCTAssertLessThanOrEqual(DS_MAX_VCPUS, 1 << DS_STAMP_VCPU_BITS)
         // The system area's pieces do not overlap and data starts above it.
         XCTAssertLessThanOrEqual(DS_CONTROL_GPA + DS_CONTROL_BYTES, DS_PAGETABLE_GPA)

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <linux/kvm.h>
+#include <asm/kvm_para.h>
 #include "dirtyscope_abi.h"
 
 /* Request numbers (pinned to their hex values by KVMTests). */
@@ -33,10 +34,16 @@ extern const unsigned long ckvm_KVM_SET_REGS;
 extern const unsigned long ckvm_KVM_GET_SREGS;
 extern const unsigned long ckvm_KVM_SET_SREGS;
 extern const unsigned long ckvm_KVM_SET_CPUID2;
+extern const unsigned long ckvm_KVM_GET_MSRS;
+extern const unsigned long ckvm_KVM_SET_MSRS;
+extern const unsigned long ckvm_KVM_GET_TSC_KHZ;
 
 /* kvm_dirty_gfn.flags bits (_BITULL macros Swift cannot import). */
 extern const uint32_t ckvm_DIRTY_GFN_F_DIRTY;
 extern const uint32_t ckvm_DIRTY_GFN_F_RESET;
+/* Steal time (asm/kvm_para.h): the MSR, and its enable bit. */
+extern const uint32_t ckvm_MSR_KVM_STEAL_TIME;
+extern const uint64_t ckvm_KVM_MSR_ENABLED;
 
 /* ioctl(2) with a pointer argument; returns -errno on failure. */
 long ckvm_ioctl_ptr(int fd, unsigned long request, void *arg);
@@ -46,6 +53,9 @@ long ckvm_ioctl_val(int fd, unsigned long request, unsigned long arg);
 /* Allocates a kvm_cpuid2 with room for `entries`; free() it. */
 struct kvm_cpuid2 *ckvm_cpuid2_alloc(uint32_t entries);
 struct kvm_cpuid_entry2 *ckvm_cpuid2_entries(struct kvm_cpuid2 *cpuid);
+/* A struct kvm_msrs with room for `entries` entries (calloc; free() it), and its entries. */
+struct kvm_msrs *ckvm_msrs_alloc(uint32_t entries);
+struct kvm_msr_entry *ckvm_msrs_entries(struct kvm_msrs *msrs);
 
 /* The kvm_run.io / .fail_entry / .internal views Swift cannot reach through the union. */
 static inline struct kvm_run *ckvm_run(void *mapping) { return (struct kvm_run *)mapping; }
@@ -76,6 +86,8 @@ enum {
     CKVM_SIZEOF_DIRTY_GFN = sizeof(struct kvm_dirty_gfn),
     CKVM_SIZEOF_STATS_HEADER = sizeof(struct kvm_stats_header),
     CKVM_SIZEOF_STATS_DESC = sizeof(struct kvm_stats_desc),
+    CKVM_SIZEOF_MSR_ENTRY = sizeof(struct kvm_msr_entry),
+    CKVM_SIZEOF_STEAL_TIME = sizeof(struct kvm_steal_time),
     CKVM_SIZEOF_DS_CONTROL = sizeof(struct ds_control),
     CKVM_SIZEOF_DS_VCPU = sizeof(struct ds_vcpu),
 };
