@@ -18,22 +18,24 @@ struct BenchCommand: ParsableCommand {
 
     @Option(parsing: .unconditional, help: "Guest memory per vCPU (e.g. 256M, 8G).")
     var mem = "256M"
-    @Option(parsing: .unconditional, help: "vCPUs.")
-    var vcpus = 2
+    @Option(name: .customLong("guest-mem"), parsing: .unconditional, help: "Guest suite: guest memory sizes to try, all vCPUs together, comma-separated (default 1G).")
+    var guestMem = "1G"
+    @Option(parsing: .unconditional, help: "vCPUs (the guest suite takes a comma-separated list; default 2, and 1,2 there).")
+    var vcpus: String?
     @Option(parsing: .unconditional, help: "Memslots the memory is split into.")
     var slots = 1
-    @Option(parsing: .unconditional, help: "Iterations after the populating pass.")
-    var iterations = 10
+    @Option(parsing: .unconditional, help: "Iterations after the populating pass (the guest suite: passes per vCPU; default 10, and 3 there).")
+    var iterations: Int?
     @Option(help: "Workload: sweep, random, hotset, stripes, wave.")
     var workload = "sweep"
     @Option(name: .customLong("dirty-percent"), parsing: .unconditional, help: "Percent of each vCPU's memory written per iteration.")
     var dirtyPercent = 100
     @Option(parsing: .unconditional, help: "Guest writes per second per vCPU (0 = as fast as it can).")
     var rate: UInt64 = 0
-    @Option(help: "Harvest modes to compare, comma-separated: legacy, manual, ring.")
-    var modes = "legacy,manual"
-    @Option(name: .customLong("clear-chunk"), parsing: .unconditional, help: "Manual-mode KVM_CLEAR_DIRTY_LOG chunks to try, comma-separated: 64, 4096, slot.")
-    var clearChunk = "64"
+    @Option(help: "Harvest modes to compare, comma-separated: legacy, manual, ring, untracked (default legacy,manual; the guest suite: untracked,legacy,manual,ring).")
+    var modes: String?
+    @Option(name: .customLong("clear-chunk"), parsing: .unconditional, help: "Manual-mode KVM_CLEAR_DIRTY_LOG chunks to try, comma-separated: 64, 4096, slot (default 64; the guest suite: 64,4096,slot).")
+    var clearChunk: String?
     @Option(name: .customLong("clear-policy"), help: "Manual-mode clear policies to try, comma-separated: auto, hand, after-copy, at-get.")
     var clearPolicy = "auto"
     @Option(parsing: .unconditional, help: "Consumer copy bandwidth (e.g. 1G/s); unlimited when not given.")
@@ -49,8 +51,12 @@ struct BenchCommand: ParsableCommand {
     var wait: String?
     @Flag(help: "Print JSON: one object per mode, units in the key names.")
     var json = false
-    @Option(help: "What to measure: kvm (the harvest modes), render (the heatmap UI), recording (replay files), plot (SVG pictures), fuzz (forged replay files through the reader).")
+    @Option(help: "What to measure: kvm (the harvest modes), guest (what each mode costs the guest, from its own timeline), render (the heatmap UI), recording (replay files), plot (SVG pictures), fuzz (forged replay files through the reader).")
     var suite = "kvm"
+    @Option(parsing: .unconditional, help: "Guest suite: harvest interval, start to start (e.g. 100ms; 0 = back to back).")
+    var interval = "100ms"
+    @Flag(name: .customLong("no-timeline"), help: "Guest suite: the guest logs no timeline (to measure what logging costs; no stall figures).")
+    var noTimeline = false
     @Option(parsing: .unconditional, help: "Fuzz suite: forged files to read.")
     var inputs = "1000000"
     @Option(parsing: .unconditional, help: "Fuzz suite: seed of the forgeries.")
@@ -65,6 +71,9 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         switch suite {
         case "kvm": break
+        case "guest":
+            try runGuestSuite()
+            return
         case "render":
             print("render: 64 GiB in 4 memslots, 200x60 terminal")
             for _ in 0..<3 { print(RenderBenchmark.run()) }
@@ -85,21 +94,21 @@ struct BenchCommand: ParsableCommand {
             try runFuzz()
             return
         default:
-            printError("suite '\(suite)' is not one of kvm, render, recording, plot, fuzz")
+            printError("suite '\(suite)' is not one of kvm, guest, render, recording, plot, fuzz")
             throw ExitCode(2)
         }
         let results = try reportingErrors { () throws(SessionError) -> [BenchResult] in
             var c = BenchConfig()
             c.memoryPerVCPU = try parseSize(mem, what: "memory per vCPU")
-            c.vcpus = vcpus
+            let counts = try parseCounts(vcpus ?? "2", option: "--vcpus")
+            guard counts.count == 1 else { throw .invalidArgument("--vcpus \(vcpus ?? ""): the kvm suite takes one vCPU count (the guest suite takes a list)") }
+            c.vcpus = counts[0]
             c.slots = slots
-            c.iterations = iterations
+            c.iterations = iterations ?? 10
             c.workload = WorkloadSettings(workload: try parseWorkload(workload), rate: rate)
             c.dirtyPercent = dirtyPercent
-            c.modes = try parseModes(modes)
-            var chunks: [ClearChunk] = []
-            for part in clearChunk.split(separator: ",") { chunks.append(try parseChunk(String(part))) }
-            c.clearChunks = chunks
+            c.modes = try parseModes(modes ?? "legacy,manual")
+            c.clearChunks = try parseChunks(clearChunk ?? "64")
             c.clearPolicies = try parseClearPolicies(clearPolicy)
             if let bandwidth { c.bandwidth = try parseBandwidth(bandwidth) }
             c.ringEntries = ringEntries
@@ -134,6 +143,41 @@ struct BenchCommand: ParsableCommand {
 }
 
 extension BenchCommand {
+    /// `--suite guest`: what each mode and clear chunk costs the guest, from its timeline.
+    func runGuestSuite() throws {
+        let (config, results) = try reportingErrors { () throws(SessionError) -> (GuestCostConfig, [GuestCostResult]) in
+            var c = GuestCostConfig()
+            c.guestBytes = try guestMem.split(separator: ",").map { (part) throws(SessionError) in try parseSize(String(part), what: "guest memory") }
+            c.vcpus = try parseCounts(vcpus ?? "1,2", option: "--vcpus")
+            c.slots = slots
+            c.passes = iterations ?? 3
+            c.workload = WorkloadSettings(workload: try parseWorkload(workload), rate: rate)
+            c.modes = try parseModes(modes ?? "untracked,legacy,manual,ring")
+            c.clearChunks = try parseChunks(clearChunk ?? "64,4096,slot")
+            if let bandwidth { c.bandwidth = try parseBandwidth(bandwidth) }
+            c.intervalNanos = try parseInterval(interval)
+            c.ringEntries = ringEntries
+            c.timeline = !noTimeline
+            try c.validate()
+            let host = try KVMSystemInfo.open()
+            try checkHostSupports(c.modes, ringEntries: ringEntries, system: host)
+            let quiet = json
+            let results = try GuestCostBench.run(c, system: host.system) { line in
+                if !quiet { print(line); fflush(nil) }
+            }
+            return (c, results)
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(results), as: UTF8.self))
+        } else {
+            print("")
+            print(guestCostTables(results, config: config, load: loadAverage()), terminator: "")
+        }
+        if results.contains(where: { $0.failure != nil }) { throw ExitCode(1) }
+    }
+
     /// `--suite fuzz`: forged recordings through the reader, in-process; the slowest input
     /// is kept in the temporary directory when it took over a second.
     func runFuzz() throws {
