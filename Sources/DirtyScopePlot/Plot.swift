@@ -12,6 +12,9 @@ public enum Plot {
         case fp
         /// GET and CLEAR latency per round, and their histograms.
         case latency
+        /// What tracking cost the guest: each vCPU's throughput per round, one panel per
+        /// mode and policy, with the host's GET and CLEAR time and the guest's stalls.
+        case stall
     }
 
     public struct Options: Sendable {
@@ -43,6 +46,7 @@ public enum Plot {
         case .heatmap: return try HeatmapPlot.render(reader, selection, options)
         case .fp: return FalsePositivePlot.render(reader, selection)
         case .latency: return LatencyPlot.render(reader, selection)
+        case .stall: return StallPlot.render(reader, selection)
         }
     }
 }

@@ -6,13 +6,13 @@ import Foundation
 struct PlotCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plot",
-        abstract: "Draw a recording as a self-contained SVG: heatmap, false positives or latency (needs no /dev/kvm).")
+        abstract: "Draw a recording as a self-contained SVG: heatmap, false positives, latency or guest stalls (needs no /dev/kvm).")
 
     @Argument(help: "The replay file.")
     var file: String
     @Option(name: .shortAndLong, help: "The SVG to write ('-' for stdout); default: FILE's name with -KIND.svg, here.")
     var output: String?
-    @Option(help: "What to draw: heatmap (address x round), fp (false-positive fraction), latency (GET and CLEAR).")
+    @Option(help: "What to draw: heatmap (address x round), fp (false-positive fraction), latency (GET and CLEAR), stall (what tracking cost the guest: throughput per vCPU, one panel per mode).")
     var kind = "heatmap"
     @Option(parsing: .unconditional, help: "Data slot to draw (heatmap), as inspect lists them.")
     var slot = "0"

@@ -79,7 +79,8 @@ final class PlotTests: XCTestCase {
 
     func testEveryKindRendersToAnImageOfItsSize() throws {
         let reader = try recording()
-        let sizes: [Plot.Kind: (Int, Int)] = [.heatmap: (1100, 620), .fp: (1080, 526), .latency: (1040, 626)]
+        // The stall plot: a panel per setting (legacy, manual/hand), 392 px each.
+        let sizes: [Plot.Kind: (Int, Int)] = [.heatmap: (1100, 620), .fp: (1080, 526), .latency: (1040, 626), .stall: (1076, 908)]
         for kind in Plot.Kind.allCases {
             var options = Plot.Options()
             options.kind = kind
@@ -118,6 +119,47 @@ final class PlotTests: XCTestCase {
         fp.kind = .fp
         let fpSVG = try Plot.render(reader, fp)
         XCTAssertTrue(fpSVG.contains("legacy: 50%") && fpSVG.contains("manual/hand: 50%"), "each setting with its rate")
+    }
+
+    /// The guest's cost: a panel per setting with its throughput against the untracked
+    /// baseline, the stalls by cause, and a line per vCPU.
+    func testStallPlotComparesEachSettingWithUntracked() throws {
+        let info = SessionInfo(toolVersion: "test", hostKernel: "test", pageSize: PageSize.system,
+                               slots: [SlotInfo(index: 0, kvmSlot: 1, guestPhysicalAddress: 1 << 30, pages: 4096)],
+                               vcpus: 2, guestName: "workload", capabilities: [:], mode: .untracked, clearChunk: .pages(64),
+                               workload: WorkloadSettings(workload: .sweep, rate: 0), intervalNanos: 100_000_000,
+                               bandwidth: 0, ringEntries: 0, falsePositiveMethod: .stamp, startTime: 0)
+        let path = scratch.appendingPathComponent("stall.dsrec").path
+        let writer = try RecordingWriter(path: path, info: info)
+        for i in 1...30 {
+            // 10 untracked rounds at 4,000 writes/s a vCPU, then 10 legacy and 10 manual ones at half that.
+            let mode: HarvestMode = i <= 10 ? .untracked : i <= 20 ? .legacy : .manual
+            var m = RoundMetrics(mode: mode, clearChunk: .pages(64))
+            m.index = UInt64(i)
+            m.slots = [SlotMetrics(slot: 0)]
+            let writes: UInt64 = mode == .untracked ? 400 : 200
+            m.vcpus = [VCPUCost(vcpu: 0, writes: writes, workNanos: 100_000_000), VCPUCost(vcpu: 1, writes: writes, workNanos: 100_000_000)]
+            m[.guestTimedWrites] = 2 * writes
+            m[.guestWorkNanos] = 200_000_000
+            if mode != .untracked {
+                m.getDirtyLog.record(1_000_000)
+                m.guestStall.record(50_000_000)
+                m[mode == .legacy ? .guestStallGet : .guestStallClear] = 50_000_000
+            }
+            try writer.append(.round(Round(counting: m, bitmaps: [SlotBitmaps(pages: 4096)])))
+        }
+        try writer.finish()
+        var options = Plot.Options()
+        options.kind = .stall
+        let svg = try Plot.render(try RecordingReader(path: path), options)
+        XCTAssertTrue(svg.contains("untracked: 10 rounds, 4k/s a vCPU"), "the baseline's panel")
+        XCTAssertTrue(svg.contains("legacy: 10 rounds, 2k/s a vCPU (0.500 of untracked), guest stall 50 ms a round"))
+        XCTAssertTrue(svg.contains("manual/auto: 10 rounds, 2k/s a vCPU (0.500 of untracked)"))
+        XCTAssertTrue(svg.contains("vCPU 1") && svg.contains("guest stalled beside:") && svg.contains("host in GET"), "the legend")
+        XCTAssertEqual(svg.components(separatedBy: "stroke-dasharray=\"6 4\"").count - 1, 3 + 1, "the baseline in each panel and the legend")
+        let image = try rasterize(svg, name: "stall")
+        XCTAssertEqual(image.width, 1076)
+        XCTAssertEqual(image.height, 84 + 3 * 392 + 40)
     }
 
     func testBadRequestsNameTheValue() throws {
