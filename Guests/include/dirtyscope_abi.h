@@ -152,7 +152,8 @@ struct ds_vcpu {
     uint32_t flags;         /* DS_VCPU_F_* (ABI 3) */
     uint32_t host_pad;
     uint64_t clock_request; /* clock exchanges wanted: do one while clock_served < this (ABI 3) */
-    uint64_t host_reserved[1];
+    uint64_t chunk_ticks;   /* TSC ticks a chunk of unpaced writes should take, so the timeline has a
+                               record every so often however slow a write is (ABI 3; 0: 1024 writes) */
     /* guest -> host */
     uint64_t writes;        /* page writes done (a guest may add them up a chunk at a time) */
     uint64_t passes;        /* passes done */

@@ -33,18 +33,20 @@ static inline uint64_t ds_steal(uint64_t vcpu)
 }
 
 /* Appends a timeline record (ABI 3) for vCPU `vcpu`; *head is the guest's copy of
- * ds_vcpu.timeline_head, which it stores after the record. */
-static inline void ds_tick(volatile struct ds_vcpu *me, uint64_t vcpu, uint64_t *head, uint32_t kind, uint32_t writes)
+ * ds_vcpu.timeline_head, which it stores after the record. Returns the record's TSC. */
+static inline uint64_t ds_tick(volatile struct ds_vcpu *me, uint64_t vcpu, uint64_t *head, uint32_t kind, uint32_t writes)
 {
     uint64_t i = *head;
     volatile struct ds_tick *t = (volatile struct ds_tick *)(uintptr_t)
         (DS_TIMELINE_GPA + vcpu * DS_TIMELINE_BYTES + (i & (DS_TIMELINE_RECORDS - 1)) * sizeof(struct ds_tick));
-    t->tsc = ds_rdtsc();
+    uint64_t tsc = ds_rdtsc();
+    t->tsc = tsc;
     t->steal = ds_steal(vcpu);
     *(volatile uint64_t *)&t->writes = ((uint64_t)kind << 32) | writes;
     t->seq = i;
     *head = i + 1;
     __atomic_store_n((uint64_t *)&me->timeline_head, i + 1, __ATOMIC_RELEASE);
+    return tsc;
 }
 
 /* One clock exchange (ABI 3): the TSC around a DS_PORT_CLOCK call, so the host can

@@ -16,8 +16,11 @@
  */
 #include "ds_guest.h"
 
-/* Writes per chunk when no rate is set: how often the guest looks at its block. */
+/* Writes per chunk when no rate is set: how often the guest looks at its block. With
+ * chunk_ticks set and the timeline on, chunks shrink (to no fewer than CHUNK_MIN writes)
+ * so that one takes about that long. */
 #define CHUNK 1024u
+#define CHUNK_MIN 16u
 
 struct state {
     uint32_t generation;
@@ -36,6 +39,9 @@ struct state {
     uint32_t resumed;      /* a host call was made since the last record */
     uint64_t head;         /* timeline records written */
     uint64_t clock_served; /* clock exchanges done */
+    uint64_t last_tsc;     /* the last record's TSC */
+    uint64_t chunk_ticks;  /* target length of an unpaced chunk, in TSC ticks (0: CHUNK writes) */
+    uint64_t chunk;        /* writes in the next unpaced chunk */
 };
 
 static void reload(volatile struct ds_control *ctl, volatile struct ds_vcpu *me, struct state *s)
@@ -64,6 +70,8 @@ static void reload(volatile struct ds_control *ctl, volatile struct ds_vcpu *me,
     if (log && !s->log)
         s->started = 0;
     s->log = log;
+    s->chunk_ticks = log ? me->chunk_ticks : 0;
+    s->chunk = CHUNK;
 }
 
 /* A timeline record: the first after logging starts is DS_TICK_START, the first after
@@ -74,7 +82,7 @@ static inline void log_tick(volatile struct ds_vcpu *me, uint64_t vcpu, struct s
         kind = DS_TICK_START;
         s->started = 1;
     }
-    ds_tick(me, vcpu, &s->head, kind, writes);
+    s->last_tsc = ds_tick(me, vcpu, &s->head, kind, writes);
     s->resumed = 0;
 }
 
@@ -251,7 +259,7 @@ void _start(uint64_t vcpu, volatile struct ds_control *ctl)
         }
 
         uint64_t rate = me->rate;
-        uint64_t n = rate ? (me->batch ? me->batch : 1) : CHUNK;
+        uint64_t n = rate ? (me->batch ? me->batch : 1) : s.chunk;
         uint64_t pass_writes = me->pass_writes;
         if (pass_writes && n > pass_writes - s.pass_count)
             n = pass_writes - s.pass_count;
@@ -259,9 +267,17 @@ void _start(uint64_t vcpu, volatile struct ds_control *ctl)
             log_tick(me, vcpu, &s, DS_TICK_RESUME, 0);
         uint64_t stamp = DS_STAMP(ds_take_stamps(ctl, n), vcpu);
         int pass_end = 0;
+        uint64_t started = s.last_tsc;
         uint64_t done = write_chunk(ctl, &s, n, &stamp, &pass_end);
-        if (s.log)
+        if (s.log) {
             log_tick(me, vcpu, &s, DS_TICK_WORK, (uint32_t)done);
+            /* A full unpaced chunk sets the next one's size: about chunk_ticks long. */
+            uint64_t took = s.last_tsc - started;
+            if (s.chunk_ticks && !rate && done == n && took) {
+                uint64_t next = n * s.chunk_ticks / took;
+                s.chunk = next < CHUNK_MIN ? CHUNK_MIN : next > CHUNK ? CHUNK : next;
+            }
+        }
         me->writes += done;
         s.pass_count += done;
         if (rate) {

@@ -25,7 +25,7 @@ struct ControlBlock: @unchecked Sendable {
         case commandPage, commandSeq, writes, passes, heartbeat, commandAck
         /// `flags` (u32) and its padding, as one word.
         case flags
-        case clockRequest, timelineHead, clockBefore, clockAfter, clockServed
+        case clockRequest, chunkTicks, timelineHead, clockBefore, clockAfter, clockServed
 
         var offset: Int {
             let l = MemoryLayout<ds_vcpu>.self
@@ -46,6 +46,7 @@ struct ControlBlock: @unchecked Sendable {
             case .commandAck: return l.offset(of: \.command_ack)!
             case .flags: return l.offset(of: \.flags)!
             case .clockRequest: return l.offset(of: \.clock_request)!
+            case .chunkTicks: return l.offset(of: \.chunk_ticks)!
             case .timelineHead: return l.offset(of: \.timeline_head)!
             case .clockBefore: return l.offset(of: \.clock_before)!
             case .clockAfter: return l.offset(of: \.clock_after)!
@@ -86,8 +87,10 @@ struct ControlBlock: @unchecked Sendable {
     func store(_ vcpu: Int, _ field: Field, _ value: UInt64) { ckvm_store_release_u64(pointer(vcpu, field), value) }
 
     /// Sets workload, parameters and flags, then bumps `generation` (release) so the guest re-reads.
-    func configure(_ vcpu: Int, workload: UInt32, settings: WorkloadSettings, passWrites: UInt64, flags: UInt32) {
+    func configure(_ vcpu: Int, workload: UInt32, settings: WorkloadSettings, passWrites: UInt64, flags: UInt32,
+                   chunkTicks: UInt64 = 0) {
         store(vcpu, .flags, UInt64(flags))
+        store(vcpu, .chunkTicks, chunkTicks)
         store(vcpu, .seed, settings.seed &+ UInt64(vcpu) &* 0x9e37_79b9_7f4a_7c15)
         store(vcpu, .param0, settings.param0)
         store(vcpu, .param1, settings.param1)

@@ -115,6 +115,12 @@ public final class GuestMachine: @unchecked Sendable {
     public let tscTicksPerSecond: [UInt64]
     /// Whether KVM keeps each vCPU's steal time in guest memory (MSR_KVM_STEAL_TIME was accepted).
     public let stealTime: Bool
+    /// How long an unpaced chunk of guest writes should take (`ds_vcpu.chunk_ticks`): the
+    /// timeline's resolution, whatever a write costs. 2 ms keeps the guest's own cost of
+    /// logging small on a host that emulates guest instructions (README).
+    public static let chunkNanos: UInt64 = 2_000_000
+
+    private func chunkTicks(vcpu i: Int) -> UInt64 { tscTicksPerSecond[i] * Self.chunkNanos / 1_000_000_000 }
 
     /// The vCPU threads and everything they share; they hold it, not the machine, so
     /// dropping the machine's last reference stops them (deinit).
@@ -232,7 +238,7 @@ public final class GuestMachine: @unchecked Sendable {
                 control.store(i, .firstPage, UInt64(lo))
                 control.store(i, .numPages, UInt64(hi - lo))
                 control.configure(i, workload: config.workload.workload.abiValue, settings: config.workload, passWrites: config.passWrites,
-                                  flags: flags)
+                                  flags: flags, chunkTicks: ticks[i] * Self.chunkNanos / 1_000_000_000)
             }
         } catch {
             throw .kvm(error)
@@ -302,7 +308,7 @@ public final class GuestMachine: @unchecked Sendable {
     public func setWorkload(_ settings: WorkloadSettings, passWrites: UInt64? = nil) {
         for i in 0..<vcpus.count {
             control.configure(i, workload: settings.workload.abiValue, settings: settings, passWrites: passWrites ?? config.passWrites,
-                              flags: vcpuFlags)
+                              flags: vcpuFlags, chunkTicks: chunkTicks(vcpu: i))
         }
         threads.wakeIdle()
     }
@@ -346,7 +352,8 @@ public final class GuestMachine: @unchecked Sendable {
     public func enterCommandMode() {
         for i in 0..<vcpus.count {
             control.store(i, .commandAck, control.load(i, .commandSeq))
-            control.configure(i, workload: UInt32(DS_WL_COMMAND.rawValue), settings: config.workload, passWrites: 0, flags: vcpuFlags)
+            control.configure(i, workload: UInt32(DS_WL_COMMAND.rawValue), settings: config.workload, passWrites: 0, flags: vcpuFlags,
+                              chunkTicks: chunkTicks(vcpu: i))
         }
         threads.wakeIdle()
         // A heartbeat advancing twice after the switch means the guest has re-read its block.
