@@ -130,6 +130,7 @@ public struct RecordingSummary {
                        : String(repeating: " ", count: widths[c] - row[c].count) + row[c]
             }.joined(separator: "  "))
         }
+        lines.append(contentsOf: guestCostLines())
         if !d.warnings.isEmpty {
             lines.append("")
             lines.append("warnings")
@@ -137,6 +138,40 @@ public struct RecordingSummary {
         }
         // Names, paths and reasons come from the file: no byte of them may drive the terminal.
         return lines.map(Self.printable).joined(separator: "\n") + "\n"
+    }
+
+    /// What tracking cost the guest, per mode and policy, from its timeline: nothing when
+    /// no round has one (a guest before ABI 3, or a recording made before it).
+    func guestCostLines() -> [String] {
+        let d = document
+        let modes = d.modes.filter { $0.values[.guestWorkNanos] > 0 }
+        guard !modes.isEmpty else { return [] }
+        let baseline = d.modes.first { $0.setting.mode == .untracked }.map(\.values.guestThroughput)
+        var rows = [["guest cost", "writes/s a vCPU", "vs untracked", "stall/round", "longest", "stalls", "GET", "CLEAR", "ring",
+                     "copy", "verify", "other", "CPU wait"]]
+        for setting in modes {
+            let m = setting.values
+            let rounds = max(1, m[.rounds])
+            var row = [setting.setting.description, String(format: "%.0f", m.guestThroughput)]
+            row.append(baseline.map { $0 > 0 && setting.setting.mode != .untracked ? String(format: "%.3f", m.guestThroughput / $0) : "-" } ?? "-")
+            row += [Self.duration(m.guestStall.totalNanos / rounds), Self.duration(m.guestStall.maxNanos), "\(m.guestStall.count)"]
+            for cause in GuestStallCause.allCases { row.append(Self.duration(m[cause.metric])) }
+            row.append(Self.duration(m[.guestStallCPUWait]))
+            rows.append(row)
+        }
+        let widths = rows[0].indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
+        var lines = [""]
+        for row in rows {
+            lines.append(row.indices.map { c in
+                c == 0 ? row[c].padding(toLength: widths[c], withPad: " ", startingAt: 0)
+                       : String(repeating: " ", count: widths[c] - row[c].count) + row[c]
+            }.joined(separator: "  "))
+        }
+        lines.append("(stall time by what the host was doing then, over the whole recording; CPU wait: the part the vCPUs' threads waited for a host CPU)")
+        if d.total[.guestTimelineLost] > 0 {
+            lines.append("guest timeline: \(d.total[.guestTimelineLost]) records lost before the host read them")
+        }
+        return lines
     }
 
     /// Guest faults listed by `inspect`.

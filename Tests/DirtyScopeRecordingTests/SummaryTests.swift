@@ -57,6 +57,46 @@ import Testing
         #expect(json["rounds"] as? Int == 20)
     }
 
+    /// The guest's cost per setting: throughput against the untracked rounds, stall per
+    /// round by cause, in the text; a recording without a timeline shows no such table.
+    @Test func guestCostTableComparesWithUntracked() throws {
+        let info = SyntheticRounds.sessionInfo(slots: 1, pagesPerSlot: 1000)
+        var rounds: [Round] = []
+        for i in 1...6 {
+            var m = RoundMetrics(mode: i <= 3 ? .untracked : .legacy, clearChunk: .pages(64))
+            m.index = UInt64(i)
+            m.slots = [SlotMetrics(slot: 0)]
+            m[.guestTimedWrites] = i <= 3 ? 4_000 : 3_000
+            m[.guestWorkNanos] = 1_000_000_000
+            if i > 3 {
+                m.guestStall.record(2_000_000)
+                m[.guestStallGet] = 1_500_000
+                m[.guestStallOther] = 500_000
+                m[.guestStallCPUWait] = 250_000
+            }
+            rounds.append(Round(counting: m, bitmaps: [SlotBitmaps(pages: 1000)]))
+        }
+        let path = try writeRecording(info, rounds.map { .round($0) })
+        defer { unlink(path) }
+        let text = RecordingSummary(try RecordingReader(path: path)).text()
+        let lines = text.split(separator: "\n").map(String.init)
+        let legacy = try #require(lines.first { $0.hasPrefix("legacy ") && $0.contains("0.750") }, "\(text)")
+        // 3,000 writes a second against 4,000 untracked; 2 ms of stall a round, 6 ms in all.
+        #expect(legacy.contains("3000") && legacy.contains("2.0ms") && legacy.contains("4.5ms") && legacy.contains("750.0us"), "\(legacy)")
+        #expect(lines.contains { $0.hasPrefix("guest cost ") })
+        #expect(lines.contains { $0.hasPrefix("untracked ") && $0.contains("4000") })
+
+        let plain = rounds.map { r in
+            var m = RoundMetrics(mode: .legacy, clearChunk: .pages(64))
+            m.index = r.index
+            m.slots = [SlotMetrics(slot: 0)]
+            return Round(counting: m, bitmaps: [SlotBitmaps(pages: 1000)])
+        }
+        let plainPath = try writeRecording(info, plain.map { .round($0) })
+        defer { unlink(plainPath) }
+        #expect(!RecordingSummary(try RecordingReader(path: plainPath)).text().contains("guest cost"))
+    }
+
     @Test func csvHasAHeaderAndALinePerRound() throws {
         let (reader, rounds) = try recording()
         let path = temporaryPath("csv")
