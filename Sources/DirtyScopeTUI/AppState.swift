@@ -22,6 +22,10 @@ struct HistoryPoint: Equatable {
     var falsePositiveFraction: Double
     var reportedPerSecond: Double
     var mark: HistoryMark?
+    /// What the guest paid this round, per vCPU (empty without a timeline), for the strip.
+    var vcpus: [VCPUCost] = []
+    /// The round's mode and policy.
+    var setting: HarvestSetting? = nil
 }
 
 /// A line of text the user is typing a number into (`s`, `b`).
@@ -72,6 +76,8 @@ struct AppState: Equatable {
     /// The clear policy last asked for with `o`, until the session confirms it: quick
     /// presses step on from it rather than from the policy still in force.
     var requestedPolicy: ClearPolicy?
+    /// The mode `u` left for untracked, to return to.
+    var trackedMode: HarvestMode?
     /// The false-positive overlay: on from the start, `f` hides it.
     var showFalsePositives = true
     var showHelp = false

@@ -158,6 +158,14 @@ final class Backend {
         case .boundary: return (238, -1, white, -1, dim)
         case .sparkFalsePositive: return (226, -1, yellow, -1, 0)
         case .sparkDirty: return (203, -1, magenta, -1, 0)
+        case .stallNone: return (114, -1, green, -1, 0)
+        case .stallGet: return (39, -1, blue, -1, bold)
+        case .stallClear: return (208, -1, yellow, -1, 0)
+        case .stallRing: return (201, -1, magenta, -1, bold)
+        case .stallCopy: return (250, -1, white, -1, 0)
+        case .stallVerify: return (178, -1, yellow, -1, bold)
+        case .stallOther: return (196, -1, red, -1, bold)
+        case .stallCPU: return (141, -1, magenta, -1, 0)
         case .plain, .bold, .dim, .reverse, .underline: return (-1, -1, -1, -1, 0)
         }
     }

@@ -37,7 +37,8 @@ extension AppState {
         if let last = session.lastSetting, last != round.setting { mark = .setting }
         else if session.clearSinceLastRound { mark = .clear }
         session.history.append(HistoryPoint(falsePositiveFraction: values.falsePositiveFraction,
-                                            reportedPerSecond: Double(values[.reportedPages]) / seconds, mark: mark))
+                                            reportedPerSecond: Double(values[.reportedPages]) / seconds, mark: mark,
+                                            vcpus: round.metrics.vcpus, setting: round.setting))
         if session.history.count > historyRounds { session.history.removeFirst(session.history.count - historyRounds) }
         session.lastSetting = round.setting
         session.lastOrigins = round.origins

@@ -11,6 +11,14 @@ enum Format {
         return fixed(value / 1e9, 2) + "G"
     }
 
+    /// A rate as at most four characters and a unit: "850", "5.2k", "1.50M".
+    static func rate(_ perSecond: Double) -> String {
+        let v = abs(perSecond)
+        if v < 1_000 { return "\(Int(perSecond.rounded()))" }
+        if v < 1e6 { return fixed(perSecond / 1e3, v < 1e5 ? 1 : 0) + "k" }
+        return fixed(perSecond / 1e6, 2) + "M"
+    }
+
     /// Nanoseconds as "850ns", "12.4µs", "3.1ms", "2.0s"; `micro` is the glyph table's "µs".
     static func duration(_ nanos: UInt64, micro: String = "µs") -> String {
         let n = Double(nanos)

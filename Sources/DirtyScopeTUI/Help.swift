@@ -26,6 +26,7 @@ enum KeyHelp {
     static let live: [Entry] = [
         Entry(keys: "m", action: "toggle manual protect / legacy", short: "manual / legacy mode"),
         Entry(keys: "o", action: "next clear policy (manual mode)", short: "next clear policy"),
+        Entry(keys: "u", action: "untracked (dirty logging off) and back: the guest's baseline", short: "untracked and back"),
         Entry(keys: "space", action: "mark the cursor's block", short: "mark the cursor block"),
         Entry(keys: "v", action: "start / end a range of blocks", short: "start / end a range"),
         Entry(keys: "c", action: "CLEAR selected blocks (or the cursor's)", short: "CLEAR selected blocks"),
@@ -58,8 +59,8 @@ enum KeyHelp {
         let tail = "? help  q quit"
         let hints = replay
             ? ["space play", ",. step", "[] seek", "<> speed", "z zoom", "t time", "f FP", "tab slot"]
-            : ["m mode", "p pause", "c clear", "o policy", "space/v select", "x drop", "z zoom", "t time", "f FP",
-               "r rec", "tab slot"]
+            : ["m mode", "p pause", "c clear", "o policy", "space/v select", "x drop", "u untracked", "z zoom", "t time",
+               "f FP", "r rec", "tab slot"]
         var line = ""
         for hint in hints where line.count + hint.count + 2 + tail.count <= width { line += hint + "  " }
         return line + tail

@@ -89,7 +89,7 @@ extension AppState {
     private mutating func handleSessionKey(_ key: Key) -> [Effect] {
         guard case .char(let c) = key else { return [] }
         if replay != nil {
-            if "mocnpsbrR+-=123456".contains(c) { say("replay: '\(c)' steers a live session only", .warn) }
+            if "mocnpsbrR+-=123456u".contains(c) { say("replay: '\(c)' steers a live session only", .warn) }
             return []
         }
         switch c {
@@ -101,6 +101,13 @@ extension AppState {
             case .manual: return [.send(.setMode(.legacy))]
             case .legacy, .untracked: return [.send(.setMode(.manual))]
             }
+        case "u":
+            // Untracked and back: the baseline the guest strip and the guest rows compare with.
+            if session.mode == .untracked { return [.send(.setMode(trackedMode ?? .legacy))] }
+            trackedMode = session.mode
+            say("untracked: dirty logging off, nothing harvested; u turns tracking back on"
+                + (session.mode == .ring ? " (ring mode: a new VM)" : ""), .good)
+            return [.send(.setMode(.untracked))]
         case "o":
             let next = (requestedPolicy ?? session.clearPolicy).next
             requestedPolicy = next

@@ -27,6 +27,8 @@ struct Layout: Equatable {
     let heat: Rect
     /// One line under the heat area: where this round's false positives came from.
     let race: Rect
+    /// The guest strip above the race line: each vCPU's throughput round by round.
+    let guest: Rect
     let metrics: Rect
     /// The glyph legend, a line of its own.
     let legend: Rect
@@ -47,7 +49,9 @@ struct Layout: Equatable {
         let bodyHeight = max(0, h - 3 - top)
         metrics = Rect(x: w - Self.metricsWidth(w), y: top, width: Self.metricsWidth(w), height: bodyHeight)
         let heatWidth = max(0, w - metrics.width - 1)
-        heat = Rect(x: 0, y: top, width: heatWidth, height: max(0, bodyHeight - 1))
+        let guestRows = GuestStrip.rows(vcpus: state.info.vcpus, height: h)
+        heat = Rect(x: 0, y: top, width: heatWidth, height: max(0, bodyHeight - 1 - guestRows))
+        guest = Rect(x: 0, y: top + heat.height, width: heatWidth, height: guestRows)
         race = Rect(x: 0, y: top + max(0, bodyHeight - 1), width: heatWidth, height: 1)
         panels = Self.placePanels(slots: state.session.slots.count, selected: state.selectedSlot, in: heat)
     }

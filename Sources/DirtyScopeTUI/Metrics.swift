@@ -8,7 +8,7 @@ import DirtyScopeModel
 /// to its blocks, and the FP% history on a fixed log scale. Rows have priorities: a short
 /// panel drops the least important rows, never cuts a label.
 enum Metrics {
-    private enum Row {
+    enum Row {
         case section(String)
         case text(String, Role)
         /// Row `index` (0 = top) of the FP% chart.
@@ -109,19 +109,25 @@ enum Metrics {
             Format.fixed(r[.copyNanos] > 0 ? Double(r[.copiedBytes]) / 1_048_576 / (Double(r[.copyNanos]) / 1e9) : 0, 1)
         }
         add(.text(columns("copy MiB/s", copyRate ?? "-", ""), .plain), 6)
+        GuestRows.add(state, width: w, micro: micro, columns: columns, add: add)
 
         // The FP rate of each mode and policy this session used; the running one first in importance.
         if !state.session.bySetting.isEmpty {
             let wide = w >= 40
-            add(.section(wide ? "FP rate, MiB and s@bw by mode" : "FP rate by mode"), 1)
+            // With a guest timeline, each mode's throughput against untracked and its time stalled too.
+            let guest = totals[.guestWorkNanos] > 0
+            let guestTitle = GuestStrip.baseline(state) == nil ? ", wr/s, stall" : ", vs untr, stall"
+            add(.section((wide ? "FP rate, MiB and s@bw" : "FP rate") + (guest && w >= 30 ? guestTitle : "") + " by mode"), 1)
             let settings = state.session.bySetting.keys.sorted()
             let nameWidth = max(8, settings.map(\.description.count).max() ?? 0)
             for setting in settings {
                 let t = state.session.bySetting[setting]!
-                var text = pad(setting.description, nameWidth) + leftPad(Format.percentFine(t.falsePositiveFraction), 8)
+                var text = pad(setting.description, nameWidth) + leftPad(Format.percentFine(t.falsePositiveFraction), wide ? 8 : 7)
                 if wide {
                     text += leftPad(mib(t[.falsePositivePages]), 9) + leftPad(secs(t[.falsePositivePages]), 8)
                 }
+                let guestColumns = GuestRows.modeColumns(state, setting)
+                if text.count + guestColumns.count <= w { text += guestColumns }
                 add(.text(text, setting == state.session.lastSetting ? .bold : .plain),
                     setting == state.session.lastSetting ? 1 : 2)
             }
@@ -261,11 +267,11 @@ enum Metrics {
         return lines
     }
 
-    private static func pad(_ s: String, _ n: Int) -> String {
+    static func pad(_ s: String, _ n: Int) -> String {
         s.count >= n ? String(s.prefix(n)) : s + String(repeating: " ", count: n - s.count)
     }
 
-    private static func leftPad(_ s: String, _ n: Int) -> String {
+    static func leftPad(_ s: String, _ n: Int) -> String {
         s.count >= n ? s : String(repeating: " ", count: n - s.count) + s
     }
 }

@@ -19,9 +19,10 @@ enum Render {
         for y in layout.heat.y..<(layout.heat.y + layout.heat.height) {
             screen[layout.heat.width, y] = Cell(theme.glyphs.blockBoundary, theme.role(.border))
         }
-        for y in layout.race.y..<(layout.race.y + layout.race.height) {
+        for y in layout.guest.y..<(layout.race.y + layout.race.height) {
             screen[layout.race.width, y] = Cell(theme.glyphs.blockBoundary, theme.role(.border))
         }
+        GuestStrip.draw(&screen, state: state, in: layout.guest, theme: theme)
         RaceStrip.draw(&screen, state: state, in: layout.race, theme: theme)
         Metrics.draw(&screen, state: state, in: layout.metrics, theme: theme)
         Legend.draw(&screen, y: layout.legend.y, width: layout.legend.width, theme: theme,
@@ -119,18 +120,24 @@ enum Render {
         let entryWidth = max(keyWidth + keys.map(\.short.count).max()!, 6 + glyphs.map(\.explanation.count).max()!) + 2
         let room = screen.height - 2
         // Rows: title line, keys, a gap, glyphs title, glyphs, (gap, policies title, policies), bottom border.
-        func rows(_ columns: Int, policies p: Bool) -> Int {
+        // The guest strip's explanation, wrapped to what the widest part of the box allows.
+        let guestText = GuestStrip.helpLines(g, monochrome: theme.colors == .monochrome)
+        func rows(_ columns: Int, policies p: Bool, guest: [String] = []) -> Int {
             let per = { (n: Int) in (n + columns - 1) / columns }
-            return 2 + per(keys.count) + 2 + per(glyphs.count) + (p ? 2 + policies.count : 0) + 1
+            return 2 + per(keys.count) + 2 + per(glyphs.count) + (p ? 2 + policies.count : 0) + (guest.isEmpty ? 0 : 2 + guest.count) + 1
         }
         let columns = rows(1, policies: false) <= room || screen.width < 2 * entryWidth + 4 ? 1 : 2
         let policyWidth = keyWidth + policies.map(\.action.count).max()! + 2
         let showPolicies = rows(columns, policies: true) <= room && !state.isReplay && policyWidth + 3 <= screen.width - 2
+        let guestWidth = max(40, min(screen.width - 6, max(columns * entryWidth, showPolicies ? policyWidth : 0)))
+        let guestLines = guestText.flatMap { Metrics.wrap($0, guestWidth) }
+        let showGuest = rows(columns, policies: showPolicies, guest: guestLines) <= room
         // One column has room for the long descriptions where the terminal is wide enough.
         let longWidth = keyWidth + keys.map(\.action.count).max()! + 2
         let long = columns == 1 && longWidth + 3 <= screen.width - 2
-        let boxWidth = min(screen.width - 2, max(columns * entryWidth, showPolicies ? policyWidth : 0, long ? longWidth : 0) + 3)
-        let boxHeight = min(room, rows(columns, policies: showPolicies))
+        let boxWidth = min(screen.width - 2, max(columns * entryWidth, showPolicies ? policyWidth : 0, long ? longWidth : 0,
+                                                 showGuest ? guestWidth : 0) + 3)
+        let boxHeight = min(room, rows(columns, policies: showPolicies, guest: showGuest ? guestLines : []))
         let x0 = (screen.width - boxWidth) / 2, y0 = (screen.height - boxHeight) / 2
         let border = theme.role(.title)
         screen.fill(x: x0, y: y0, width: boxWidth, height: boxHeight)
@@ -179,6 +186,12 @@ enum Render {
             table(policies.count, columns: 1) { i, x, row, room in
                 screen.put(policies[i].keys, x: x, y: row, role: theme.role(.key), maxWidth: min(keyWidth, room))
                 screen.put(policies[i].action, x: x + keyWidth, y: row, maxWidth: room - keyWidth)
+            }
+        }
+        if showGuest {
+            heading("guest strip (under the heatmap): what tracking costs the guest")
+            table(guestLines.count, columns: 1) { i, x, row, room in
+                screen.put(guestLines[i], x: x, y: row, maxWidth: room)
             }
         }
     }

@@ -9,6 +9,10 @@ enum Role: UInt8, CaseIterable, Sendable {
     /// The faint mark on blocks the user cleared, kept until the next `c` or `x`.
     case clearedMark
     case sparkFalsePositive, sparkDirty
+    /// The guest strip: a round the vCPU ran free, and one it stalled in beside each host activity.
+    case stallNone, stallGet, stallClear, stallRing, stallCopy, stallVerify, stallOther
+    /// The guest strip: a stall spent mostly waiting for a host CPU (steal time).
+    case stallCPU
 
     /// True for roles that need colors to be drawn as meant.
     var needsColor: Bool { rawValue > Role.underline.rawValue }
