@@ -141,7 +141,9 @@ public struct GuestClock: Sendable {
     /// off KVM's: a guest scribbling its clock fields).
     public private(set) var samples = 0
     public private(set) var refused = 0
-    /// The largest and the last error of a prediction, in ns (nil before the second exchange).
+    /// The largest and the last error of a prediction, in ns (nil before the second exchange):
+    /// how far the mapping so far put a good exchange's host time (one whose round trip is
+    /// within twice the best), which includes that exchange's own half round trip.
     public private(set) var worstPredictionError: UInt64?
     public private(set) var lastPredictionError: UInt64?
 
@@ -164,17 +166,18 @@ public struct GuestClock: Sendable {
     @discardableResult
     public mutating func add(_ s: ClockSample) -> Bool {
         guard s.after > s.before, s.roundTrip < 1 << 40 else { refused += 1; return false }
-        if anchor != nil {
+        samples += 1
+        shortest = min(shortest, s.roundTrip)
+        // A round trip much longer than the best (the vCPU was preempted inside it) is a
+        // poor anchor: it replaces the anchor only if that one is worse still, and it is
+        // no test of the calibration either (its own error is that large).
+        let good = s.roundTrip <= shortest * 2
+        if anchor != nil, good {
             let predicted = hostNanos(tsc: s.middle)
             let error = predicted > s.host ? predicted - s.host : s.host - predicted
             lastPredictionError = error
             worstPredictionError = max(worstPredictionError ?? 0, error)
         }
-        samples += 1
-        shortest = min(shortest, s.roundTrip)
-        // A round trip much longer than the best (the vCPU was preempted inside it) is a
-        // poor anchor: it replaces the anchor only if that one is worse still.
-        let good = s.roundTrip <= shortest * 2
         if !good, let a = anchor, a.roundTrip <= s.roundTrip { return true }
         if let f = first, f.roundTrip <= shortest * 2 {
             if s.host > f.host + 1_000_000_000, s.middle > f.middle {

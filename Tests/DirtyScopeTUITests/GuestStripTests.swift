@@ -104,6 +104,31 @@ import Testing
         #expect(h.controller.commands.last == .setMode(.manual), "back to the mode u left")
     }
 
+    /// Replay: the strip and the guest rows come from the recorded rounds, and a seek
+    /// rebuilds exactly what playing showed.
+    @Test func replayShowsTheRecordedGuestCost() throws {
+        let info = Fixture.info()
+        let entries = (1...30).map { i -> (events: [TimedEvent], round: Round) in
+            ([], i <= 15 ? Self.round(UInt64(i), info: info, mode: .untracked, writes: 400)
+                         : Self.round(UInt64(i), info: info, mode: .manual, writes: 300, stall: 20_000_000, cause: .clear))
+        }
+        let recording = FakeRecording(info: info, entries: entries)
+        var played = AppState(info: info, replayRounds: recording.roundCount)
+        _ = played.handle(.resize(width: 80, height: 24))
+        let replayer = Replayer(recording)
+        for i in 0..<30 { try replayer.seek(i, in: &played) }
+        var sought = AppState(info: info, replayRounds: recording.roundCount)
+        _ = sought.handle(.resize(width: 80, height: 24))
+        try Replayer(FakeRecording(info: info, entries: entries)).seek(29, in: &sought)
+        #expect(sought.session.history.map(\.vcpus) == played.session.history.map(\.vcpus))
+        let screen = Render.screen(played, theme: Theme(glyphs: .unicode, colors: .colors256))
+        let rect = Layout(state: played).guest
+        let roles = (GuestStrip.labelWidth..<(rect.width - GuestStrip.valueWidth)).map { screen[$0, rect.y].role }
+        #expect(roles.filter { $0 == .stallClear }.count == 15, "the manual rounds stalled beside CLEAR")
+        #expect(roles.filter { $0 == .stallNone }.count == 15)
+        #expect(screen.text.contains("0.75x"), "manual against the recorded untracked baseline")
+    }
+
     @Test func helpExplainsTheStrip() {
         let h = Self.harness(width: 200, height: 60)
         h.press("?")
