@@ -51,7 +51,7 @@ struct BenchCommand: ParsableCommand {
     var wait: String?
     @Flag(help: "Print JSON: one object per mode, units in the key names.")
     var json = false
-    @Option(help: "What to measure: kvm (the harvest modes), guest (what each mode costs the guest, from its own timeline), render (the heatmap UI), recording (replay files), plot (SVG pictures), fuzz (forged replay files through the reader).")
+    @Option(help: "What to measure: kvm (the harvest modes), guest (what each mode costs the guest, from its own timeline), clock (what reading the guest's clock costs here), render (the heatmap UI), recording (replay files), plot (SVG pictures), fuzz (forged replay files through the reader).")
     var suite = "kvm"
     @Option(parsing: .unconditional, help: "Guest suite: harvest interval, start to start (e.g. 100ms; 0 = back to back).")
     var interval = "100ms"
@@ -74,6 +74,12 @@ struct BenchCommand: ParsableCommand {
         case "guest":
             try runGuestSuite()
             return
+        case "clock":
+            let result = try reportingErrors { () throws(SessionError) -> ClockProbe.Result in
+                try ClockProbe.run(system: try KVMSystemInfo.open().system)
+            }
+            print(result.text, terminator: "")
+            return
         case "render":
             print("render: 64 GiB in 4 memslots, 200x60 terminal")
             for _ in 0..<3 { print(RenderBenchmark.run()) }
@@ -94,7 +100,7 @@ struct BenchCommand: ParsableCommand {
             try runFuzz()
             return
         default:
-            printError("suite '\(suite)' is not one of kvm, guest, render, recording, plot, fuzz")
+            printError("suite '\(suite)' is not one of kvm, guest, clock, render, recording, plot, fuzz")
             throw ExitCode(2)
         }
         let results = try reportingErrors { () throws(SessionError) -> [BenchResult] in

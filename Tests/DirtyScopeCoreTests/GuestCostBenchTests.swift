@@ -1,4 +1,4 @@
-import DirtyScopeCore
+@testable import DirtyScopeCore
 import DirtyScopeModel
 import KVM
 import Pages
@@ -45,6 +45,23 @@ final class GuestCostBenchTests: XCTestCase {
         XCTAssertTrue(text.contains("16 MiB guest, 1 vCPU\n"), text)
         XCTAssertTrue(text.contains("16 MiB guest, 2 vCPUs\n"), text)
         XCTAssertTrue(text.contains("pass time beyond untracked"), text)
+    }
+
+    /// The clock probe guest: five timed loop sets and every clock exchange asked for.
+    func testTheClockProbeTimesItsLoopsAndExchanges() throws {
+        let result = try ClockProbe.run(system: try kvmOrSkip(), exchanges: 10)
+        XCTAssertEqual(result.loops.count, 5)
+        for l in result.loops {
+            XCTAssertGreaterThan(l.empty, 0)
+            XCTAssertGreaterThan(l.add, 0)
+            XCTAssertGreaterThan(l.rdtsc, 0)
+        }
+        XCTAssertEqual(result.roundTrips.count, 10)
+        XCTAssertTrue(result.roundTrips.allSatisfy { $0 > 0 })
+        XCTAssertTrue(result.text.contains("one rdtsc costs"), result.text)
+        XCTAssertNil(ClockProbe.parse("probe loops=0 empty=1 add=2 rdtsc=3"), "no loops, no figures")
+        XCTAssertNil(ClockProbe.parse("guest: probe loops=10 empty=1"))
+        XCTAssertEqual(ClockProbe.parse("probe loops=10 empty=1 add=2 rdtsc=3")?.rdtsc, 3)
     }
 
     func testTheGuestSuiteRefusesWhatItCannotMeasure() throws {
