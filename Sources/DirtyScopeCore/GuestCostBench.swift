@@ -91,6 +91,8 @@ public struct GuestCostResult: Encodable, Sendable {
     public var metrics: MetricValues
     /// Every stall's length.
     public var stallNanosEach: [UInt64]
+    /// The host's time reading the timelines and matching them with its spans, per round.
+    public var analysisNanosPerRound: UInt64 = 0
     public var clockAlignmentBoundNanos: UInt64?
     public var clockWorstPredictionErrorNanos: UInt64?
     public var stealTime: Bool
@@ -126,6 +128,7 @@ public struct GuestCostResult: Encodable, Sendable {
         case stallMax = "guest_stall_ns_max", stallCount = "guest_stalls", byCause = "guest_stall_ns_per_iteration_by_cause"
         case throughputVsUntracked = "guest_throughput_vs_untracked", alignment = "clock_alignment_bound_ns"
         case predictionError = "clock_worst_prediction_error_ns", stealTime = "steal_time", missed = "missed_pages", failure
+        case analysis = "timeline_analysis_ns_per_round"
         case metrics
     }
 
@@ -155,6 +158,7 @@ public struct GuestCostResult: Encodable, Sendable {
         try c.encode(stealTime, forKey: .stealTime)
         try c.encode(missedPages, forKey: .missed)
         try c.encodeIfPresent(failure, forKey: .failure)
+        try c.encode(analysisNanosPerRound, forKey: .analysis)
         try c.encode(metrics, forKey: .metrics)
     }
 }
@@ -261,6 +265,7 @@ public enum GuestCostBench {
             let last = try harvester.harvestRound(verify: true)
             result.missedPages = last.metrics.verification?.missed ?? 0
         }
+        result.analysisNanosPerRound = harvester.guestCostNanos / max(1, harvester.roundsHarvested)
         let alignment = harvester.meter.alignment
         result.clockAlignmentBoundNanos = alignment.bound
         result.clockWorstPredictionErrorNanos = alignment.worstError
@@ -312,6 +317,8 @@ public func guestCostTables(_ results: [GuestCostResult], config: GuestCostConfi
         out += "\nclock alignment: half the best exchange's round trip \(r.clockAlignmentBoundNanos.map(formatNanos) ?? "-"); "
             + "worst prediction error \(results.compactMap(\.clockWorstPredictionErrorNanos).max().map(formatNanos) ?? "-"); "
             + "steal time \(r.stealTime ? "on" : "not offered by this host")\n"
+        out += "reading the timelines and matching them with the host's spans took the host "
+            + "\(formatNanos(median(results.map(\.analysisNanosPerRound)))) a round (median of the runs)\n"
     }
     return out
 }

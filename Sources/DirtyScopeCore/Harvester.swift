@@ -42,6 +42,11 @@ public final class Harvester {
     let meter: GuestCostMeter
     /// The last round's guest cost, as the meter added it up (stall lengths included when kept).
     public private(set) var lastGuestCost: GuestCost?
+    /// Time spent reading the guest's timelines and matching them with the host's spans,
+    /// in all: the measurement's own cost, outside the rounds' timed work.
+    public private(set) var guestCostNanos: UInt64 = 0
+    /// Rounds harvested by this harvester.
+    public var roundsHarvested: UInt64 { roundIndex }
     /// The blocks the user last cleared, per slot, as a page mask: under the hand policy
     /// the only blocks re-protected.
     private var watched: [(mask: DirtyBitmap, blocks: Int)?]
@@ -441,9 +446,11 @@ public final class Harvester {
         m[.ringFullExits] = ringFull &- lastRingFull
         m[.lostPages] = UInt64(lostPages)
         // The guest's side, outside the round's timed work: what it paid since the last round.
-        let cost = meter.read(now: monotonicNanos())
+        let readStart = monotonicNanos()
+        let cost = meter.read(now: readStart)
         cost.write(into: &m)
         lastGuestCost = cost
+        guestCostNanos &+= monotonicNanos() - readStart
         return Round(metrics: m, bitmaps: bitmaps)
     }
 
