@@ -54,7 +54,7 @@ public struct BenchConfig: Sendable {
         do { try SessionLimits.checkRingEntries(ringEntries) } catch { throw .invalidArgument(error.description) }
         guard iterations >= 1 else { throw .invalidArgument("\(iterations) iterations: at least 1 is needed") }
         guard (1...100).contains(dirtyPercent) else { throw .invalidArgument("dirty percent \(dirtyPercent) is not between 1 and 100") }
-        guard !modes.isEmpty else { throw .invalidArgument("no mode given (allowed: legacy, manual, ring)") }
+        guard !modes.isEmpty else { throw .invalidArgument("no mode given (allowed: \(HarvestMode.allCases.map(\.rawValue).joined(separator: ", ")))") }
         guard !clearPolicies.isEmpty else { throw .invalidArgument("no clear policy given (allowed: auto, hand, after-copy, at-get)") }
         guard workload.workload != .idle else { throw .invalidArgument("the idle workload writes nothing to measure") }
     }

@@ -66,7 +66,7 @@ func parseModes(_ text: String) throws(SessionError) -> [HarvestMode] {
 func parseMode(_ text: String) throws(SessionError) -> HarvestMode {
     let modes = try parseModes(text)
     guard modes.count == 1 else {
-        throw .invalidArgument("mode '\(text)' names \(modes.count) modes; a session starts in one of legacy, manual, ring")
+        throw .invalidArgument("mode '\(text)' names \(modes.count) modes; a session starts in one of \(HarvestMode.allCases.map(\.rawValue).joined(separator: ", "))")
     }
     return modes[0]
 }

@@ -18,7 +18,7 @@ struct SessionOptions: ParsableArguments {
     var param1: UInt64?
     @Option(parsing: .unconditional, help: "Seed of the guest's random choices.")
     var seed: UInt64 = 1
-    @Option(help: "Harvest mode: legacy, manual or ring.")
+    @Option(help: "Harvest mode: legacy, manual, ring or untracked (no dirty tracking: the guest's baseline).")
     var mode = "legacy"
     @Option(name: .customLong("clear-chunk"), parsing: .unconditional, help: "KVM_CLEAR_DIRTY_LOG chunk in pages (a multiple of 64) or 'slot'.")
     var clearChunk = "64"
