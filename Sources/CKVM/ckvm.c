@@ -25,6 +25,18 @@ const unsigned long ckvm_KVM_SET_CPUID2 = KVM_SET_CPUID2;
 const unsigned long ckvm_KVM_GET_MSRS = KVM_GET_MSRS;
 const unsigned long ckvm_KVM_SET_MSRS = KVM_SET_MSRS;
 const unsigned long ckvm_KVM_GET_TSC_KHZ = KVM_GET_TSC_KHZ;
+const unsigned long ckvm_KVM_GET_MSR_INDEX_LIST = KVM_GET_MSR_INDEX_LIST;
+const unsigned long ckvm_KVM_GET_XSAVE = KVM_GET_XSAVE;
+const unsigned long ckvm_KVM_GET_XSAVE2 = KVM_GET_XSAVE2;
+const unsigned long ckvm_KVM_SET_XSAVE = KVM_SET_XSAVE;
+const unsigned long ckvm_KVM_GET_XCRS = KVM_GET_XCRS;
+const unsigned long ckvm_KVM_SET_XCRS = KVM_SET_XCRS;
+const unsigned long ckvm_KVM_GET_VCPU_EVENTS = KVM_GET_VCPU_EVENTS;
+const unsigned long ckvm_KVM_SET_VCPU_EVENTS = KVM_SET_VCPU_EVENTS;
+const unsigned long ckvm_KVM_GET_DEBUGREGS = KVM_GET_DEBUGREGS;
+const unsigned long ckvm_KVM_SET_DEBUGREGS = KVM_SET_DEBUGREGS;
+const unsigned long ckvm_KVM_GET_MP_STATE = KVM_GET_MP_STATE;
+const unsigned long ckvm_KVM_SET_MP_STATE = KVM_SET_MP_STATE;
 
 const uint32_t ckvm_DIRTY_GFN_F_DIRTY = KVM_DIRTY_GFN_F_DIRTY;
 const uint32_t ckvm_DIRTY_GFN_F_RESET = KVM_DIRTY_GFN_F_RESET;
@@ -39,6 +51,11 @@ _Static_assert(sizeof(struct kvm_stats_header) == 24, "kvm_stats_header");
 _Static_assert(sizeof(struct kvm_stats_desc) == 16, "kvm_stats_desc (without name)");
 _Static_assert(sizeof(struct kvm_msrs) == 8, "kvm_msrs header");
 _Static_assert(sizeof(struct kvm_msr_entry) == 16, "kvm_msr_entry");
+_Static_assert(sizeof(struct kvm_xsave) == 4096, "kvm_xsave without its extra");
+_Static_assert(sizeof(struct kvm_xcrs) == 392, "kvm_xcrs");
+_Static_assert(sizeof(struct kvm_vcpu_events) == 64, "kvm_vcpu_events");
+_Static_assert(sizeof(struct kvm_debugregs) == 128, "kvm_debugregs");
+_Static_assert(sizeof(struct kvm_mp_state) == 4, "kvm_mp_state");
 _Static_assert(sizeof(struct kvm_steal_time) == DS_STEAL_BYTES, "one steal-time record per DS_STEAL_BYTES");
 
 long ckvm_ioctl_ptr(int fd, unsigned long request, void *arg)
@@ -72,6 +89,16 @@ struct kvm_msrs *ckvm_msrs_alloc(uint32_t entries)
 }
 
 struct kvm_msr_entry *ckvm_msrs_entries(struct kvm_msrs *msrs) { return msrs->entries; }
+
+struct kvm_msr_list *ckvm_msr_list_alloc(uint32_t entries)
+{
+    struct kvm_msr_list *m = calloc(1, sizeof(*m) + entries * sizeof(uint32_t));
+    if (m)
+        m->nmsrs = entries;
+    return m;
+}
+
+uint32_t *ckvm_msr_list_indices(struct kvm_msr_list *list) { return list->indices; }
 
 uint8_t ckvm_run_io_direction(const struct kvm_run *run) { return run->io.direction; }
 uint8_t ckvm_run_io_size(const struct kvm_run *run) { return run->io.size; }

@@ -432,6 +432,39 @@ public final class GuestMachine: @unchecked Sendable {
     /// Whether the data slots log dirty pages now.
     var logsDirtyPages: Bool { dataSlots.first.map { vm.slots[$0.id]?.logsDirtyPages ?? false } ?? false }
 
+    // MARK: Migration
+
+    /// The system slot's memory (GDT, control block, page tables, code, stacks, timelines):
+    /// what a migration sends besides the data slots.
+    public var systemSlotMemory: GuestMemory { systemMemory }
+
+    /// Every vCPU's state (the vCPUs paused by the caller): what a migration sends to
+    /// let the guest go on elsewhere.
+    public func captureVCPUStates() throws(SessionError) -> [VCPUState] {
+        let msrs: [UInt32]
+        do { msrs = try system.msrIndexList() } catch { throw .kvm(error) }
+        let xsaveBytes = max(Int(CKVM_SIZEOF_XSAVE), vm.check(.xsave2))
+        var states: [VCPUState] = []
+        for v in vcpus {
+            do { states.append(try v.captureState(msrIndices: msrs, xsaveBytes: xsaveBytes)) } catch { throw .kvm(error) }
+        }
+        return states
+    }
+
+    /// Loads vCPU states another machine captured (before `start`, after its memory has
+    /// been copied here). Returns the MSRs KVM refused, per vCPU.
+    @discardableResult
+    public func restoreVCPUStates(_ states: [VCPUState]) throws(SessionError) -> [[UInt32]] {
+        guard states.count == vcpus.count else {
+            throw .invalidArgument("\(states.count) vCPU states for a machine of \(vcpus.count) vCPUs")
+        }
+        var refused: [[UInt32]] = []
+        for (v, state) in zip(vcpus, states) {
+            do { refused.append(try v.restoreState(state)) } catch { throw .kvm(error) }
+        }
+        return refused
+    }
+
     // MARK: Statistics
 
     /// Sum over vCPUs of the binary statistics `names` (missing ones count 0).

@@ -17,6 +17,7 @@ public enum Capability: UInt, CaseIterable, Sendable {
     case immediateExit = 136                // KVM_CAP_IMMEDIATE_EXIT
     case userMemory = 3                     // KVM_CAP_USER_MEMORY
     case readonlyMem = 81                   // KVM_CAP_READONLY_MEM
+    case xsave2 = 208                       // KVM_CAP_XSAVE2 (the size of struct kvm_xsave)
 
     /// The kernel's name for it.
     public var name: String {
@@ -33,6 +34,7 @@ public enum Capability: UInt, CaseIterable, Sendable {
         case .immediateExit: return "KVM_CAP_IMMEDIATE_EXIT"
         case .userMemory: return "KVM_CAP_USER_MEMORY"
         case .readonlyMem: return "KVM_CAP_READONLY_MEM"
+        case .xsave2: return "KVM_CAP_XSAVE2"
         }
     }
 }
@@ -116,6 +118,26 @@ public final class KVMSystem: @unchecked Sendable {
             return CPUID(owning: c)
         }
         throw .ioctl(call: "KVM_GET_SUPPORTED_CPUID", context: "", errno: E2BIG)
+    }
+
+    /// The MSRs KVM saves and restores for a guest (KVM_GET_MSR_INDEX_LIST): what a
+    /// migration carries.
+    public func msrIndexList() throws(KVMError) -> [UInt32] {
+        var entries: UInt32 = 256
+        while entries <= 65536 {
+            guard let list = ckvm_msr_list_alloc(entries) else { throw .mapping(what: "kvm_msr_list", bytes: Int(entries) * 4, errno: ENOMEM) }
+            defer { free(list) }
+            let r = fd.withRaw { ckvm_ioctl_ptr($0, ckvm_KVM_GET_MSR_INDEX_LIST, list) }
+            if r == -Int(E2BIG) {
+                entries = max(entries * 2, list.pointee.nmsrs)
+                continue
+            }
+            guard r >= 0 else { throw .ioctl(call: "KVM_GET_MSR_INDEX_LIST", context: "", errno: Int32(-r)) }
+            let n = Int(min(list.pointee.nmsrs, entries))
+            let indices = ckvm_msr_list_indices(list)!
+            return (0..<n).map { indices[$0] }
+        }
+        throw .ioctl(call: "KVM_GET_MSR_INDEX_LIST", context: "", errno: E2BIG)
     }
 
     /// Creates a VM (KVM_CREATE_VM, default machine type).

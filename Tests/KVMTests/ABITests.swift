@@ -34,6 +34,18 @@ final class ABITests: XCTestCase {
             ("KVM_GET_MSRS", ckvm_KVM_GET_MSRS, 0xc008ae88, ioc(3, 0x88, size: 8)),                    // kvm_msrs header
             ("KVM_SET_MSRS", ckvm_KVM_SET_MSRS, 0x4008ae89, ioc(1, 0x89, size: 8)),
             ("KVM_GET_TSC_KHZ", ckvm_KVM_GET_TSC_KHZ, 0xaea3, ioc(0, 0xa3)),
+            ("KVM_GET_MSR_INDEX_LIST", ckvm_KVM_GET_MSR_INDEX_LIST, 0xc004ae02, ioc(3, 0x02, size: 4)),      // kvm_msr_list header
+            ("KVM_GET_XSAVE", ckvm_KVM_GET_XSAVE, 0x9000aea4, ioc(2, 0xa4, size: 4096)),
+            ("KVM_GET_XSAVE2", ckvm_KVM_GET_XSAVE2, 0x9000aecf, ioc(2, 0xcf, size: 4096)),
+            ("KVM_SET_XSAVE", ckvm_KVM_SET_XSAVE, 0x5000aea5, ioc(1, 0xa5, size: 4096)),
+            ("KVM_GET_XCRS", ckvm_KVM_GET_XCRS, 0x8188aea6, ioc(2, 0xa6, size: 392)),
+            ("KVM_SET_XCRS", ckvm_KVM_SET_XCRS, 0x4188aea7, ioc(1, 0xa7, size: 392)),
+            ("KVM_GET_VCPU_EVENTS", ckvm_KVM_GET_VCPU_EVENTS, 0x8040ae9f, ioc(2, 0x9f, size: 64)),
+            ("KVM_SET_VCPU_EVENTS", ckvm_KVM_SET_VCPU_EVENTS, 0x4040aea0, ioc(1, 0xa0, size: 64)),
+            ("KVM_GET_DEBUGREGS", ckvm_KVM_GET_DEBUGREGS, 0x8080aea1, ioc(2, 0xa1, size: 128)),
+            ("KVM_SET_DEBUGREGS", ckvm_KVM_SET_DEBUGREGS, 0x4080aea2, ioc(1, 0xa2, size: 128)),
+            ("KVM_GET_MP_STATE", ckvm_KVM_GET_MP_STATE, 0x8004ae98, ioc(2, 0x98, size: 4)),
+            ("KVM_SET_MP_STATE", ckvm_KVM_SET_MP_STATE, 0x4004ae99, ioc(1, 0x99, size: 4)),
         ]
         for (name, shim, known, rebuilt) in pins {
             XCTAssertEqual(known, rebuilt, "\(name): the pinned literal disagrees with its _IOC encoding")
@@ -76,6 +88,7 @@ final class ABITests: XCTestCase {
             .dirtyLogRingWithBitmap: 225,  // newer than this system's <linux/kvm.h>
             .binaryStatsFD: KVM_CAP_BINARY_STATS_FD,
             .immediateExit: KVM_CAP_IMMEDIATE_EXIT, .userMemory: KVM_CAP_USER_MEMORY, .readonlyMem: KVM_CAP_READONLY_MEM,
+            .xsave2: KVM_CAP_XSAVE2,
         ]
         for c in Capability.allCases {
             XCTAssertEqual(c.rawValue, header[c].map { UInt($0) }, "\(c.name)")

@@ -37,6 +37,18 @@ extern const unsigned long ckvm_KVM_SET_CPUID2;
 extern const unsigned long ckvm_KVM_GET_MSRS;
 extern const unsigned long ckvm_KVM_SET_MSRS;
 extern const unsigned long ckvm_KVM_GET_TSC_KHZ;
+extern const unsigned long ckvm_KVM_GET_MSR_INDEX_LIST;
+extern const unsigned long ckvm_KVM_GET_XSAVE;
+extern const unsigned long ckvm_KVM_GET_XSAVE2;
+extern const unsigned long ckvm_KVM_SET_XSAVE;
+extern const unsigned long ckvm_KVM_GET_XCRS;
+extern const unsigned long ckvm_KVM_SET_XCRS;
+extern const unsigned long ckvm_KVM_GET_VCPU_EVENTS;
+extern const unsigned long ckvm_KVM_SET_VCPU_EVENTS;
+extern const unsigned long ckvm_KVM_GET_DEBUGREGS;
+extern const unsigned long ckvm_KVM_SET_DEBUGREGS;
+extern const unsigned long ckvm_KVM_GET_MP_STATE;
+extern const unsigned long ckvm_KVM_SET_MP_STATE;
 
 /* kvm_dirty_gfn.flags bits (_BITULL macros Swift cannot import). */
 extern const uint32_t ckvm_DIRTY_GFN_F_DIRTY;
@@ -56,6 +68,9 @@ struct kvm_cpuid_entry2 *ckvm_cpuid2_entries(struct kvm_cpuid2 *cpuid);
 /* A struct kvm_msrs with room for `entries` entries (calloc; free() it), and its entries. */
 struct kvm_msrs *ckvm_msrs_alloc(uint32_t entries);
 struct kvm_msr_entry *ckvm_msrs_entries(struct kvm_msrs *msrs);
+/* A struct kvm_msr_list with room for `entries` indices (calloc; free() it), and its indices. */
+struct kvm_msr_list *ckvm_msr_list_alloc(uint32_t entries);
+uint32_t *ckvm_msr_list_indices(struct kvm_msr_list *list);
 
 /* The kvm_run.io / .fail_entry / .internal views Swift cannot reach through the union. */
 static inline struct kvm_run *ckvm_run(void *mapping) { return (struct kvm_run *)mapping; }
@@ -88,6 +103,10 @@ enum {
     CKVM_SIZEOF_STATS_DESC = sizeof(struct kvm_stats_desc),
     CKVM_SIZEOF_MSR_ENTRY = sizeof(struct kvm_msr_entry),
     CKVM_SIZEOF_STEAL_TIME = sizeof(struct kvm_steal_time),
+    CKVM_SIZEOF_XSAVE = sizeof(struct kvm_xsave),
+    CKVM_SIZEOF_XCRS = sizeof(struct kvm_xcrs),
+    CKVM_SIZEOF_VCPU_EVENTS = sizeof(struct kvm_vcpu_events),
+    CKVM_SIZEOF_DEBUGREGS = sizeof(struct kvm_debugregs),
     CKVM_SIZEOF_DS_CONTROL = sizeof(struct ds_control),
     CKVM_SIZEOF_DS_VCPU = sizeof(struct ds_vcpu),
 };
