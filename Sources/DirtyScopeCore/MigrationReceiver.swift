@@ -1,0 +1,265 @@
+import CKVM
+import DirtyScopeModel
+import DirtyScopeRecording
+import Foundation
+import KVM
+import Pages
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Per-page 64-bit hashes of a slot, in chunks allocated as pages arrive: a large sparse
+/// guest costs only the chunks its pages fall in.
+struct SparsePageHashes {
+    static let chunkPages = 4096
+    let pages: Int
+    private var chunks: [[UInt64]?]
+    /// Pages that hold a hash (that were received).
+    private(set) var count = 0
+
+    init(pages: Int) {
+        self.pages = pages
+        chunks = Array(repeating: nil, count: (pages + Self.chunkPages - 1) / Self.chunkPages)
+    }
+
+    /// A page's hash; nil for a page never set.
+    subscript(page: Int) -> UInt64? {
+        get {
+            guard let chunk = chunks[page / Self.chunkPages] else { return nil }
+            let h = chunk[page % Self.chunkPages]
+            return h == 0 ? nil : h
+        }
+        set {
+            let c = page / Self.chunkPages
+            if chunks[c] == nil { chunks[c] = [UInt64](repeating: 0, count: Self.chunkPages) }
+            let old = chunks[c]![page % Self.chunkPages]
+            // 0 marks "never set" (a real hash of 0 is stored as 1: one hash in 2^64 shifted).
+            let stored = newValue.map { $0 == 0 ? 1 : $0 } ?? 0
+            chunks[c]![page % Self.chunkPages] = stored
+            count += (old == 0 ? 0 : -1) + (stored == 0 ? 0 : 1)
+        }
+    }
+
+    /// Every page that holds a hash, in order.
+    func forEachSet(_ body: (Int, UInt64) -> Void) {
+        for (c, chunk) in chunks.enumerated() {
+            guard let chunk else { continue }
+            for (i, h) in chunk.enumerated() where h != 0 { body(c * Self.chunkPages + i, h) }
+        }
+    }
+}
+
+/// The destination of a migration: builds a VM with the layout the source announces,
+/// loads every page and vCPU state it sends, compares every page with the source's hashes
+/// at the switch-over, and resumes the guest. Nothing of the guest runs before the source
+/// says resume; a stream that breaks, lies or times out before that is discarded (the VM
+/// and its memory freed) and said in one line.
+public final class MigrationReceiver {
+    /// What arrived in one pre-copy round, for the destination's UI.
+    public struct Round: Sendable {
+        public var index: UInt64
+        /// Per data slot, the pages that arrived, and those that arrived with the content
+        /// the destination already had (sent for nothing: the false positives seen here).
+        public var received: [DirtyBitmap]
+        public var unchanged: [DirtyBitmap]
+        public var zeroPages: UInt64
+        public var bytes: UInt64
+        /// The source's count of this round's false positives (from its ground truth).
+        public var sourceFalsePositives: UInt64
+    }
+
+    /// How the migration went, from the destination.
+    public struct Outcome {
+        public var machine: GuestMachine
+        public var hello: MigrationWire.Hello
+        public var rounds: UInt64
+        public var pages: UInt64
+        public var zeroPages: UInt64
+        /// Pages that arrived with the content the destination already had.
+        public var unchangedPages: UInt64
+        public var bytesReceived: UInt64
+        public var loadNanos: UInt64
+        public var resumeNanos: UInt64
+        public var refusedMSRs: [[UInt32]]
+    }
+
+    private let system: KVMSystem
+    private let channel: MigrationChannel
+    /// Each pre-copy round as it ends.
+    public var onRound: ((Round) -> Void)?
+    /// A line for each step worth saying (the layout built, the switch-over).
+    public var onNote: ((String) -> Void)?
+
+    public init(system: KVMSystem, channel: MigrationChannel) {
+        self.system = system
+        self.channel = channel
+    }
+
+    /// Runs the migration to the end: the guest resumed here, or an error (the VM discarded).
+    public func run(frameTimeoutNanos: UInt64 = 30_000_000_000) throws(MigrationError) -> Outcome {
+        try channel.greet(as: .destination)
+        guard case .hello(let hello) = try channel.receiveFrame(layout: nil, timeoutNanos: frameTimeoutNanos) else {
+            throw MigrationError("the source did not begin with its hello")
+        }
+        let machine = try build(hello)
+        var discard = true
+        defer { if discard { machine.stop() } }
+        onNote?("building the guest: \(hello.slots.count) slots, \(formatBytes(UInt64(hello.slots.reduce(0) { $0 + $1.pages }) * UInt64(hello.pageSize))), \(hello.vcpus) vCPUs")
+        try channel.send(.ready)
+
+        let memories = machine.dataSlots.map(\.memory) + [machine.systemSlotMemory]
+        var hashes = memories.map { SparsePageHashes(pages: $0.pageCount) }
+        var received = machine.dataSlots.map { DirtyBitmap(pageCount: $0.pageCount) }
+        var unchanged = received
+        var states = [MigrationWire.State?](repeating: nil, count: hello.vcpus)
+        var sourceHashes = memories.map { SparsePageHashes(pages: $0.pageCount) }
+        var outcome = Outcome(machine: machine, hello: hello, rounds: 0, pages: 0, zeroPages: 0, unchangedPages: 0,
+                              bytesReceived: 0, loadNanos: 0, resumeNanos: 0, refusedMSRs: [])
+        var roundZero: UInt64 = 0, roundBytes: UInt64 = 0
+        let pageSize = hello.pageSize
+        let zeroHash = MigrationWire.zeroHash(bytes: pageSize)
+        func slotIndex(_ slot: UInt32) -> Int { slot == MigrationWire.systemSlot ? memories.count - 1 : Int(slot) }
+
+        while true {
+            let frame = try channel.receiveFrame(layout: hello, timeoutNanos: frameTimeoutNanos)
+            switch frame {
+            case .pages(let p):
+                let s = slotIndex(p.slot)
+                let memory = memories[s]
+                var offset = 0
+                for i in 0..<p.count {
+                    let page = Int(p.firstPage) + i
+                    let target = memory.page(page)
+                    if p.isZero(i) {
+                        guard p.hashes[i] == zeroHash else { throw MigrationError("page \(page) of \(slotName(p.slot)) arrived as zeros with another page's hash") }
+                        if !Self.isZero(target, pageSize) {
+                            _ = madvise(target, pageSize, MADV_DONTNEED)   // zero again, and its memory given back
+                        } else if s < received.count, received[s][page] {
+                            unchanged[s][page] = true
+                        }
+                        hashes[s][page] = nil
+                        roundZero += 1
+                    } else {
+                        let intact = p.data.withUnsafeBytes { raw -> Bool in
+                            let data = raw.baseAddress! + offset
+                            guard MigrationWire.hash(data, bytes: pageSize) == p.hashes[i] else { return false }
+                            if s < received.count, memcmp(target, data, pageSize) == 0 { unchanged[s][page] = true }
+                            memcpy(target, data, pageSize)
+                            return true
+                        }
+                        guard intact else {
+                            throw MigrationError("page \(page) of \(slotName(p.slot)) arrived corrupted: its bytes do not match its hash")
+                        }
+                        hashes[s][page] = p.hashes[i]
+                        offset += pageSize
+                        roundBytes += UInt64(pageSize)
+                    }
+                    if s < received.count { received[s][page] = true }
+                    outcome.pages += 1
+                }
+            case .roundEnd(let r):
+                outcome.rounds += 1
+                outcome.zeroPages += roundZero
+                outcome.unchangedPages += UInt64(unchanged.reduce(0) { $0 + $1.count })
+                onRound?(Round(index: r.round, received: received, unchanged: unchanged, zeroPages: roundZero, bytes: roundBytes,
+                               sourceFalsePositives: r.falsePositivePages))
+                for i in received.indices { received[i].clearAll(); unchanged[i].clearAll() }
+                roundZero = 0
+                roundBytes = 0
+            case .state(let st):
+                states[st.vcpu] = st
+            case .hashes(let slot, let first, let list):
+                let s = slotIndex(slot)
+                for (i, h) in list.enumerated() { sourceHashes[s][Int(first) + i] = h }
+            case .switchOver:
+                outcome.zeroPages += roundZero
+                let verified = Self.compare(received: hashes, source: sourceHashes, zeroHash: zeroHash, slots: hello.slots.count)
+                try channel.send(.verified(verified))
+                guard verified.differingPages == 0 else {
+                    throw MigrationError("\(verified.differingPages) pages differ between the two ends at the switch-over (blocks: "
+                        + verified.blocks.prefix(8).map { "\(slotName($0.slot)) #\($0.block)" }.joined(separator: ", ")
+                        + (verified.blocks.count > 8 ? ", ..." : "") + "): the guest stays on the source")
+                }
+                guard states.allSatisfy({ $0 != nil }) else {
+                    throw MigrationError("the switch-over came without the state of vCPU \(states.firstIndex { $0 == nil }!)")
+                }
+                onNote?("every page matches the source's hashes")
+            case .resume:
+                guard states.allSatisfy({ $0 != nil }) else { throw MigrationError("resume before every vCPU's state arrived") }
+                let t0 = monotonicNanos()
+                let kvmStates = states.map { s in
+                    VCPUState(regs: s!.parts[0], sregs: s!.parts[1], xsave: s!.parts[2], xcrs: s!.parts[3], events: s!.parts[4],
+                              debugRegs: s!.parts[5], mpState: s!.mpState, msrs: s!.msrs.map { VCPUState.MSR(index: $0.index, value: $0.value) })
+                }
+                do { outcome.refusedMSRs = try machine.restoreVCPUStates(kvmStates) } catch { throw MigrationError("loading the vCPU state failed: \(error)") }
+                let t1 = monotonicNanos()
+                machine.start()
+                let t2 = monotonicNanos()
+                outcome.loadNanos = t1 - t0
+                outcome.resumeNanos = t2 - t1
+                outcome.bytesReceived = channel.bytesReceived
+                discard = false
+                // The guest runs here now; the source's reply is best effort.
+                try? channel.send(.resumed(loadNanos: outcome.loadNanos, resumeNanos: outcome.resumeNanos))
+                return outcome
+            case .abort(let reason):
+                throw MigrationError("the source gave up: \(reason)")
+            case .hello, .ready, .verified, .resumed:
+                throw MigrationError("the source sent a \(frame.name) frame, which only comes from a destination or once")
+            }
+        }
+    }
+
+    private func slotName(_ slot: UInt32) -> String { slot == MigrationWire.systemSlot ? "the system slot" : "slot \(slot)" }
+
+    static func isZero(_ p: UnsafeMutableRawPointer, _ bytes: Int) -> Bool {
+        let words = p.assumingMemoryBound(to: UInt64.self)
+        for i in 0..<(bytes / 8) where words[i] != 0 { return false }
+        return true
+    }
+
+    /// The machine for `hello`'s layout: the same slots at the same addresses, the same
+    /// system slot and vCPUs; its guest is what the system slot will bring.
+    private func build(_ hello: MigrationWire.Hello) throws(MigrationError) -> GuestMachine {
+        guard hello.pageSize == PageSize.system else {
+            throw MigrationError("the source uses \(hello.pageSize)-byte pages, this host \(PageSize.system)")
+        }
+        guard hello.systemBytes == Int(DS_SYSTEM_BYTES) else {
+            throw MigrationError("the source's system slot is \(hello.systemBytes) bytes, this dirtyscope's \(DS_SYSTEM_BYTES): another ABI version")
+        }
+        let sizes = hello.slots.map { $0.pages * hello.pageSize }
+        let placed = GuestMachine.placeDataSlots(sizes)
+        guard placed.addresses == hello.slots.map(\.gpa) else {
+            throw MigrationError("the source's slots sit at " + hello.slots.map { "0x" + String($0.gpa, radix: 16) }.joined(separator: ", ")
+                + ", where this dirtyscope would place them at " + placed.addresses.map { "0x" + String($0, radix: 16) }.joined(separator: ", "))
+        }
+        do {
+            return try GuestMachine(system: system, config: MachineConfig(
+                slotBytes: sizes, vcpus: hello.vcpus, workload: WorkloadSettings(workload: .idle, rate: 0), trackDirtyPages: false))
+        } catch {
+            throw MigrationError("cannot build the guest here: \(error)")
+        }
+    }
+
+    /// Every page of both ends by hash: a page the source listed must hold that hash here;
+    /// any other page must be zero on both.
+    static func compare(received: [SparsePageHashes], source: [SparsePageHashes], zeroHash: UInt64, slots: Int) -> MigrationWire.Verified {
+        var differing: UInt64 = 0
+        var blocks: [MigrationWire.Verified.Block] = []
+        for s in received.indices {
+            let slot = s < slots ? UInt32(s) : MigrationWire.systemSlot
+            var bad = Set<Int>()
+            source[s].forEachSet { page, h in
+                if (received[s][page] ?? zeroHash) != h { bad.insert(page) }
+            }
+            received[s].forEachSet { page, h in
+                if source[s][page] == nil, h != zeroHash { bad.insert(page) }
+            }
+            differing += UInt64(bad.count)
+            for block in Set(bad.map { $0 / DirtyBitmap.pagesPerBlock }).sorted() where blocks.count < MigrationWire.maxListedBlocks {
+                blocks.append(.init(slot: slot, block: UInt64(block)))
+            }
+        }
+        return MigrationWire.Verified(differingPages: differing, blocks: blocks)
+    }
+}
