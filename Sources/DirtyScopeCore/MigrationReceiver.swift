@@ -49,11 +49,154 @@ struct SparsePageHashes {
     }
 }
 
+/// What the destination does with each frame before the guest resumes: pages into
+/// memory (checked against their hashes), each round's arrivals for the UI, the vCPU
+/// states kept, the source's hashes compared at the switch-over. No KVM call: the fuzzer
+/// drives it with forged frames over plain memory.
+final class MigrationIntake {
+    /// What a frame led to, for the receiver to act on.
+    enum Step {
+        case none
+        case round(MigrationReceiver.Round)
+        case verified(MigrationWire.Verified)
+        case resume([MigrationWire.State])
+    }
+
+    let hello: MigrationWire.Hello
+    /// The data slots' memory, then the system slot's.
+    let memories: [GuestMemory]
+    private var hashes: [SparsePageHashes]
+    private var sourceHashes: [SparsePageHashes]
+    private var received: [DirtyBitmap]
+    private var unchanged: [DirtyBitmap]
+    private(set) var states: [MigrationWire.State?]
+    private(set) var rounds: UInt64 = 0
+    private(set) var pages: UInt64 = 0
+    private(set) var zeroPages: UInt64 = 0
+    private(set) var unchangedPages: UInt64 = 0
+    private var roundZero: UInt64 = 0, roundBytes: UInt64 = 0
+    /// The switch-over found every page as the source has it.
+    private(set) var verified = false
+    private let zeroHash: UInt64
+
+    init(hello: MigrationWire.Hello, memories: [GuestMemory]) {
+        precondition(memories.count == hello.slots.count + 1, "a memory per slot and the system slot")
+        self.hello = hello
+        self.memories = memories
+        hashes = memories.map { SparsePageHashes(pages: $0.pageCount) }
+        sourceHashes = hashes
+        received = memories.dropLast().map { DirtyBitmap(pageCount: $0.pageCount) }
+        unchanged = received
+        states = Array(repeating: nil, count: hello.vcpus)
+        zeroHash = MigrationWire.zeroHash(bytes: hello.pageSize)
+    }
+
+    private func index(_ slot: UInt32) -> Int { slot == MigrationWire.systemSlot ? memories.count - 1 : Int(slot) }
+
+    private func name(_ slot: UInt32) -> String { slot == MigrationWire.systemSlot ? "the system slot" : "slot \(slot)" }
+
+    /// Applies one frame from the source (already checked against the hello's layout).
+    func apply(_ frame: MigrationWire.Frame) throws(MigrationError) -> Step {
+        let pageSize = hello.pageSize
+        switch frame {
+        case .pages(let p):
+            let s = index(p.slot)
+            let memory = memories[s]
+            var offset = 0
+            for i in 0..<p.count {
+                let page = Int(p.firstPage) + i
+                let target = memory.page(page)
+                if p.isZero(i) {
+                    guard p.hashes[i] == zeroHash else { throw MigrationError("page \(page) of \(name(p.slot)) arrived as zeros with another page's hash") }
+                    if !MigrationReceiver.isZero(target, pageSize) {
+                        _ = madvise(target, pageSize, MADV_DONTNEED)   // zero again, and its memory given back
+                    } else if s < received.count, received[s][page] {
+                        unchanged[s][page] = true
+                    }
+                    hashes[s][page] = nil
+                    roundZero += 1
+                } else {
+                    let intact = p.data.withUnsafeBytes { raw -> Bool in
+                        let data = raw.baseAddress! + offset
+                        guard MigrationWire.hash(data, bytes: pageSize) == p.hashes[i] else { return false }
+                        if s < received.count, memcmp(target, data, pageSize) == 0 { unchanged[s][page] = true }
+                        memcpy(target, data, pageSize)
+                        return true
+                    }
+                    guard intact else { throw MigrationError("page \(page) of \(name(p.slot)) arrived corrupted: its bytes do not match its hash") }
+                    hashes[s][page] = p.hashes[i]
+                    offset += pageSize
+                    roundBytes += UInt64(pageSize)
+                }
+                if s < received.count { received[s][page] = true }
+                pages += 1
+            }
+            return .none
+        case .roundEnd(let r):
+            rounds += 1
+            zeroPages += roundZero
+            unchangedPages += UInt64(unchanged.reduce(0) { $0 + $1.count })
+            let round = MigrationReceiver.Round(index: r.round, received: received, unchanged: unchanged, zeroPages: roundZero,
+                                                bytes: roundBytes, sourceFalsePositives: r.falsePositivePages)
+            for i in received.indices { received[i].clearAll(); unchanged[i].clearAll() }
+            roundZero = 0
+            roundBytes = 0
+            return .round(round)
+        case .state(let st):
+            states[st.vcpu] = st
+            return .none
+        case .hashes(let slot, let first, let list):
+            let s = index(slot)
+            for (i, h) in list.enumerated() { sourceHashes[s][Int(first) + i] = h }
+            return .none
+        case .switchOver:
+            zeroPages += roundZero
+            roundZero = 0
+            let v = Self.compare(received: hashes, source: sourceHashes, zeroHash: zeroHash, slots: hello.slots.count)
+            verified = v.differingPages == 0
+            return .verified(v)
+        case .resume:
+            guard verified else { throw MigrationError("resume before a switch-over that found every page") }
+            let all = states.compactMap { $0 }
+            guard all.count == states.count else {
+                throw MigrationError("resume without the state of vCPU \(states.firstIndex { $0 == nil }!)")
+            }
+            return .resume(all)
+        case .abort(let reason):
+            throw MigrationError("the source gave up: \(reason)")
+        case .hello, .ready, .verified, .resumed:
+            throw MigrationError("the source sent a \(frame.name) frame, which only comes from a destination or once")
+        }
+    }
+
+    /// Every page of both ends by hash: a page the source listed must hold that hash here;
+    /// any other page must be zero on both.
+    static func compare(received: [SparsePageHashes], source: [SparsePageHashes], zeroHash: UInt64, slots: Int) -> MigrationWire.Verified {
+        var differing: UInt64 = 0
+        var blocks: [MigrationWire.Verified.Block] = []
+        for s in received.indices {
+            let slot = s < slots ? UInt32(s) : MigrationWire.systemSlot
+            var bad = Set<Int>()
+            source[s].forEachSet { page, h in
+                if (received[s][page] ?? zeroHash) != h { bad.insert(page) }
+            }
+            received[s].forEachSet { page, h in
+                if source[s][page] == nil, h != zeroHash { bad.insert(page) }
+            }
+            differing += UInt64(bad.count)
+            for block in Set(bad.map { $0 / DirtyBitmap.pagesPerBlock }).sorted() where blocks.count < MigrationWire.maxListedBlocks {
+                blocks.append(.init(slot: slot, block: UInt64(block)))
+            }
+        }
+        return MigrationWire.Verified(differingPages: differing, blocks: blocks)
+    }
+}
+
 /// The destination of a migration: builds a VM with the layout the source announces,
-/// loads every page and vCPU state it sends, compares every page with the source's hashes
-/// at the switch-over, and resumes the guest. Nothing of the guest runs before the source
-/// says resume; a stream that breaks, lies or times out before that is discarded (the VM
-/// and its memory freed) and said in one line.
+/// lets a `MigrationIntake` load every page and vCPU state it sends and compare every page
+/// with the source's hashes at the switch-over, and resumes the guest. Nothing of the
+/// guest runs before the source says resume; a stream that breaks, lies or times out
+/// before that is discarded (the VM and its memory freed) and said in one line.
 public final class MigrationReceiver {
     /// What arrived in one pre-copy round, for the destination's UI.
     public struct Round: Sendable {
@@ -106,106 +249,38 @@ public final class MigrationReceiver {
         defer { if discard { machine.stop() } }
         onNote?("building the guest: \(hello.slots.count) slots, \(formatBytes(UInt64(hello.slots.reduce(0) { $0 + $1.pages }) * UInt64(hello.pageSize))), \(hello.vcpus) vCPUs")
         try channel.send(.ready)
-
-        let memories = machine.dataSlots.map(\.memory) + [machine.systemSlotMemory]
-        var hashes = memories.map { SparsePageHashes(pages: $0.pageCount) }
-        var received = machine.dataSlots.map { DirtyBitmap(pageCount: $0.pageCount) }
-        var unchanged = received
-        var states = [MigrationWire.State?](repeating: nil, count: hello.vcpus)
-        var sourceHashes = memories.map { SparsePageHashes(pages: $0.pageCount) }
-        var outcome = Outcome(machine: machine, hello: hello, rounds: 0, pages: 0, zeroPages: 0, unchangedPages: 0,
-                              bytesReceived: 0, loadNanos: 0, resumeNanos: 0, refusedMSRs: [])
-        var roundZero: UInt64 = 0, roundBytes: UInt64 = 0
-        let pageSize = hello.pageSize
-        let zeroHash = MigrationWire.zeroHash(bytes: pageSize)
-        func slotIndex(_ slot: UInt32) -> Int { slot == MigrationWire.systemSlot ? memories.count - 1 : Int(slot) }
-
+        let intake = MigrationIntake(hello: hello, memories: machine.dataSlots.map(\.memory) + [machine.systemSlotMemory])
         while true {
-            let frame = try channel.receiveFrame(layout: hello, timeoutNanos: frameTimeoutNanos)
-            switch frame {
-            case .pages(let p):
-                let s = slotIndex(p.slot)
-                let memory = memories[s]
-                var offset = 0
-                for i in 0..<p.count {
-                    let page = Int(p.firstPage) + i
-                    let target = memory.page(page)
-                    if p.isZero(i) {
-                        guard p.hashes[i] == zeroHash else { throw MigrationError("page \(page) of \(slotName(p.slot)) arrived as zeros with another page's hash") }
-                        if !Self.isZero(target, pageSize) {
-                            _ = madvise(target, pageSize, MADV_DONTNEED)   // zero again, and its memory given back
-                        } else if s < received.count, received[s][page] {
-                            unchanged[s][page] = true
-                        }
-                        hashes[s][page] = nil
-                        roundZero += 1
-                    } else {
-                        let intact = p.data.withUnsafeBytes { raw -> Bool in
-                            let data = raw.baseAddress! + offset
-                            guard MigrationWire.hash(data, bytes: pageSize) == p.hashes[i] else { return false }
-                            if s < received.count, memcmp(target, data, pageSize) == 0 { unchanged[s][page] = true }
-                            memcpy(target, data, pageSize)
-                            return true
-                        }
-                        guard intact else {
-                            throw MigrationError("page \(page) of \(slotName(p.slot)) arrived corrupted: its bytes do not match its hash")
-                        }
-                        hashes[s][page] = p.hashes[i]
-                        offset += pageSize
-                        roundBytes += UInt64(pageSize)
-                    }
-                    if s < received.count { received[s][page] = true }
-                    outcome.pages += 1
-                }
-            case .roundEnd(let r):
-                outcome.rounds += 1
-                outcome.zeroPages += roundZero
-                outcome.unchangedPages += UInt64(unchanged.reduce(0) { $0 + $1.count })
-                onRound?(Round(index: r.round, received: received, unchanged: unchanged, zeroPages: roundZero, bytes: roundBytes,
-                               sourceFalsePositives: r.falsePositivePages))
-                for i in received.indices { received[i].clearAll(); unchanged[i].clearAll() }
-                roundZero = 0
-                roundBytes = 0
-            case .state(let st):
-                states[st.vcpu] = st
-            case .hashes(let slot, let first, let list):
-                let s = slotIndex(slot)
-                for (i, h) in list.enumerated() { sourceHashes[s][Int(first) + i] = h }
-            case .switchOver:
-                outcome.zeroPages += roundZero
-                let verified = Self.compare(received: hashes, source: sourceHashes, zeroHash: zeroHash, slots: hello.slots.count)
-                try channel.send(.verified(verified))
-                guard verified.differingPages == 0 else {
-                    throw MigrationError("\(verified.differingPages) pages differ between the two ends at the switch-over (blocks: "
-                        + verified.blocks.prefix(8).map { "\(slotName($0.slot)) #\($0.block)" }.joined(separator: ", ")
-                        + (verified.blocks.count > 8 ? ", ..." : "") + "): the guest stays on the source")
-                }
-                guard states.allSatisfy({ $0 != nil }) else {
-                    throw MigrationError("the switch-over came without the state of vCPU \(states.firstIndex { $0 == nil }!)")
+            switch try intake.apply(try channel.receiveFrame(layout: hello, timeoutNanos: frameTimeoutNanos)) {
+            case .none:
+                continue
+            case .round(let round):
+                onRound?(round)
+            case .verified(let v):
+                try channel.send(.verified(v))
+                guard v.differingPages == 0 else {
+                    throw MigrationError("\(v.differingPages) pages differ between the two ends at the switch-over (blocks: "
+                        + v.blocks.prefix(8).map { "\($0.slot == MigrationWire.systemSlot ? "system" : "slot \($0.slot)") #\($0.block)" }
+                            .joined(separator: ", ") + (v.blocks.count > 8 ? ", ..." : "") + "): the guest stays on the source")
                 }
                 onNote?("every page matches the source's hashes")
-            case .resume:
-                guard states.allSatisfy({ $0 != nil }) else { throw MigrationError("resume before every vCPU's state arrived") }
+            case .resume(let states):
                 let t0 = monotonicNanos()
                 let kvmStates = states.map { s in
-                    VCPUState(regs: s!.parts[0], sregs: s!.parts[1], xsave: s!.parts[2], xcrs: s!.parts[3], events: s!.parts[4],
-                              debugRegs: s!.parts[5], mpState: s!.mpState, msrs: s!.msrs.map { VCPUState.MSR(index: $0.index, value: $0.value) })
+                    VCPUState(regs: s.parts[0], sregs: s.parts[1], xsave: s.parts[2], xcrs: s.parts[3], events: s.parts[4],
+                              debugRegs: s.parts[5], mpState: s.mpState, msrs: s.msrs.map { VCPUState.MSR(index: $0.index, value: $0.value) })
                 }
-                do { outcome.refusedMSRs = try machine.restoreVCPUStates(kvmStates) } catch { throw MigrationError("loading the vCPU state failed: \(error)") }
+                let refused: [[UInt32]]
+                do { refused = try machine.restoreVCPUStates(kvmStates) } catch { throw MigrationError("loading the vCPU state failed: \(error)") }
                 let t1 = monotonicNanos()
                 machine.start()
                 let t2 = monotonicNanos()
-                outcome.loadNanos = t1 - t0
-                outcome.resumeNanos = t2 - t1
-                outcome.bytesReceived = channel.bytesReceived
                 discard = false
                 // The guest runs here now; the source's reply is best effort.
-                try? channel.send(.resumed(loadNanos: outcome.loadNanos, resumeNanos: outcome.resumeNanos))
-                return outcome
-            case .abort(let reason):
-                throw MigrationError("the source gave up: \(reason)")
-            case .hello, .ready, .verified, .resumed:
-                throw MigrationError("the source sent a \(frame.name) frame, which only comes from a destination or once")
+                try? channel.send(.resumed(loadNanos: t1 - t0, resumeNanos: t2 - t1))
+                return Outcome(machine: machine, hello: hello, rounds: intake.rounds, pages: intake.pages, zeroPages: intake.zeroPages,
+                               unchangedPages: intake.unchangedPages, bytesReceived: channel.bytesReceived, loadNanos: t1 - t0,
+                               resumeNanos: t2 - t1, refusedMSRs: refused)
             }
         }
     }
@@ -241,25 +316,4 @@ public final class MigrationReceiver {
         }
     }
 
-    /// Every page of both ends by hash: a page the source listed must hold that hash here;
-    /// any other page must be zero on both.
-    static func compare(received: [SparsePageHashes], source: [SparsePageHashes], zeroHash: UInt64, slots: Int) -> MigrationWire.Verified {
-        var differing: UInt64 = 0
-        var blocks: [MigrationWire.Verified.Block] = []
-        for s in received.indices {
-            let slot = s < slots ? UInt32(s) : MigrationWire.systemSlot
-            var bad = Set<Int>()
-            source[s].forEachSet { page, h in
-                if (received[s][page] ?? zeroHash) != h { bad.insert(page) }
-            }
-            received[s].forEachSet { page, h in
-                if source[s][page] == nil, h != zeroHash { bad.insert(page) }
-            }
-            differing += UInt64(bad.count)
-            for block in Set(bad.map { $0 / DirtyBitmap.pagesPerBlock }).sorted() where blocks.count < MigrationWire.maxListedBlocks {
-                blocks.append(.init(slot: slot, block: UInt64(block)))
-            }
-        }
-        return MigrationWire.Verified(differingPages: differing, blocks: blocks)
-    }
 }

@@ -230,11 +230,11 @@ public enum MigrationWire {
         var p = ByteWriter()
         switch frame {
         case .hello(let h):
-            p.u32(UInt32(h.pageSize))
-            p.u32(UInt32(h.vcpus))
-            p.u64(UInt64(h.systemBytes))
-            p.u32(UInt32(h.slots.count))
-            for s in h.slots { p.u64(s.gpa); p.u64(UInt64(s.pages)) }
+            p.u32(UInt32(truncatingIfNeeded: h.pageSize))
+            p.u32(UInt32(truncatingIfNeeded: h.vcpus))
+            p.u64(UInt64(truncatingIfNeeded: h.systemBytes))
+            p.u32(UInt32(truncatingIfNeeded: h.slots.count))
+            for s in h.slots { p.u64(s.gpa); p.u64(UInt64(truncatingIfNeeded: s.pages)) }
             p.u8(h.stamps ? 1 : 0)
             text(h.guestName, into: &p)
         case .ready, .resume:
@@ -242,31 +242,31 @@ public enum MigrationWire {
         case .pages(let pages):
             p.u32(pages.slot)
             p.u64(pages.firstPage)
-            p.u32(UInt32(pages.count))
+            p.u32(UInt32(truncatingIfNeeded: pages.count))
             p.append(contentsOf: pages.zeroBits)
             p.u64s(pages.hashes[...])
             p.append(contentsOf: pages.data)
         case .roundEnd(let r):
             for v in [r.round, r.pages, r.zeroPages, r.bytes, r.falsePositivePages] { p.u64(v) }
         case .state(let s):
-            p.u32(UInt32(s.vcpu))
+            p.u32(UInt32(truncatingIfNeeded: s.vcpu))
             p.u32(s.mpState)
             for part in s.parts {
-                p.u32(UInt32(part.count))
+                p.u32(UInt32(truncatingIfNeeded: part.count))
                 p.append(contentsOf: part)
             }
-            p.u32(UInt32(s.msrs.count))
+            p.u32(UInt32(truncatingIfNeeded: s.msrs.count))
             for m in s.msrs { p.u32(m.index); p.u64(m.value) }
         case .hashes(let slot, let first, let hashes):
             p.u32(slot)
             p.u64(first)
-            p.u32(UInt32(hashes.count))
+            p.u32(UInt32(truncatingIfNeeded: hashes.count))
             p.u64s(hashes[...])
         case .switchOver(let pages):
             p.u64(pages)
         case .verified(let v):
             p.u64(v.differingPages)
-            p.u32(UInt32(v.blocks.count))
+            p.u32(UInt32(truncatingIfNeeded: v.blocks.count))
             for b in v.blocks { p.u32(b.slot); p.u64(b.block) }
         case .resumed(let load, let resume):
             p.u64(load)
@@ -278,7 +278,7 @@ public enum MigrationWire {
         w.u8(frame.type)
         w.u8(0)
         w.u16(0)
-        w.u32(UInt32(p.count))
+        w.u32(UInt32(truncatingIfNeeded: p.count))
         w.u32(CRC32.of(p.bytes))
         w.append(contentsOf: p.bytes)
         return w.bytes
@@ -286,7 +286,7 @@ public enum MigrationWire {
 
     private static func text(_ s: String, into p: inout ByteWriter) {
         let bytes = Array(s.utf8.prefix(maxTextBytes))
-        p.u16(UInt16(bytes.count))
+        p.u16(UInt16(truncatingIfNeeded: bytes.count))
         p.append(contentsOf: bytes)
     }
 

@@ -51,7 +51,7 @@ struct BenchCommand: ParsableCommand {
     var wait: String?
     @Flag(help: "Print JSON: one object per mode, units in the key names.")
     var json = false
-    @Option(help: "What to measure: kvm (the harvest modes), guest (what each mode costs the guest, from its own timeline), clock (what reading the guest's clock costs here), render (the heatmap UI), recording (replay files), plot (SVG pictures), fuzz (forged replay files through the reader).")
+    @Option(help: "What to measure: kvm (the harvest modes), guest (what each mode costs the guest, from its own timeline), clock (what reading the guest's clock costs here), render (the heatmap UI), recording (replay files), plot (SVG pictures), fuzz (forged replay files through the reader), fuzz-migration (forged migration streams through the receiver).")
     var suite = "kvm"
     @Option(parsing: .unconditional, help: "Guest suite: harvest interval, start to start (e.g. 100ms; 0 = back to back).")
     var interval = "100ms"
@@ -73,6 +73,14 @@ struct BenchCommand: ParsableCommand {
         case "kvm": break
         case "guest":
             try runGuestSuite()
+            return
+        case "fuzz-migration":
+            let count = try reportingErrors { () throws(SessionError) in try parseCount(inputs, option: "--inputs", range: 1...Int(UInt32.max)) }
+            let seedValue = try reportingErrors { () throws(SessionError) in try parseCount(seed, option: "--seed", range: 0...Int.max) }
+            var fuzzer = MigrationFuzzer(seed: UInt64(seedValue))
+            let report = fuzzer.run(inputs: count) { print($0); fflush(nil) }
+            print(report.text() + "  peak resident \(formatBytes(peakResidentBytes()))", terminator: "\n")
+            if report.hangs > 0 { throw ExitCode(1) }
             return
         case "clock":
             let result = try reportingErrors { () throws(SessionError) -> ClockProbe.Result in
@@ -100,7 +108,7 @@ struct BenchCommand: ParsableCommand {
             try runFuzz()
             return
         default:
-            printError("suite '\(suite)' is not one of kvm, guest, clock, render, recording, plot, fuzz")
+            printError("suite '\(suite)' is not one of kvm, guest, clock, render, recording, plot, fuzz, fuzz-migration")
             throw ExitCode(2)
         }
         let results = try reportingErrors { () throws(SessionError) -> [BenchResult] in
