@@ -1,0 +1,144 @@
+import ArgumentParser
+import DirtyScopeCore
+import DirtyScopeModel
+import DirtyScopeRecording
+import Foundation
+import KVM
+
+struct ReceiveCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "receive",
+        abstract: "Wait for a migrating guest, load it, check every page and run it here.",
+        discussion: """
+            Listens on ADDR (unix:PATH, HOST:PORT, or a port alone for 127.0.0.1:PORT) for one \
+            `dirtyscope migrate`. It builds a VM with the source's memslot layout, loads the pages as \
+            they arrive, compares every page with the source's hashes at the switch-over, loads the \
+            vCPUs' state and resumes the guest, which then runs here. A second connection is refused; \
+            a stream that breaks or lies before the resume is discarded.
+            """)
+
+    @Option(name: .customLong("listen"), help: ArgumentHelp("Where to listen: unix:PATH, HOST:PORT, or PORT (127.0.0.1).", valueName: "ADDR"))
+    var listen: String
+    @Option(name: .customLong("run-for"), parsing: .unconditional, help: "After the guest resumes here, run it this long, then stop (e.g. 5s); default: until a signal.")
+    var runFor: String?
+    @Option(name: .customLong("wait"), parsing: .unconditional, help: "Give up when no source connects within this long (e.g. 30s); default: wait for ever.")
+    var wait: String?
+
+    func run() throws {
+        let (address, runNanos, waitNanos) = try reportingErrors { () throws(SessionError) -> (MigrationAddress, UInt64?, UInt64?) in
+            let address: MigrationAddress
+            if let port = UInt16(listen), port > 0 { address = .tcp(host: "127.0.0.1", port: port) } else { address = try MigrationAddress(parsing: listen) }
+            var runNanos: UInt64?, waitNanos: UInt64?
+            if let runFor { runNanos = try parseInterval(runFor, what: "--run-for") }
+            if let wait { waitNanos = try parseInterval(wait, what: "--wait") }
+            return (address, runNanos, waitNanos)
+        }
+        let host = try reportingErrors { () throws(SessionError) in try KVMSystemInfo.open() }
+        let listener: MigrationListener
+        do { listener = try MigrationListener(address) } catch {
+            printError("\(error)")
+            throw ExitCode(1)
+        }
+        if !address.isLocal { print("note: listening on \(address), reachable from other machines (asked for explicitly)") }
+        print("listening on \(address)")
+        fflush(nil)
+        let stop = SignalFlag.install()
+        let started = monotonicNanos()
+        var channel: MigrationChannel?
+        while channel == nil && !stop.isSet {
+            if let waitNanos, monotonicNanos() - started > waitNanos {
+                printError("no source connected to \(address) within \(formatNanos(waitNanos))")
+                throw ExitCode(1)
+            }
+            do { channel = try listener.accept(timeoutNanos: 200_000_000) } catch {
+                printError("\(error)")
+                throw ExitCode(1)
+            }
+        }
+        guard let channel else { throw ExitCode(128 + (stop.caughtSignal ?? SIGINT)) }
+        // One migration at a time: later connections are told so and closed.
+        let refusing = RefusingListener(listener, reason: "busy: this receiver already takes a migration")
+        defer { refusing.stop() }
+        let receiver = MigrationReceiver(system: host.system, channel: channel)
+        receiver.onNote = { print($0); fflush(nil) }
+        receiver.onRound = { r in
+            let pages = r.received.reduce(0) { $0 + $1.count }, unchanged = r.unchanged.reduce(0) { $0 + $1.count }
+            print("round \(r.index): \(pages) pages arrived (\(r.zeroPages) zero, \(unchanged) unchanged: the source counted \(r.sourceFalsePositives) false positives), \(formatBytes(r.bytes))")
+            fflush(nil)
+        }
+        let outcome: MigrationReceiver.Outcome
+        do { outcome = try receiver.run() } catch {
+            printError("migration failed: \(error); nothing of it is kept here")
+            throw ExitCode(1)
+        }
+        refusing.reason = "busy: a migrated guest runs here"
+        let machine = outcome.machine
+        defer { machine.stop() }
+        print("guest resumed here after \(outcome.rounds) rounds: \(outcome.pages) pages (\(outcome.zeroPages) zero, "
+              + "\(outcome.unchangedPages) unchanged), \(formatBytes(outcome.bytesReceived)) received; "
+              + "state loaded in \(formatNanos(outcome.loadNanos)), resumed in \(formatNanos(outcome.resumeNanos))")
+        for (v, refused) in outcome.refusedMSRs.enumerated() where !refused.isEmpty {
+            print("vCPU \(v): KVM would not take back MSRs " + refused.map { "0x" + String($0, radix: 16) }.joined(separator: ", "))
+        }
+        fflush(nil)
+        // The guest runs here: say how it goes, once a second.
+        let resumed = monotonicNanos()
+        var lastWrites = machine.guestWrites, lastTime = resumed
+        while !stop.isSet {
+            if let runNanos, monotonicNanos() - resumed >= runNanos { break }
+            usleep(100_000)
+            if let fault = machine.currentFault {
+                printError("guest fault here: \(fault)")
+                throw ExitCode(1)
+            }
+            let now = monotonicNanos()
+            if now - lastTime >= 1_000_000_000 {
+                let writes = machine.guestWrites
+                print("guest running here: \(writes) writes (+\(Int(Double(writes &- lastWrites) * 1e9 / Double(now - lastTime)))/s)")
+                fflush(nil)
+                lastWrites = writes
+                lastTime = now
+            }
+        }
+        print("guest stopped here after \(formatNanos(monotonicNanos() - resumed)): \(machine.guestWrites) writes in all")
+        if let n = stop.caughtSignal { throw ExitCode(128 + n) }
+    }
+}
+
+/// Accepts and refuses connections on a listener in a thread of its own (with an abort
+/// frame saying why), until stopped.
+final class RefusingListener: @unchecked Sendable {
+    private let listener: MigrationListener
+    private let lock = NSLock()
+    private var _reason: String
+    private var stopped = false
+    private var thread: Thread?
+
+    var reason: String {
+        get { lock.lock(); defer { lock.unlock() }; return _reason }
+        set { lock.lock(); _reason = newValue; lock.unlock() }
+    }
+
+    init(_ listener: MigrationListener, reason: String) {
+        self.listener = listener
+        _reason = reason
+        let t = Thread { [self] in
+            while !isStopped {
+                guard let c = try? listener.accept(timeoutNanos: 200_000_000) else { continue }
+                try? c.send(MigrationWire.greeting(.destination))
+                try? c.send(.abort(self.reason))
+                c.close()
+            }
+        }
+        thread = t
+        t.start()
+    }
+
+    private var isStopped: Bool { lock.lock(); defer { lock.unlock() }; return stopped }
+
+    func stop() {
+        lock.lock()
+        stopped = true
+        lock.unlock()
+    }
+}
