@@ -160,6 +160,39 @@ public final class MigrationChannel: @unchecked Sendable {
 
     public func send(_ frame: MigrationWire.Frame) throws(MigrationError) { try send(MigrationWire.encode(frame)) }
 
+    /// Sends `parts` one after the other, whole, with as few system calls as the socket
+    /// allows (sendmsg with a vector: a frame's header, fields and pages without copying
+    /// them together first).
+    public func send(parts: [UnsafeRawBufferPointer]) throws(MigrationError) {
+        var vectors = parts.filter { $0.count > 0 }.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
+        var total = 0
+        for v in vectors { total += v.iov_len }
+        var first = 0
+        while first < vectors.count {
+            var message = msghdr()
+            let n = vectors.withUnsafeMutableBufferPointer { buffer -> Int in
+                message.msg_iov = buffer.baseAddress! + first
+                message.msg_iovlen = buffer.count - first
+                return sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw MigrationError("the connection broke while sending: \(errnoText())")
+            }
+            // Step past what went out: whole vectors, then into the next one.
+            var left = n
+            while first < vectors.count, left >= vectors[first].iov_len {
+                left -= vectors[first].iov_len
+                first += 1
+            }
+            if left > 0 {
+                vectors[first].iov_base = vectors[first].iov_base! + left
+                vectors[first].iov_len -= left
+            }
+        }
+        bytesSent &+= UInt64(total)
+    }
+
     // MARK: Receiving
 
     /// Exactly `count` bytes, waiting at most until `deadline` (monotonic ns) for them.
@@ -190,6 +223,89 @@ public final class MigrationChannel: @unchecked Sendable {
         }
         bytesReceived &+= UInt64(count)
         return out
+    }
+
+    /// What `receive(layout:timeoutNanos:_:)` hands over: a pages frame in place (valid only
+    /// inside the call), or any other frame decoded.
+    public enum Incoming {
+        case pages(MigrationWire.PagesView)
+        case frame(MigrationWire.Frame)
+    }
+
+    /// The payload buffer, kept from frame to frame.
+    private var buffer: [UInt8] = []
+
+    /// Exactly `count` bytes into `buffer` (grown as needed), waiting at most until `deadline`.
+    private func receive(into count: Int, deadline: UInt64) throws(MigrationError) {
+        if buffer.count < count { buffer = [UInt8](repeating: 0, count: max(count, buffer.count * 2)) }
+        var got = 0
+        while got < count {
+            let now = monotonicNanos()
+            guard now < deadline else { throw MigrationError("the peer sent nothing for too long (\(got) of \(count) bytes of a frame)") }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&p, 1, Int32(min(1000, (deadline - now) / 1_000_000 + 1)))
+            if ready < 0 {
+                if errno == EINTR { continue }
+                throw MigrationError("poll: \(errnoText())")
+            }
+            guard ready > 0 else { continue }
+            let n = buffer.withUnsafeMutableBytes { raw in recv(fd, raw.baseAddress! + got, count - got, 0) }
+            if n < 0 {
+                if errno == EINTR || errno == EAGAIN { continue }
+                throw MigrationError("the connection broke while receiving: \(errnoText())")
+            }
+            guard n > 0 else { throw MigrationError("the peer hung up inside a frame (\(got) of \(count) bytes)") }
+            got += n
+        }
+        bytesReceived &+= UInt64(count)
+    }
+
+    /// Exactly `count` bytes straight into `memory` (a plain copy's receiving end).
+    func receive(into memory: UnsafeMutableRawPointer, count: Int, deadline: UInt64) throws(MigrationError) {
+        var got = 0
+        while got < count {
+            guard monotonicNanos() < deadline else { throw MigrationError("the peer sent nothing for too long") }
+            let n = recv(fd, memory + got, count - got, 0)
+            if n < 0 {
+                if errno == EINTR || errno == EAGAIN { continue }
+                throw MigrationError("the connection broke while receiving: \(errnoText())")
+            }
+            guard n > 0 else { throw MigrationError("the peer hung up (\(got) of \(count) bytes)") }
+            got += n
+        }
+        bytesReceived &+= UInt64(count)
+    }
+
+    /// The next frame, checked (`layout`: the hello, once known), handed to `body`: a pages
+    /// frame in place in the channel's buffer, any other decoded. Waits at most `timeoutNanos`.
+    public func receive<R>(layout: MigrationWire.Hello?, timeoutNanos: UInt64 = 30_000_000_000,
+                           _ body: (Incoming) throws(MigrationError) -> R) throws(MigrationError) -> R {
+        let deadline = monotonicNanos() &+ timeoutNanos
+        let header = try receive(MigrationWire.headerBytes, deadline: deadline)
+        let h: (type: UInt8, length: Int, crc: UInt32)
+        do { h = try MigrationWire.header(header) } catch { throw MigrationError(error.description) }
+        try receive(into: h.length, deadline: deadline)
+        if h.type == 3, let layout {
+            let view = buffer.withUnsafeBytes { raw -> Result<MigrationWire.PagesView, MigrationWire.WireError> in
+                do throws(MigrationWire.WireError) {
+                    return .success(try MigrationWire.pagesView(UnsafeRawBufferPointer(rebasing: raw[0..<h.length]), crc: h.crc, layout: layout))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            switch view {
+            case .success(let v):
+                // The view points into `buffer`, which nothing changes until the next receive.
+                return try body(.pages(v))
+            case .failure(let e):
+                throw MigrationError(e.description)
+            }
+        }
+        let frame: MigrationWire.Frame
+        do { frame = try MigrationWire.decode(type: h.type, payload: Array(buffer[0..<h.length]), crc: h.crc, layout: layout) } catch {
+            throw MigrationError(error.description)
+        }
+        return try body(.frame(frame))
     }
 
     /// The next frame, checked (`layout`: the hello, once known). Waits at most `timeoutNanos`.

@@ -95,42 +95,71 @@ final class MigrationIntake {
 
     private func name(_ slot: UInt32) -> String { slot == MigrationWire.systemSlot ? "the system slot" : "slot \(slot)" }
 
+    /// Applies what the channel received: a pages frame in place, or any other frame.
+    func apply(_ incoming: MigrationChannel.Incoming) throws(MigrationError) -> Step {
+        switch incoming {
+        case .pages(let view):
+            try apply(view)
+            return .none
+        case .frame(let frame):
+            return try apply(frame)
+        }
+    }
+
+    /// Loads a pages frame's pages: each checked against its hash, zero pages given back.
+    func apply(_ p: MigrationWire.PagesView) throws(MigrationError) {
+        let pageSize = hello.pageSize
+        let s = index(p.slot)
+        let memory = memories[s]
+        var data = p.data
+        for i in 0..<p.count {
+            let page = Int(p.firstPage) + i
+            let target = memory.page(page)
+            // A page that holds no hash here is zero: never arrived, or arrived as zeros. It
+            // is not read (that would map it for nothing, then fault again on the write).
+            let held = hashes[s][page]
+            if p.isZero(i) {
+                guard p.hash(i) == zeroHash else { throw MigrationError("page \(page) of \(name(p.slot)) arrived as zeros with another page's hash") }
+                if held != nil {
+                    _ = madvise(target, pageSize, MADV_DONTNEED)   // zero again, and its memory given back
+                } else if s < received.count, received[s][page] {
+                    unchanged[s][page] = true
+                }
+                hashes[s][page] = nil
+                roundZero += 1
+            } else {
+                let h = p.hash(i)
+                guard MigrationWire.hash(data, bytes: pageSize) == h else {
+                    throw MigrationError("page \(page) of \(name(p.slot)) arrived corrupted: its bytes do not match its hash")
+                }
+                if s < received.count, held == h, memcmp(target, data, pageSize) == 0 { unchanged[s][page] = true }
+                memcpy(target, data, pageSize)
+                hashes[s][page] = h
+                data += pageSize
+                roundBytes += UInt64(pageSize)
+            }
+            if s < received.count { received[s][page] = true }
+            pages += 1
+        }
+    }
+
     /// Applies one frame from the source (already checked against the hello's layout).
     func apply(_ frame: MigrationWire.Frame) throws(MigrationError) -> Step {
-        let pageSize = hello.pageSize
         switch frame {
         case .pages(let p):
-            let s = index(p.slot)
-            let memory = memories[s]
-            var offset = 0
-            for i in 0..<p.count {
-                let page = Int(p.firstPage) + i
-                let target = memory.page(page)
-                if p.isZero(i) {
-                    guard p.hashes[i] == zeroHash else { throw MigrationError("page \(page) of \(name(p.slot)) arrived as zeros with another page's hash") }
-                    if !MigrationReceiver.isZero(target, pageSize) {
-                        _ = madvise(target, pageSize, MADV_DONTNEED)   // zero again, and its memory given back
-                    } else if s < received.count, received[s][page] {
-                        unchanged[s][page] = true
+            // An owned pages frame (the fuzzer's): the same path, through a view of its arrays.
+            var failure: MigrationError?
+            p.data.withUnsafeBytes { raw in
+                p.zeroBits.withUnsafeBytes { bits in
+                    p.hashes.withUnsafeBytes { h in
+                        do throws(MigrationError) {
+                            try apply(MigrationWire.PagesView(slot: p.slot, firstPage: p.firstPage, count: p.count, zeroBits: bits.baseAddress!,
+                                                              hashes: h.baseAddress!, data: raw.baseAddress ?? h.baseAddress!))
+                        } catch { failure = error }
                     }
-                    hashes[s][page] = nil
-                    roundZero += 1
-                } else {
-                    let intact = p.data.withUnsafeBytes { raw -> Bool in
-                        let data = raw.baseAddress! + offset
-                        guard MigrationWire.hash(data, bytes: pageSize) == p.hashes[i] else { return false }
-                        if s < received.count, memcmp(target, data, pageSize) == 0 { unchanged[s][page] = true }
-                        memcpy(target, data, pageSize)
-                        return true
-                    }
-                    guard intact else { throw MigrationError("page \(page) of \(name(p.slot)) arrived corrupted: its bytes do not match its hash") }
-                    hashes[s][page] = p.hashes[i]
-                    offset += pageSize
-                    roundBytes += UInt64(pageSize)
                 }
-                if s < received.count { received[s][page] = true }
-                pages += 1
             }
+            if let failure { throw failure }
             return .none
         case .roundEnd(let r):
             rounds += 1
@@ -251,7 +280,7 @@ public final class MigrationReceiver {
         try channel.send(.ready)
         let intake = MigrationIntake(hello: hello, memories: machine.dataSlots.map(\.memory) + [machine.systemSlotMemory])
         while true {
-            switch try intake.apply(try channel.receiveFrame(layout: hello, timeoutNanos: frameTimeoutNanos)) {
+            switch try channel.receive(layout: hello, timeoutNanos: frameTimeoutNanos, { (incoming) throws(MigrationError) in try intake.apply(incoming) }) {
             case .none:
                 continue
             case .round(let round):

@@ -14,14 +14,22 @@ import Glibc
 /// keeps each page's hash at its last send: what the destination must have.
 public final class MigrationSender {
     let channel: MigrationChannel
-    let machine: GuestMachine
     let hello: MigrationWire.Hello
+    /// The data slots' memory, then the system slot's.
+    private let memories: [GuestMemory]
+    /// Reads the vCPUs' state at the switch-over.
+    private let captureStates: () throws(SessionError) -> [VCPUState]
     private let pageSize = PageSize.system
     private let zeroHash: UInt64
     /// Per data slot, then the system slot: each page's hash when it was last sent.
     var sent: [SparsePageHashes]
-    /// Pages queued for the next frame (one run of one slot at a time).
-    private var run: (slot: UInt32, first: Int, hashes: [UInt64], zeroBits: [UInt8], data: [UInt8])?
+    /// Pages queued for the next frame (one run of one slot at a time), in buffers kept
+    /// from frame to frame: the run's slot and first page, its zero bits, hashes and bytes.
+    private var runSlot: UInt32 = 0
+    private var runFirst = 0
+    private var runZeroBits: [UInt8] = []
+    private var runHashes: [UInt64] = []
+    private var runData: [UInt8] = []
     /// This round's counts.
     public private(set) var roundPages: UInt64 = 0
     public private(set) var roundZeroPages: UInt64 = 0
@@ -33,15 +41,23 @@ public final class MigrationSender {
     private var pacingStart: UInt64 = 0
     private var pacedBytes: UInt64 = 0
 
-    public init(channel: MigrationChannel, machine: GuestMachine) {
-        self.channel = channel
-        self.machine = machine
-        hello = MigrationWire.Hello(
+    public convenience init(channel: MigrationChannel, machine: GuestMachine) {
+        self.init(channel: channel, hello: MigrationWire.Hello(
             pageSize: PageSize.system, vcpus: machine.config.vcpus, systemBytes: machine.systemSlotMemory.byteCount,
             slots: machine.dataSlots.map { ($0.guestPhysicalAddress, $0.pageCount) }, guestName: machine.guestName,
-            stamps: machine.guestStamps)
+            stamps: machine.guestStamps), memories: machine.dataSlots.map(\.memory) + [machine.systemSlotMemory],
+            captureStates: { () throws(SessionError) in try machine.captureVCPUStates() })
+    }
+
+    /// A sender of `memories` (the data slots', then the system slot's) as `hello` describes them.
+    init(channel: MigrationChannel, hello: MigrationWire.Hello, memories: [GuestMemory],
+         captureStates: @escaping () throws(SessionError) -> [VCPUState]) {
+        self.channel = channel
+        self.hello = hello
+        self.memories = memories
+        self.captureStates = captureStates
         zeroHash = MigrationWire.zeroHash(bytes: PageSize.system)
-        sent = (machine.dataSlots.map(\.memory) + [machine.systemSlotMemory]).map { SparsePageHashes(pages: $0.pageCount) }
+        sent = memories.map { SparsePageHashes(pages: $0.pageCount) }
     }
 
     /// Greets, sends the hello and waits for the destination to be ready.
@@ -55,9 +71,7 @@ public final class MigrationSender {
         }
     }
 
-    private func memory(_ slot: UInt32) -> GuestMemory {
-        slot == MigrationWire.systemSlot ? machine.systemSlotMemory : machine.dataSlots[Int(slot)].memory
-    }
+    private func memory(_ slot: UInt32) -> GuestMemory { memories[index(slot)] }
 
     private func index(_ slot: UInt32) -> Int { slot == MigrationWire.systemSlot ? sent.count - 1 : Int(slot) }
 
@@ -65,40 +79,54 @@ public final class MigrationSender {
     /// returns its hash.
     @discardableResult
     public func send(slot: UInt32, page: Int) throws(MigrationError) -> UInt64 {
-        if let r = run, r.slot != slot || r.first + r.hashes.count != page || r.hashes.count == MigrationWire.maxPagesPerFrame {
+        if !runHashes.isEmpty, runSlot != slot || runFirst + runHashes.count != page || runHashes.count == MigrationWire.maxPagesPerFrame {
             try flush()
         }
-        if run == nil { run = (slot, page, [], [], []) }
+        if runHashes.isEmpty {
+            runSlot = slot
+            runFirst = page
+            if runData.capacity == 0 { runData.reserveCapacity(MigrationWire.maxPagesPerFrame * pageSize) }
+        }
         let src = memory(slot).page(page)
-        let zero = MigrationReceiver.isZero(src, pageSize)
-        let i = run!.hashes.count
-        if i % 8 == 0 { run!.zeroBits.append(0) }
+        let i = runHashes.count
+        if i % 8 == 0 { runZeroBits.append(0) }
         let h: UInt64
-        if zero {
-            run!.zeroBits[i >> 3] |= 1 << UInt8(i & 7)
+        if MigrationReceiver.isZero(src, pageSize) {
+            runZeroBits[i >> 3] |= 1 << UInt8(i & 7)
             h = zeroHash
             roundZeroPages += 1
         } else {
-            run!.data.append(contentsOf: UnsafeRawBufferPointer(start: src, count: pageSize))
+            let at = runData.count
+            runData.append(contentsOf: UnsafeRawBufferPointer(start: src, count: pageSize))
             // The hash of the bytes queued, not of the page (the guest may write it meanwhile).
-            h = run!.data.withUnsafeBytes { MigrationWire.hash($0.baseAddress! + $0.count - pageSize, bytes: pageSize) }
+            h = runData.withUnsafeBytes { MigrationWire.hash($0.baseAddress! + at, bytes: pageSize) }
             roundBytes += UInt64(pageSize)
         }
-        run!.hashes.append(h)
+        runHashes.append(h)
         sent[index(slot)][page] = h
         roundPages += 1
         return h
     }
 
-    /// Sends the queued pages.
+    /// Sends the queued pages: header, fields and the pages' bytes in one vectored write.
     public func flush() throws(MigrationError) {
-        guard let r = run else { return }
-        run = nil
-        let frame = MigrationWire.Frame.pages(MigrationWire.Pages(
-            slot: r.slot, firstPage: UInt64(r.first), count: r.hashes.count, zeroBits: r.zeroBits, hashes: r.hashes, data: r.data))
-        let bytes = MigrationWire.encode(frame)
-        try pace(bytes.count)
-        try channel.send(bytes)
+        guard !runHashes.isEmpty else { return }
+        let meta = MigrationWire.pagesMeta(slot: runSlot, firstPage: UInt64(runFirst), count: runHashes.count,
+                                           zeroBits: runZeroBits, hashes: runHashes)
+        let header = MigrationWire.header(type: 3, length: meta.count + runData.count, crc: MigrationWire.checksum(meta: meta))
+        try pace(header.count + meta.count + runData.count)
+        var failure: MigrationError?
+        header.withUnsafeBytes { h in
+            meta.withUnsafeBytes { m in
+                runData.withUnsafeBytes { d in
+                    do throws(MigrationError) { try channel.send(parts: [h, m, d]) } catch { failure = error }
+                }
+            }
+        }
+        runZeroBits.removeAll(keepingCapacity: true)
+        runHashes.removeAll(keepingCapacity: true)
+        runData.removeAll(keepingCapacity: true)
+        if let failure { throw failure }
     }
 
     /// Holds the stream to `bandwidth`: sleeps while the bytes sent are ahead of it.
@@ -137,7 +165,7 @@ public final class MigrationSender {
     /// The vCPUs' state (paused by the caller).
     public func sendStates() throws(MigrationError) {
         let states: [VCPUState]
-        do { states = try machine.captureVCPUStates() } catch { throw MigrationError("capturing the vCPU state failed: \(error)") }
+        do { states = try captureStates() } catch { throw MigrationError("capturing the vCPU state failed: \(error)") }
         for (v, s) in states.enumerated() {
             try channel.send(.state(MigrationWire.State(vcpu: v, mpState: s.mpState,
                                                          parts: [s.regs, s.sregs, s.xsave, s.xcrs, s.events, s.debugRegs],

@@ -82,6 +82,31 @@ public enum MigrationWire {
         public func isZero(_ i: Int) -> Bool { zeroBits[i >> 3] & (1 << UInt8(i & 7)) != 0 }
     }
 
+    /// A pages frame read in place: its fields over the payload's bytes, valid while those
+    /// bytes are (the receiver keeps one buffer for every frame).
+    public struct PagesView {
+        public let slot: UInt32
+        public let firstPage: UInt64
+        public let count: Int
+        let zeroBits: UnsafeRawPointer
+        let hashes: UnsafeRawPointer
+        /// The non-zero pages' bytes, in order.
+        public let data: UnsafeRawPointer
+
+        /// A view over pointers the caller keeps valid: zero bits, little-endian hashes, data.
+        public init(slot: UInt32, firstPage: UInt64, count: Int, zeroBits: UnsafeRawPointer, hashes: UnsafeRawPointer, data: UnsafeRawPointer) {
+            self.slot = slot
+            self.firstPage = firstPage
+            self.count = count
+            self.zeroBits = zeroBits
+            self.hashes = hashes
+            self.data = data
+        }
+
+        public func isZero(_ i: Int) -> Bool { zeroBits.load(fromByteOffset: i >> 3, as: UInt8.self) & (1 << UInt8(i & 7)) != 0 }
+        public func hash(_ i: Int) -> UInt64 { UInt64(littleEndian: hashes.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)) }
+    }
+
     /// One vCPU's state, as the KVM layer's parts: the destination restores it as it is.
     public struct State: Equatable, Sendable {
         public var vcpu: Int
@@ -274,14 +299,78 @@ public enum MigrationWire {
         case .abort(let reason):
             text(reason, into: &p)
         }
+        // A pages frame's checksum covers its fields, not the pages' bytes: each page has its hash.
+        var checked = p.count
+        if case .pages(let pages) = frame { checked = min(p.count, pagesMetaBytes(count: pages.count)) }
         var w = ByteWriter()
         w.u8(frame.type)
         w.u8(0)
         w.u16(0)
         w.u32(UInt32(truncatingIfNeeded: p.count))
-        w.u32(CRC32.of(p.bytes))
+        w.u32(p.bytes.withUnsafeBytes { CRC32.of(UnsafeRawBufferPointer(rebasing: $0[0..<checked])) })
         w.append(contentsOf: p.bytes)
         return w.bytes
+    }
+
+    /// The bytes of a pages frame's fields before the pages' bytes: slot, first page, count,
+    /// the zero bits and a hash per page.
+    public static func pagesMetaBytes(count: Int) -> Int { 16 + (count + 7) / 8 + 8 * count }
+
+    /// A frame header for `type` with `length` payload bytes whose checksum is `crc`.
+    public static func header(type: UInt8, length: Int, crc: UInt32) -> [UInt8] {
+        var w = ByteWriter()
+        w.u8(type)
+        w.u8(0)
+        w.u16(0)
+        w.u32(UInt32(truncatingIfNeeded: length))
+        w.u32(crc)
+        return w.bytes
+    }
+
+    /// A pages frame's fields (what `pagesMetaBytes` counts), for a sender that keeps the
+    /// pages' bytes in a buffer of its own: header and fields, then those bytes, make the frame.
+    public static func pagesMeta(slot: UInt32, firstPage: UInt64, count: Int, zeroBits: [UInt8], hashes: [UInt64]) -> [UInt8] {
+        var p = ByteWriter()
+        p.u32(slot)
+        p.u64(firstPage)
+        p.u32(UInt32(truncatingIfNeeded: count))
+        p.append(contentsOf: zeroBits)
+        p.u64s(hashes[...])
+        return p.bytes
+    }
+
+    /// A pages frame's checksum: the CRC32 of its fields.
+    public static func checksum(meta: [UInt8]) -> UInt32 { CRC32.of(meta) }
+
+    /// A pages frame read in place (`layout`: the hello): its fields checked as `decode`
+    /// checks them, its pages' bytes left where they are.
+    public static func pagesView(_ payload: UnsafeRawBufferPointer, crc: UInt32, layout h: Hello) throws(WireError) -> PagesView {
+        do throws(FormatViolation) {
+            var r = ByteReader(payload)
+            let slot = try r.u32()
+            guard let pages = h.pages(slot: slot) else { throw FormatViolation("slot \(slot) is not in the hello's \(h.slots.count) slots") }
+            let first = try r.u64()
+            let count = Int(try r.u32())
+            guard (1...maxPagesPerFrame).contains(count), first < UInt64(pages), UInt64(count) <= UInt64(pages) - first else {
+                throw FormatViolation("pages \(first)+\(count) of slot \(slot) (\(pages) pages; 1 to \(maxPagesPerFrame) a frame)")
+            }
+            let meta = pagesMetaBytes(count: count)
+            guard payload.count >= meta else { throw FormatViolation("ends inside its fields") }
+            guard CRC32.of(UnsafeRawBufferPointer(rebasing: payload[0..<meta])) == crc else {
+                throw FormatViolation("its checksum does not match its fields")
+            }
+            let bits = try r.bytes((count + 7) / 8)
+            var zeros = 0
+            for b in bits { zeros += b.nonzeroBitCount }
+            guard count % 8 == 0 || bits[bits.count - 1] >> UInt8(count % 8) == 0 else { throw FormatViolation("zero-page bits past its \(count) pages") }
+            let hashes = try r.bytes(8 * count)
+            let data = try r.bytes((count - zeros) * h.pageSize)
+            guard r.isAtEnd else { throw FormatViolation("\(r.remaining) bytes after its pages") }
+            return PagesView(slot: slot, firstPage: first, count: count, zeroBits: bits.baseAddress!, hashes: hashes.baseAddress!,
+                             data: data.baseAddress ?? hashes.baseAddress!)
+        } catch {
+            throw WireError("frame type 3: \(error.reason)")
+        }
     }
 
     private static func text(_ s: String, into p: inout ByteWriter) {
@@ -311,6 +400,23 @@ public enum MigrationWire {
     /// The frame of `type` with `payload`, checked against its CRC and, after the hello,
     /// against the layout it announced (nil before it: only a hello decodes then).
     public static func decode(type: UInt8, payload: [UInt8], crc: UInt32, layout: Hello?) throws(WireError) -> Frame {
+        if type == 3 {
+            // Checked in place first (the checksum covers the fields), then copied out.
+            guard let layout else { throw WireError("frame type 3: comes before the hello") }
+            let result = payload.withUnsafeBytes { raw -> Result<Frame, WireError> in
+                do throws(WireError) {
+                    let v = try pagesView(raw, crc: crc, layout: layout)
+                    let zeroBits = Array(UnsafeRawBufferPointer(start: v.zeroBits, count: (v.count + 7) / 8))
+                    let dataBytes = raw.count - pagesMetaBytes(count: v.count)
+                    return .success(.pages(Pages(slot: v.slot, firstPage: v.firstPage, count: v.count, zeroBits: zeroBits,
+                                                 hashes: (0..<v.count).map(v.hash),
+                                                 data: Array(UnsafeRawBufferPointer(start: v.data, count: dataBytes)))))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            return try result.get()
+        }
         guard CRC32.of(payload) == crc else { throw WireError("frame type \(type): its checksum does not match its \(payload.count) bytes") }
         do {
             return try payload.withUnsafeBytes { (raw) throws(FormatViolation) -> Frame in

@@ -51,7 +51,7 @@ struct BenchCommand: ParsableCommand {
     var wait: String?
     @Flag(help: "Print JSON: one object per mode, units in the key names.")
     var json = false
-    @Option(help: "What to measure: kvm (the harvest modes), guest (what each mode costs the guest, from its own timeline), clock (what reading the guest's clock costs here), render (the heatmap UI), recording (replay files), plot (SVG pictures), fuzz (forged replay files through the reader), fuzz-migration (forged migration streams through the receiver).")
+    @Option(help: "What to measure: kvm (the harvest modes), guest (what each mode costs the guest, from its own timeline), clock (what reading the guest's clock costs here), stream (the migration stream against a plain socket copy), render (the heatmap UI), recording (replay files), plot (SVG pictures), fuzz (forged replay files through the reader), fuzz-migration (forged migration streams through the receiver).")
     var suite = "kvm"
     @Option(parsing: .unconditional, help: "Guest suite: harvest interval, start to start (e.g. 100ms; 0 = back to back).")
     var interval = "100ms"
@@ -82,6 +82,15 @@ struct BenchCommand: ParsableCommand {
             print(report.text() + "  peak resident \(formatBytes(peakResidentBytes()))", terminator: "\n")
             if report.hangs > 0 { throw ExitCode(1) }
             return
+        case "stream":
+            do {
+                print(try StreamBenchmark.run(address: .tcp(host: "127.0.0.1", port: 0)).text, terminator: "")
+                print(try StreamBenchmark.run(address: .unix(NSTemporaryDirectory() + "dirtyscope-stream.sock")).text, terminator: "")
+            } catch {
+                printError("\(error)")
+                throw ExitCode(1)
+            }
+            return
         case "clock":
             let result = try reportingErrors { () throws(SessionError) -> ClockProbe.Result in
                 try ClockProbe.run(system: try KVMSystemInfo.open().system)
@@ -108,7 +117,7 @@ struct BenchCommand: ParsableCommand {
             try runFuzz()
             return
         default:
-            printError("suite '\(suite)' is not one of kvm, guest, clock, render, recording, plot, fuzz, fuzz-migration")
+            printError("suite '\(suite)' is not one of kvm, guest, clock, stream, render, recording, plot, fuzz, fuzz-migration")
             throw ExitCode(2)
         }
         let results = try reportingErrors { () throws(SessionError) -> [BenchResult] in
