@@ -30,8 +30,9 @@ public final class Harvester {
     public var method: FalsePositiveMethod
     /// Consumer bandwidth in bytes per second; 0 copies as fast as memcpy goes.
     public var bandwidth: UInt64
-    /// Set from another thread to make a paced copy finish at once (a stop request).
-    public var copyStop = CopyStop()
+    /// Set from other threads: a stop makes a paced copy finish at once, a poke runs the
+    /// session's mid-round commands (`CopyControl`).
+    public var copyControl = CopyControl()
     let destination: Destination
     /// The blocks the user last cleared, per slot, as a page mask: under the hand policy
     /// the only blocks re-protected.
@@ -212,7 +213,7 @@ public final class Harvester {
         // 2. Consume, chunk by chunk. Timestamps are shared between phases: a few clock
         //    reads per dirty chunk. Bookkeeping is everything but the CLEARs and the copy
         //    loop (which walks the chunk's bits and compares each page as it copies it).
-        var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize, stop: copyStop)
+        var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize, control: copyControl)
         // Each slot's counts as plain numbers; the round's metrics are built after the
         // round is timed, as its record is (the harvest's work ends at t1).
         var counts: [(reported: Int, falsePositives: Int, initial: Int, copied: Int)] = []
@@ -338,7 +339,7 @@ public final class Harvester {
             var missedBlocks: [[Int]] = []
             var compared = 0
             for (i, s) in slots.enumerated() {
-                let r = destination.verify(slot: i, source: s.memory)
+                let r = destination.verify(slot: i, source: s.memory) { copyControl.serviceIfPoked() }
                 missed.append(r.differing.count)
                 compared += r.compared
 
@@ -479,7 +480,7 @@ public final class Harvester {
         var calls = 0
         var nanos: UInt64 = 0
         var copied = 0
-        var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize, stop: copyStop)
+        var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize, control: copyControl)
         var ignored = FalsePositiveBuffer(pageCount: s.pageCount)
         var runStart = 0
         while runStart < sorted.count {
@@ -522,23 +523,25 @@ public final class Harvester {
 
 /// Copies reported pages at a bandwidth, judging each page just before its copy: the
 /// stamp (or content) comparison rides on the cache lines and TLB entries the copy needs
-/// anyway. Pacing is checked every 16 pages.
+/// anyway. Pacing, and a look at the session's pokes, every 16 pages.
 struct Consumer {
-    let bandwidth: UInt64
+    private(set) var bandwidth: UInt64
     let pageSize: Int
-    let stop: CopyStop
+    let control: CopyControl
     private(set) var bytes: UInt64 = 0
     /// Where the false positives found so far came from.
     private(set) var origins = FalsePositiveOrigins()
+    /// The pace counts from here: the first copy, or the last change of bandwidth.
     private var started: UInt64 = 0
+    private var bytesAtStart: UInt64 = 0
     private var sincePace = 0
 
-    init(bandwidth: UInt64, pageSize: Int, stop: CopyStop) {
+    init(bandwidth: UInt64, pageSize: Int, control: CopyControl) {
         self.bandwidth = bandwidth
         self.pageSize = pageSize
-        self.stop = stop
+        self.control = control
+        _ = control.takeBandwidthChange()   // one made between rounds is in `bandwidth` already
     }
-
     /// Classifies then copies the pages set in `words[range]` (a bitmap's words, bit 0 of
     /// word 0 being page 0); returns initial and copied counts. `notes` holds the slot's
     /// `CopyNote` per block: a false positive is attributed by the note of its block's
@@ -595,17 +598,26 @@ struct Consumer {
         return overflow ? .max : nanos
     }
 
-    /// Sleeps while the copy is ahead of the bandwidth, in slices of at most 100 ms with
-    /// a look at `stop` between them.
-    private func pace() {
-        guard bandwidth > 0 else { return }
-        let due = Self.due(started: started, bytes: bytes, bandwidth: bandwidth)
-        while !stop.isRequested {
+    /// Runs the session's mid-round commands when poked, then sleeps while the copy is
+    /// ahead of the bandwidth, in slices of at most 100 ms, waking at once for a poke or a stop.
+    private mutating func pace() {
+        if control.isPoked { service() }
+        while bandwidth > 0 && !control.isRequested {
+            let due = Self.due(started: started, bytes: bytes &- bytesAtStart, bandwidth: bandwidth)
             let now = monotonicNanos()
             guard due > now + 200_000 else { return }
-            let slice = min(due - now, CopyStop.sliceNanos)
-            var ts = timespec(tv_sec: Int(slice / 1_000_000_000), tv_nsec: Int(slice % 1_000_000_000))
-            nanosleep(&ts, nil)
+            control.sleep(untilNanos: min(due, now + CopyControl.sliceNanos))
+            if control.isPoked { service() }
+        }
+    }
+
+    /// The session's commands, on this thread; a new bandwidth paces what is left from now.
+    private mutating func service() {
+        control.serviceIfPoked()
+        if let b = control.takeBandwidthChange(), b != bandwidth {
+            bandwidth = b
+            started = monotonicNanos()
+            bytesAtStart = bytes
         }
     }
 }

@@ -72,6 +72,9 @@ struct AppState: Equatable {
     /// The clear policy last asked for with `o`, until the session confirms it: quick
     /// presses step on from it rather than from the policy still in force.
     var requestedPolicy: ClearPolicy?
+    /// Paused or running as last asked with `p`, until the session confirms it: `p p`
+    /// pauses and resumes, and `n` right after `p` steps.
+    var requestedPause: Bool?
     /// The false-positive overlay: on from the start, `f` hides it.
     var showFalsePositives = true
     var showHelp = false

@@ -70,8 +70,10 @@ extension AppState {
             say("bandwidth now \(Format.bandwidth(bytesPerSecond))")
         case .paused:
             session.paused = true
+            if requestedPause == true { requestedPause = nil }
         case .resumed:
             session.paused = false
+            if requestedPause == false { requestedPause = nil }
         case .blocksCleared(let clear):
             guard clear.slot >= 0, clear.slot < session.slots.count else { return }
             session.slots[clear.slot].noteClear(clear, afterRound: roundIndex)

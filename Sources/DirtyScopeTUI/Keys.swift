@@ -116,9 +116,12 @@ extension AppState {
             rangeAnchor = nil
             say("CLEAR \(blocks.count) block\(blocks.count == 1 ? "" : "s") of slot \(selectedSlot)")
             return [.send(.clearBlocks(slot: selectedSlot, blocks: blocks))]
-        case "p": return [.send(session.paused ? .resume : .pause)]
+        case "p":
+            let pausedNow = requestedPause ?? session.paused
+            requestedPause = !pausedNow
+            return [.send(pausedNow ? .resume : .pause)]
         case "n":
-            if session.paused { return [.send(.step)] }
+            if requestedPause ?? session.paused { return [.send(.step)] }
             say("n harvests one round while paused: press p first", .warn)
         case "1", "2", "3", "4", "5", "6":
             return [.send(.setWorkload(Workload.byKey[Int(String(c))! - 1]))]

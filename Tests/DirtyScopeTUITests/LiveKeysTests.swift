@@ -63,6 +63,20 @@ import Testing
         #expect(h.controller.commands == [.pause, .step, .resume])
     }
 
+    /// `p n n p` typed faster than the session answers (a round still copying): the keys
+    /// step from what was asked, not from what the session last confirmed.
+    @Test func quickPauseStepsAndResumeFollowWhatWasAsked() {
+        let h = Harness()
+        h.press("pnnp")
+        #expect(h.controller.commands == [.pause, .step, .step, .resume])
+        #expect(!h.text.contains("press p first"))
+        h.send(Fixture.event(.paused))
+        h.send(Fixture.event(.resumed))
+        #expect(!h.screen.line(0).contains("PAUSED"))
+        h.press("p")
+        #expect(h.controller.commands.last == .pause, "after the session confirmed, p pauses again")
+    }
+
     @Test func workloadAndRateKeys() {
         let h = Harness()
         h.press("1")
