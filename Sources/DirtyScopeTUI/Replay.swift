@@ -48,10 +48,13 @@ final class Replayer {
             }
             // A CLEAR beyond reach shows its blocks with the rounds of the refold only.
             for clear in clears where clear.round < start { state.fold(.event(clear.event)) }
+            // The first round's period runs from the start of the one before it, as when playing.
+            if start > 0 { state.session.previousRoundStart = try source.metrics(at: start - 1).startNanos }
             for i in start...target { fold(entry: try source.entry(at: i), into: &state) }
             state.session.totals = source.totals(through: target)
             state.session.bySetting = totalsBySetting(through: target)
             state.message = nil
+            state.waitingMessages.removeAll()
         }
         state.replay?.position = target
         if target == source.roundCount - 1 { finish(&state) }

@@ -164,6 +164,7 @@ import Testing
         h.send(Fixture.event(.modeChanged(.manual, .pages(64))))
         h.send(Fixture.event(.clearPolicyChanged(.hand)))
         #expect(h.screen.line(0).contains("manual/hand chunk 64"))
+        for t in 1...6 { h.send(.tick(nanos: UInt64(t) * 10_000_000_000, wallSeconds: 1_700_000_000)) }   // messages had their turns
         #expect(h.text.contains("only blocks you clear (c) are re-protected"))
         h.press("o")
         #expect(h.controller.commands.last == .setClearPolicy(.afterCopy))
@@ -182,9 +183,9 @@ import Testing
         #expect(h.controller.commands.isEmpty, "the first x drops the selection")
         h.press("x")
         #expect(h.controller.commands == [.dropClearedBlocks(slot: 0)])
-        #expect(h.lines(containing: "FP/blk/rnd").count == 1, "the panel waits for the session")
+        #expect(h.lines(containing: "FP/round").count == 1, "the panel waits for the session")
         h.send(Fixture.event(.clearedBlocksDropped(slot: 0)))
-        #expect(h.lines(containing: "FP/blk/rnd").isEmpty)
+        #expect(h.lines(containing: "FP/round").isEmpty)
         #expect(h.text.contains("select blocks, press c"))
     }
 

@@ -54,15 +54,17 @@ import Testing
         #expect(Render.screen(sought, theme: theme) == Render.screen(played, theme: theme))
     }
 
-    @Test func aSeekFarPastAClearCountsEveryRoundSinceIt() throws {
+    @Test func aSeekFarPastAClearComparesEqualWindows() throws {
         let played = try sequential(Self.recording(rounds: 300), through: 299)
         let source = Self.recording(rounds: 300)
         var sought = AppState(info: source.info, replayRounds: source.roundCount)
         _ = sought.handle(.resize(width: 160, height: 40))
         try Replayer(source).seek(299, in: &sought)
         let comparison = try #require(sought.session.slots[0].comparison)
-        #expect(comparison.since.rounds == 200, "rounds 100...299 follow the CLEAR")
         #expect(comparison.before.rounds == heatRounds)
+        #expect(comparison.since.rounds == heatRounds, "the first 16 of the 200 rounds since the CLEAR, as many as before it")
+        #expect(abs(comparison.before.seconds - 1.6) < 1e-9 && abs(comparison.since.seconds - 1.6) < 1e-9,
+                "16 rounds 100 ms apart on each side")
         #expect(sought.session == played.session)
         #expect(sought.session.bySetting == played.session.bySetting)
         #expect(sought.session.bySetting.keys.sorted() == [HarvestSetting(mode: .legacy, policy: .auto),
