@@ -16,6 +16,8 @@ public protocol RecordedSession: AnyObject {
     /// Every event recorded before round `i` (0-based), without decoding any round: a seek
     /// folds them, so settings changed long before its window of rounds still show.
     func events(before i: Int) -> [TimedEvent]
+    /// How many events `events(before: i)` holds, without copying them.
+    func eventCount(before i: Int) -> Int
     /// What went wrong while opening (truncation, corrupt records skipped), a line each.
     var warnings: [String] { get }
 }

@@ -118,10 +118,12 @@ struct AppState: Equatable {
 
     /// Shows `text` on the status line for four seconds (eight for a warning or an alert).
     /// A message on the line keeps it for at least two seconds: one arriving sooner waits
-    /// its turn, and a `routine` one is dropped rather than displace another.
-    mutating func say(_ text: String, _ role: Role = .plain, routine: Bool = false) {
+    /// its turn, and a `routine` one is dropped rather than displace another (and gives way
+    /// to any other at once).
+    /// `now`: the answer to a key the user just pressed, shown at once.
+    mutating func say(_ text: String, _ role: Role = .plain, routine: Bool = false, now: Bool = false) {
         let m = Message(text: text, role: role, untilNanos: 0, routine: routine)
-        if let current = message, nowNanos < current.untilNanos {
+        if !now, let current = message, nowNanos < current.untilNanos, !current.routine {
             if routine { return }
             if nowNanos &- current.shownAt < Message.minimumNanos || !waitingMessages.isEmpty {
                 waitingMessages.append(m)

@@ -19,7 +19,7 @@ enum KeyHelp {
         Entry(keys: "z", action: "zoom: fit, 64, 8, 1 page per cell", short: "zoom: fit 64 8 1 p/cell"),
         Entry(keys: "t", action: "heatmap / address-by-time view", short: "heatmap / time view"),
         Entry(keys: "f", action: "false positives on/off (on at start)", short: "false positives on/off"),
-        Entry(keys: "?", action: "this help (any key closes)", short: "this help (any key)"),
+        Entry(keys: "?", action: "this help; again: what each number means", short: "help; again: numbers"),
         Entry(keys: "q", action: "quit"),
     ]
 
@@ -47,6 +47,7 @@ enum KeyHelp {
         Entry(keys: "home end", action: "first / last round"),
         Entry(keys: "[ ] PgUp/Dn", action: "seek 10% back / forward", short: "seek 10% back / on"),
         Entry(keys: "< >", action: "speed x0.25 ... x16"),
+        Entry(keys: "n N", action: "next / previous event (mode, CLEAR, note...)", short: "next / previous event"),
         Entry(keys: "jk up down", action: "move the cursor"),
     ]
 
@@ -57,7 +58,7 @@ enum KeyHelp {
     static func keyLine(replay: Bool, width: Int = .max) -> String {
         let tail = "? help  q quit"
         let hints = replay
-            ? ["space play", ",. step", "[] seek", "<> speed", "z zoom", "t time", "f FP", "tab slot"]
+            ? ["space play", ",. step", "[] seek", "nN event", "<> speed", "z zoom", "t time", "f FP", "tab slot"]
             : ["m mode", "p pause", "c clear", "o policy", "space/v select", "x drop", "z zoom", "t time", "f FP",
                "r rec", "tab slot"]
         var line = ""

@@ -93,7 +93,7 @@ extension AppState {
     private mutating func handleSessionKey(_ key: Key) -> [Effect] {
         guard case .char(let c) = key else { return [] }
         if replay != nil {
-            if "mocnpsbrR+-=123456".contains(c) { say("replay: '\(c)' steers a live session only", .warn) }
+            if "mocpsbrR+-=123456".contains(c) { say("replay: '\(c)' steers a live session only", .warn) }
             return []
         }
         switch c {
@@ -162,6 +162,8 @@ extension AppState {
         case .end: return seek(last)
         case .pageUp, .char("["): return seek(status.position - tenth)
         case .pageDown, .char("]"): return seek(status.position + tenth)
+        case .char("n"): status.playing = false; return [.seekEvent(forward: true)]
+        case .char("N"): status.playing = false; return [.seekEvent(forward: false)]
         case .char("<"): status.speedIndex = max(0, status.speedIndex - 1)
         case .char(">"): status.speedIndex = min(ReplayStatus.speeds.count - 1, status.speedIndex + 1)
         default: return nil

@@ -203,7 +203,7 @@ enum Render {
         let boxWidth = max(20, width - 2)
         let labelWidth = min(entries.map(\.label.count).max()! + 2, boxWidth / 3)
         let textWidth = max(8, boxWidth - 4 - labelWidth)
-        let room = max(1, height - 4)   // borders, and the title's gap
+        let room = max(1, height - 5)   // the screen's margins, the borders, and the title's gap
         var pages: [[(String, String)]] = [[]]
         var used = 0
         for (label, text) in entries {

@@ -156,6 +156,59 @@ import Testing
         #expect(!h.text.contains(KeyHelp.live[0].short), "any key closes the help")
     }
 
+    /// `?` twice: every row of the metrics panel has its line, under the label the panel prints.
+    @Test(arguments: [(80, 24), (200, 60)])
+    func helpExplainsEveryMetricRow(width: Int, height: Int) {
+        let info = Fixture.info(mode: .manual)
+        let h = Harness(info: info, width: width, height: height)
+        h.send(.record(.round(Fixture.round(1, info: info, dirty: [Array(0..<64)], fps: [Array(0..<8)]))))
+        h.send(Fixture.event(.blocksCleared(BlockClear(slot: 0, blocks: [0], calls: 1, pagesCleared: 8, pagesCopied: 8, clearNanos: 1000))))
+        h.send(.record(.round(Fixture.round(2, info: info, dirty: [Array(0..<64)], fps: [Array(0..<8)]))))
+        h.press("?")
+        #expect(h.text.contains("? next: what each number means (1/"))
+        var pages: [String] = []
+        for _ in 0..<8 {
+            h.press("?")
+            guard h.text.contains("what each number means (") else { break }
+            pages.append(h.text)
+        }
+        #expect(!pages.isEmpty)
+        #expect(!h.text.contains("what each number means"), "? after the last page closes the help")
+        let help = pages.joined(separator: "\n")
+        for label in ["reported", "false pos", "FP rate", "missed", "verifications", "FP MiB", "FP s@256M", "GET, CLEAR",
+                      "guest writes/s", "WP faults/s", "copied MiB/s", "by mode", "FP/round, FP/second", "rest FP/rnd",
+                      "reported/rnd", "FP% log", "rep/s", "race"] {
+            #expect(help.contains(" " + label + " "), "\(label) at \(width)x\(height)")
+        }
+        #expect(help.contains("longest"), "GET's second column is a maximum, and says so")
+        #expect(help.contains("unchanged"), "the race line's last origin, on the page too")
+    }
+
+    /// A message keeps the line for two seconds before the next takes it, and a routine one
+    /// (a verification that found nothing) never displaces another.
+    @Test func messagesWaitTheirTurn() {
+        let h = Harness()
+        let s: UInt64 = 1_000_000_000
+        h.press("a")
+        #expect(h.text.contains("selected all 64 blocks of slot 0"))
+        h.send(Fixture.event(.note("first note")))
+        h.send(Fixture.event(.verified(Verification(missedPerSlot: [0, 0], comparedPages: 6144))))
+        #expect(h.text.contains("selected all 64 blocks"), "the note waits behind the selection's message")
+        h.send(.tick(nanos: 3 * s + s / 10, wallSeconds: 0))
+        #expect(h.text.contains("first note"))
+        h.send(.tick(nanos: 9 * s, wallSeconds: 0))
+        #expect(!h.text.contains("verified 6144 pages"), "the routine verification was dropped")
+        h.send(.tick(nanos: 20 * s, wallSeconds: 0))
+        h.send(Fixture.event(.verified(Verification(missedPerSlot: [0, 0], comparedPages: 6144))))
+        #expect(h.text.contains("verified 6144 pages: 0 missed"), "with the line free it shows")
+        h.send(Fixture.event(.restarted("restarted by the user")))
+        h.send(Fixture.event(.note("guest: hello")))
+        h.send(.tick(nanos: 21 * s, wallSeconds: 0))
+        #expect(h.text.contains("guest restarted: restarted by the user"), "R's answer stays up")
+        h.send(.tick(nanos: 23 * s, wallSeconds: 0))
+        #expect(h.text.contains("guest: hello"))
+    }
+
     @Test func oCyclesTheClearPolicyAndSaysWhereItApplies() {
         let h = Harness()
         h.press("o")

@@ -134,6 +134,35 @@ import Testing
         #expect(app.render().line(0).contains("x0.25"))
     }
 
+    /// n and N jump to the round after the next and the previous event, saying what it was.
+    @Test func nAndShiftNJumpBetweenEvents() {
+        let app = App(replaying: Self.recording(), theme: Theme(glyphs: .ascii, colors: .colors8))
+        _ = app.handle(.resize(width: 160, height: 40))
+        var positions: [Int] = []
+        for _ in 0..<5 {
+            _ = app.handle(.key(.char("n")))
+            positions.append(app.state.replay?.position ?? -1)
+        }
+        // Events come before rounds 5 (mode), 10, 11, 12 (workload, interval, bandwidth) and 100 (CLEAR).
+        #expect(positions == [5, 10, 11, 12, 100])
+        #expect(app.state.replay?.playing == false, "a jump pauses playback")
+        #expect(app.render().text.contains("before round 101: CLEAR of 4 blocks in slot 0"), "\(app.render().line(38))")
+        _ = app.handle(.key(.char("n")))
+        #expect(app.state.replay?.position == 100)
+        #expect(app.render().text.contains("no event after round 101"))
+        _ = app.handle(.key(.char("N")))
+        #expect(app.state.replay?.position == 12)
+        #expect(app.render().text.contains("before round 13: bandwidth 8.0 MiB/s"))
+        _ = app.handle(.key(.char("N")))
+        _ = app.handle(.key(.char("N")))
+        _ = app.handle(.key(.char("N")))
+        #expect(app.state.replay?.position == 5)
+        #expect(app.render().text.contains("before round 6: manual mode, chunk 64"))
+        _ = app.handle(.key(.char("N")))
+        #expect(app.state.replay?.position == 5)
+        #expect(app.render().text.contains("no event before round 6"))
+    }
+
     @Test func sessionKeysOnlyExplainThemselves() {
         let app = App(replaying: Self.recording(), theme: Theme(glyphs: .ascii, colors: .colors8))
         _ = app.handle(.resize(width: 160, height: 40))
