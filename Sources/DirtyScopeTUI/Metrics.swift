@@ -127,26 +127,26 @@ enum Metrics {
 
         add(.section("round \(state.roundIndex)"), 0)
         add(.text(columns("", "round", "total"), .dim), 1)
-        add(.text(columns("reported", now(.reportedPages, Format.count), Format.count(totals[.reportedPages])), .plain), 2)
-        add(.text(columns("false pos", now(.falsePositivePages, Format.count), Format.count(totals[.falsePositivePages])),
+        add(.text(columns(Metric.reportedPages.label, now(.reportedPages, Format.count), Format.count(totals[.reportedPages])), .plain), 2)
+        add(.text(columns(Metric.falsePositivePages.label, now(.falsePositivePages, Format.count), Format.count(totals[.falsePositivePages])),
                   .falsePositive), 0)
-        add(.text(columns("FP rate", round.map { Format.percentFine($0.falsePositiveFraction) } ?? "-",
+        add(.text(columns(Metric.falsePositiveFraction.label, round.map { Format.percentFine($0.falsePositiveFraction) } ?? "-",
                           Format.percentFine(totals.falsePositiveFraction)), .plain), 0)
         let missedNow = round?.missed.map { Format.count($0) } ?? "-"
-        add(.text(columns("missed", missedNow, Format.count(totals[.missedPages])),
+        add(.text(columns(Metric.missedPages.label, missedNow, Format.count(totals[.missedPages])),
                   (round?.missed ?? 0) > 0 || totals[.missedPages] > 0 ? .alert : .plain), 0)
-        add(.text(columns(label("verifications", "verified"), "", "\(totals[.verifications])"), .dim), 6)
+        add(.text(columns(label(Metric.verifications.label, "verified"), "", "\(totals[.verifications])"), .dim), 6)
         add(.text(columns("FP MiB", now(.falsePositivePages, mib), mib(totals[.falsePositivePages])), .plain), 3)
         let costLabel = bandwidthCostLabel(state.session.bandwidth)
         add(.text(columns(costLabel.count <= labelWidth ? costLabel : "FP seconds",
                           now(.falsePositivePages, secs), secs(totals[.falsePositivePages])), .plain), 2)
         add(.text(columns("per call", "last", "max"), .dim), 4)
-        add(.text(columns("GET", round.map { Format.duration($0.getDirtyLog.lastNanos, micro: micro) } ?? "-",
+        add(.text(columns(Metric.getDirtyLog.label, round.map { Format.duration($0.getDirtyLog.lastNanos, micro: micro) } ?? "-",
                           Format.duration(totals.getDirtyLog.maxNanos, micro: micro)), .plain), 4)
-        add(.text(columns("CLEAR", round.map { Format.duration($0.clearDirtyLog.lastNanos, micro: micro) } ?? "-",
+        add(.text(columns(Metric.clearDirtyLog.label, round.map { Format.duration($0.clearDirtyLog.lastNanos, micro: micro) } ?? "-",
                           Format.duration(totals.clearDirtyLog.maxNanos, micro: micro)), .plain), 4)
-        add(.text(columns(label("guest writes/s", "writes/s"), perSecond(.guestWrites), ""), .plain), 5)
-        add(.text(columns("WP faults/s", perSecond(.writeProtectFaults), ""), .plain), 6)
+        add(.text(columns(label(Metric.guestWrites.label + "/s", "writes/s"), perSecond(.guestWrites), ""), .plain), 5)
+        add(.text(columns(Metric.writeProtectFaults.label + "/s", perSecond(.writeProtectFaults), ""), .plain), 6)
         // Over the round's period (GET to GET), so a paced copy never reads above the bandwidth.
         let copyRate = round.map { r in Format.fixed(Double(r[.copiedBytes]) / 1_048_576 / max(seconds, 1e-9), 1) }
         add(.text(columns("copied MiB/s", copyRate ?? "-", ""), .plain), 6)

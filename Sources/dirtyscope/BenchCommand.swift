@@ -177,7 +177,9 @@ func benchTables(_ results: [BenchResult]) -> String {
             .joined(separator: ", ") + "\n"
     }
     out += "\n"
-    let header = ["mode", "policy", "chunk", "reported", "false pos", "FP rate", "copied", "wp faults", "exits", "longest ioctl", "bookkeeping", "% of ioctl", "missed", "lost"]
+    let header = ["mode", "policy", "chunk"] + ([.reportedPages, .falsePositivePages, .falsePositiveFraction, .copiedPages,
+                                                 .writeProtectFaults, .vcpuExits] as [Metric]).map(\.label)
+        + ["longest ioctl", Metric.bookkeepingNanos.label, "% of ioctl", Metric.missedPages.label, Metric.lostPages.label]
     var rows: [[String]] = [header]
     for r in results {
         let m = r.metrics
