@@ -111,7 +111,8 @@ public struct RecordingSummary {
         let interval = s.intervalNanos == 0 ? "back to back" : "every \(Self.duration(s.intervalNanos))"
         let ring = s.mode.entry.source == .rings ? ", ring \(s.ringEntries) entries" : ""
         let policy = s.mode.entry.manualProtect ? " (clear policy \(s.clearPolicy.rawValue))" : ""
-        field("settings", "\(s.mode.rawValue)\(policy), clear chunk \(s.clearChunk), \(interval), bandwidth \(formatBytes(s.bandwidth))/s\(ring), false positives by \(s.falsePositiveMethod.rawValue)")
+        let chunk = s.mode.entry.manualProtect ? ", clear chunk \(s.clearChunk)" : ""
+        field("settings", "\(s.mode.rawValue)\(policy)\(chunk), \(interval), bandwidth \(formatBytes(s.bandwidth))/s\(ring), false positives by \(s.falsePositiveMethod.rawValue)")
         field("caps", s.capabilities.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         let range = d.firstRound.map { f in " (#\(f)...#\(d.lastRound ?? f))" } ?? ""
         field("rounds", "\(d.rounds)\(range) over \(String(format: "%.3f", d.spanSeconds)) s, busy \(Self.duration(d.total[.durationNanos]))")

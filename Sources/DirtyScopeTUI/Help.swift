@@ -48,10 +48,11 @@ enum KeyHelp {
         Entry(keys: "[ ] PgUp/Dn", action: "seek 10% back / forward", short: "seek 10% back / on"),
         Entry(keys: "< >", action: "speed x0.25 ... x16"),
         Entry(keys: "n N", action: "next / previous event (mode, CLEAR, note...)", short: "next / previous event"),
-        Entry(keys: "jk up down", action: "move the cursor"),
+        Entry(keys: "hjkl up down", action: "move the cursor one 64-page block", short: "move one 64-page block"),
     ]
 
-    static func entries(replay: Bool) -> [Entry] { (replay ? Self.replay : live) + shared }
+    /// Replay's arrows left and right step rounds: its own line says how the cursor moves.
+    static func entries(replay: Bool) -> [Entry] { replay ? Self.replay + shared.dropFirst() : live + shared }
 
     /// The bottom line's reminders, most useful first: as many as fit in `width` columns,
     /// always ending with "? help  q quit".

@@ -21,18 +21,19 @@ struct ReplayCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replay",
         abstract: "Replay a recording in the heatmap UI (needs no /dev/kvm).",
-        discussion: "Keys: space/p play-pause, left/right step, [ ] seek 10%, Home/End, < > speed x0.25 to x16, q quit.")
+        discussion: "Keys:\n" + TerminalUI.keyList(replay: true))
 
     @Argument(help: "The replay file.")
     var file: String
     @OptionGroup var display: DisplayOptions
 
     func run() throws {
+        // The file first: a missing or broken file is what to fix, terminal or not.
+        let reader = try openRecording(file)
         guard isatty(STDOUT_FILENO) == 1 else {
             printError("stdout is not a terminal: replay needs one; use `dirtyscope inspect FILE` or `dirtyscope export FILE --csv` headless")
             throw ExitCode(2)
         }
-        let reader = try openRecording(file)
         let exit: TUIExit
         do {
             exit = try TerminalUI.runReplay(reader, options: display.tuiOptions)
