@@ -49,13 +49,8 @@ enum EscapeSequence: Equatable {
     private static func final(_ b: UInt32, params: [UInt32]) -> EscapeSequence {
         let text = String(String.UnicodeScalarView(params.compactMap(Unicode.Scalar.init)))
         let first = Int(text.split(separator: ";", omittingEmptySubsequences: false).first ?? "")
+        if let key = cursorKey(b) { return .key(key) }
         switch Unicode.Scalar(b).map(Character.init) {
-        case "A": return .key(.up)
-        case "B": return .key(.down)
-        case "C": return .key(.right)
-        case "D": return .key(.left)
-        case "H": return .key(.home)
-        case "F": return .key(.end)
         case "Z": return .key(.backTab)
         case "~":
             switch first {
@@ -70,15 +65,23 @@ enum EscapeSequence: Equatable {
         }
     }
 
+    /// The final byte the CSI and SS3 forms of the arrows, Home and End share.
+    private static func cursorKey(_ b: UInt32) -> Key? {
+        switch Unicode.Scalar(b).map(Character.init) {
+        case "A": return .up
+        case "B": return .down
+        case "C": return .right
+        case "D": return .left
+        case "H": return .home
+        case "F": return .end
+        default: return nil
+        }
+    }
+
     private static func ss3(_ b: UInt32) -> EscapeSequence {
         if (0x70...0x79).contains(b) { return .key(.char(Character(Unicode.Scalar(b - 0x40)!))) }   // keypad 0-9
+        if let key = cursorKey(b) { return .key(key) }
         switch Unicode.Scalar(b).map(Character.init) {
-        case "A": return .key(.up)
-        case "B": return .key(.down)
-        case "C": return .key(.right)
-        case "D": return .key(.left)
-        case "H": return .key(.home)
-        case "F": return .key(.end)
         case "M": return .key(.enter)          // the keypad in application mode: Enter, . + -
         case "n": return .key(.char("."))
         case "k": return .key(.char("+"))

@@ -48,7 +48,7 @@ enum KeyHelp {
         Entry(keys: "[ ] PgUp/Dn", action: "seek 10% back / forward", short: "seek 10% back / on"),
         Entry(keys: "< >", action: "speed x0.25 ... x16"),
         Entry(keys: "n N", action: "next / previous event (mode, CLEAR, note...)", short: "next / previous event"),
-        Entry(keys: "hjkl up down", action: "move the cursor one 64-page block", short: "move one 64-page block"),
+        Entry(keys: "hjkl up dn", action: "move the cursor one 64-page block", short: "move one 64-page block"),
     ]
 
     /// Replay's arrows left and right step rounds: its own line says how the cursor moves.

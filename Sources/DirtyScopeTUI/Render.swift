@@ -74,7 +74,7 @@ enum Render {
         let leftWidth = rect.width - reserved - 3
         // The requested interval and what a round really took, start to start.
         var interval = "interval " + Format.interval(state.session.intervalNanos)
-        if state.session.lastRound != nil, !state.session.paused {
+        if state.session.lastRound != nil {
             interval += ", real " + Format.seconds(state.session.lastRoundSeconds)
         }
         let left = Format.fit([
@@ -144,15 +144,7 @@ enum Render {
         let boxHeight = min(room, rows(columns, policies: showPolicies))
         let x0 = (screen.width - boxWidth) / 2, y0 = (screen.height - boxHeight) / 2
         let border = theme.role(.title)
-        screen.fill(x: x0, y: y0, width: boxWidth, height: boxHeight)
-        for x in x0..<(x0 + boxWidth) {
-            screen[x, y0] = Cell(g.horizontal, border)
-            screen[x, y0 + boxHeight - 1] = Cell(g.horizontal, border)
-        }
-        for y in y0..<(y0 + boxHeight) {
-            screen[x0, y] = Cell(g.blockBoundary, border)
-            screen[x0 + boxWidth - 1, y] = Cell(g.blockBoundary, border)
-        }
+        box(&screen, Rect(x: x0, y: y0, width: boxWidth, height: boxHeight), role: border, glyphs: g)
         screen.put(state.isReplay ? " keys (replay) " : " keys ", x: x0 + 2, y: y0, role: border)
         let pages = helpPageCount(state)
         screen.put(" ? next: what each number means (1/\(pages)) ", x: x0 + 2, y: y0 + boxHeight - 1, role: border,
@@ -231,15 +223,7 @@ enum Render {
         let boxWidth = screen.width - 2, boxHeight = min(screen.height - 2, lines.count + 3)
         let x0 = 1, y0 = (screen.height - boxHeight) / 2
         let border = theme.role(.title)
-        screen.fill(x: x0, y: y0, width: boxWidth, height: boxHeight)
-        for x in x0..<(x0 + boxWidth) {
-            screen[x, y0] = Cell(g.horizontal, border)
-            screen[x, y0 + boxHeight - 1] = Cell(g.horizontal, border)
-        }
-        for y in y0..<(y0 + boxHeight) {
-            screen[x0, y] = Cell(g.blockBoundary, border)
-            screen[x0 + boxWidth - 1, y] = Cell(g.blockBoundary, border)
-        }
+        box(&screen, Rect(x: x0, y: y0, width: boxWidth, height: boxHeight), role: border, glyphs: g)
         let total = pages.count + 1
         screen.put(" what each number means (\(page + 1)/\(total)) ", x: x0 + 2, y: y0, role: border)
         screen.put(page + 1 < total ? " ? next page, any other key closes " : " ? or any key closes ",
@@ -249,6 +233,19 @@ enum Render {
             guard y < y0 + boxHeight - 1 else { break }
             screen.put(label, x: x0 + 2, y: y, role: theme.role(.key), maxWidth: labelWidth)
             screen.put(g.sanitize(text), x: x0 + 2 + labelWidth, y: y, maxWidth: boxWidth - 3 - labelWidth)
+        }
+    }
+
+    /// A blank box with a border, for the help's pages.
+    private static func box(_ screen: inout Screen, _ r: Rect, role: Role, glyphs g: Glyphs) {
+        screen.fill(x: r.x, y: r.y, width: r.width, height: r.height)
+        for x in r.x..<(r.x + r.width) {
+            screen[x, r.y] = Cell(g.horizontal, role)
+            screen[x, r.y + r.height - 1] = Cell(g.horizontal, role)
+        }
+        for y in r.y..<(r.y + r.height) {
+            screen[r.x, y] = Cell(g.blockBoundary, role)
+            screen[r.x + r.width - 1, y] = Cell(g.blockBoundary, role)
         }
     }
 }

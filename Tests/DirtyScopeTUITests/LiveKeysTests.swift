@@ -70,9 +70,16 @@ import Testing
         h.press("pnnp")
         #expect(h.controller.commands == [.pause, .step, .step, .resume])
         #expect(!h.text.contains("press p first"))
+        h.send(.record(.round(Fixture.round(1, info: h.app.state.info, dirty: [[1]]))))
+        let running = h.screen.line(0)
         h.send(Fixture.event(.paused))
+        let paused = h.screen.line(0)
+        #expect(paused.contains("PAUSED"))
+        #expect(paused.replacing("PAUSED", with: "      ") == running,
+                "pausing changes nothing else in the header")
         h.send(Fixture.event(.resumed))
         #expect(!h.screen.line(0).contains("PAUSED"))
+        #expect(h.screen.line(0).contains("interval 100ms, real "), "the real round period beside the interval")
         h.press("p")
         #expect(h.controller.commands.last == .pause, "after the session confirmed, p pauses again")
     }
