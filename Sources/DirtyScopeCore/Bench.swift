@@ -21,7 +21,7 @@ public struct BenchConfig: Sendable {
     public var clearPolicies: [ClearPolicy] = [.auto]
     /// Consumer bandwidth, bytes per second; 0 copies as fast as memcpy goes.
     public var bandwidth: UInt64 = 0
-    public var ringEntries = 65536
+    public var ringEntries = SessionLimits.maxRingEntries
     public var falsePositiveMethod: FalsePositiveMethod = .stamp
     /// Copy (and, in manual mode, CLEAR) while the guest writes the next iteration, so the
     /// race is real; false does it all before the next iteration starts, with the vCPUs

@@ -61,12 +61,16 @@ final class Destination {
 
     /// Compares every page of the source slot with its copy (skipping pages resident in
     /// neither, which are zero on both sides), re-copies the ones that differ and returns
-    /// them, and how many pages were compared.
-    func verify(slot: Int, source: GuestMemory) -> (differing: DirtyBitmap, compared: Int) {
+    /// them, and how many pages were compared; `every256Pages` runs between pages (the
+    /// session's mid-round commands).
+    func verify(slot: Int, source: GuestMemory, every256Pages: () -> Void = {}) -> (differing: DirtyBitmap, compared: Int) {
         var candidates = source.residentPages()
         candidates.formUnion(memory[slot].residentPages())
         var differing = DirtyBitmap(pageCount: candidates.pageCount)
+        var n = 0
         candidates.forEachSetPage { page in
+            n &+= 1
+            if n & 255 == 0 { every256Pages() }
             if memcmp(source.page(page), memory[slot].page(page), pageSize) != 0 {
                 differing[page] = true
                 copy(slot: slot, page: page, source: source)

@@ -22,8 +22,10 @@ import Glibc
 /// paid, matched with the spans of GET, CLEAR, ring work and copying recorded here.
 ///
 /// Each copy of a 64-page block notes how long the block had been re-protected (by GET,
-/// CLEAR or a ring reset) when it was copied, so a later false positive in it is
-/// attributed to that race window, or to a dirty bit nobody cleared (`Round.origins`).
+/// CLEAR or a ring reset) when it was copied, and in which round, so a later false
+/// positive in it is attributed to that race window, to a dirty bit nobody cleared
+/// (`Round.origins`), or, when a harvest came between without reporting the block, to a
+/// write after the window closed that stored what the page held (`falsePositivesRewritten`).
 ///
 /// Not thread-safe: one harvesting thread owns it.
 public final class Harvester {
@@ -35,8 +37,9 @@ public final class Harvester {
     public var method: FalsePositiveMethod
     /// Consumer bandwidth in bytes per second; 0 copies as fast as memcpy goes.
     public var bandwidth: UInt64
-    /// Set from another thread to make a paced copy finish at once (a stop request).
-    public var copyStop = CopyStop()
+    /// Set from other threads: a stop makes a paced copy finish at once, a poke runs the
+    /// session's mid-round commands (`CopyControl`).
+    public var copyControl = CopyControl()
     let destination: Destination
     /// The guest's side: its timeline, matched with the host spans recorded below.
     let meter: GuestCostMeter
@@ -51,7 +54,7 @@ public final class Harvester {
     /// the only blocks re-protected.
     private var watched: [(mask: DirtyBitmap, blocks: Int)?]
     /// Per slot and 64-page block, how its last copy went (`CopyNote`).
-    private var lastCopy: [[UInt8]]
+    private var lastCopy: [[UInt64]]
     /// Per slot, the bitmap the last round's false positives went into, reused.
     private var falsePositiveBuffers: [FalsePositiveBuffer]
     /// Per slot, the bitmap the last GET filled, handed to KVM again by the next (as the
@@ -100,7 +103,7 @@ public final class Harvester {
         }
         meter = GuestCostMeter(machine: machine)
         watched = Array(repeating: nil, count: machine.dataSlots.count)
-        lastCopy = machine.dataSlots.map { [UInt8](repeating: CopyNote.never, count: DirtyBitmap.blocks(covering: $0.pageCount)) }
+        lastCopy = machine.dataSlots.map { [UInt64](repeating: CopyNote.never, count: DirtyBitmap.blocks(covering: $0.pageCount)) }
         falsePositiveBuffers = machine.dataSlots.map { FalsePositiveBuffer(pageCount: $0.pageCount) }
         let entry = mode.entry
         if (entry.source == .rings) != !machine.rings.isEmpty {
@@ -261,7 +264,7 @@ public final class Harvester {
         // 2. Consume, chunk by chunk. Timestamps are shared between phases: a few clock
         //    reads per dirty chunk. Bookkeeping is everything but the CLEARs and the copy
         //    loop (which walks the chunk's bits and compares each page as it copies it).
-        var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize, stop: copyStop)
+        var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize, control: copyControl, round: roundIndex)
         // Each slot's counts as plain numbers; the round's metrics are built after the
         // round is timed, as its record is (the harvest's work ends at t1).
         var counts: [(reported: Int, falsePositives: Int, initial: Int, copied: Int)] = []
@@ -389,7 +392,7 @@ public final class Harvester {
             var missedBlocks: [[Int]] = []
             var compared = 0
             for (i, s) in slots.enumerated() {
-                let r = destination.verify(slot: i, source: s.memory)
+                let r = destination.verify(slot: i, source: s.memory) { copyControl.serviceIfPoked() }
                 missed.append(r.differing.count)
                 compared += r.compared
 
@@ -435,6 +438,7 @@ public final class Harvester {
         m.getDirtyLog = get
         m.clearDirtyLog = clear
         m.origins = consumer.origins
+        m[.falsePositivesRewritten] = UInt64(consumer.rewritten)
         m[.durationNanos] = t1 - t0
         m[.copiedBytes] = consumer.bytes
         m[.copyNanos] = copyNanos
@@ -551,7 +555,7 @@ public final class Harvester {
         var calls = 0
         var nanos: UInt64 = 0
         var copied = 0
-        var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize, stop: copyStop)
+        var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize, control: copyControl, round: roundIndex)
         var ignored = FalsePositiveBuffer(pageCount: s.pageCount)
         var runStart = 0
         while runStart < sorted.count {
@@ -596,23 +600,29 @@ public final class Harvester {
 
 /// Copies reported pages at a bandwidth, judging each page just before its copy: the
 /// stamp (or content) comparison rides on the cache lines and TLB entries the copy needs
-/// anyway. Pacing is checked every 16 pages.
+/// anyway. Pacing, and a look at the session's pokes, every 16 pages.
 struct Consumer {
-    let bandwidth: UInt64
+    private(set) var bandwidth: UInt64
     let pageSize: Int
-    let stop: CopyStop
+    let control: CopyControl
     private(set) var bytes: UInt64 = 0
     /// Where the false positives found so far came from.
     private(set) var origins = FalsePositiveOrigins()
+    private(set) var rewritten = 0
+    /// The harvester's round these copies belong to (a CLEAR by hand: the last one harvested).
+    let round: UInt64
+    /// The pace counts from here: the first copy, or the last change of bandwidth.
     private var started: UInt64 = 0
+    private var bytesAtStart: UInt64 = 0
     private var sincePace = 0
 
-    init(bandwidth: UInt64, pageSize: Int, stop: CopyStop) {
+    init(bandwidth: UInt64, pageSize: Int, control: CopyControl, round: UInt64) {
         self.bandwidth = bandwidth
+        self.round = round
         self.pageSize = pageSize
-        self.stop = stop
+        self.control = control
+        _ = control.takeBandwidthChange()   // one made between rounds is in `bandwidth` already
     }
-
     /// Classifies then copies the pages set in `words[range]` (a bitmap's words, bit 0 of
     /// word 0 being page 0); returns initial and copied counts. `notes` holds the slot's
     /// `CopyNote` per block: a false positive is attributed by the note of its block's
@@ -620,14 +630,14 @@ struct Consumer {
     /// to now.
     mutating func copy(words: UnsafeBufferPointer<UInt64>, _ range: Range<Int>, slot: Int, source: GuestMemory,
                        destination: Destination, method: FalsePositiveMethod, falsePositives: inout FalsePositiveBuffer,
-                       notes: UnsafeMutableBufferPointer<UInt8>, protectedAt: UInt64) -> (initial: Int, copied: Int) {
+                       notes: UnsafeMutableBufferPointer<UInt64>, protectedAt: UInt64) -> (initial: Int, copied: Int) {
         if started == 0 { started = monotonicNanos() }
         var initial = 0, copied = 0
         for w in range {
             var bits = words[w]
             guard bits != 0 else { continue }
             let previous = notes[w]
-            notes[w] = protectedAt == 0 ? CopyNote.notReprotected : CopyNote.make(protectedAt: protectedAt, copiedAt: monotonicNanos())
+            notes[w] = CopyNote.make(protectedAt: protectedAt, copiedAt: protectedAt == 0 ? 0 : monotonicNanos(), round: round)
             var fpBits: UInt64 = 0
             while bits != 0 {
                 let bit = bits.trailingZeroBitCount
@@ -649,7 +659,7 @@ struct Consumer {
             }
             if fpBits != 0 {
                 falsePositives.add(fpBits, word: w)
-                CopyNote.attribute(previous, count: fpBits.nonzeroBitCount, to: &origins)
+                CopyNote.attribute(previous, count: fpBits.nonzeroBitCount, round: round, to: &origins, rewritten: &rewritten)
             }
         }
         bytes += UInt64(sincePace * pageSize)
@@ -669,40 +679,56 @@ struct Consumer {
         return overflow ? .max : nanos
     }
 
-    /// Sleeps while the copy is ahead of the bandwidth, in slices of at most 100 ms with
-    /// a look at `stop` between them.
-    private func pace() {
-        guard bandwidth > 0 else { return }
-        let due = Self.due(started: started, bytes: bytes, bandwidth: bandwidth)
-        while !stop.isRequested {
+    /// Runs the session's mid-round commands when poked, then sleeps while the copy is
+    /// ahead of the bandwidth, in slices of at most 100 ms, waking at once for a poke or a stop.
+    private mutating func pace() {
+        if control.isPoked { service() }
+        while bandwidth > 0 && !control.isRequested {
+            let due = Self.due(started: started, bytes: bytes &- bytesAtStart, bandwidth: bandwidth)
             let now = monotonicNanos()
             guard due > now + 200_000 else { return }
-            let slice = min(due - now, CopyStop.sliceNanos)
-            var ts = timespec(tv_sec: Int(slice / 1_000_000_000), tv_nsec: Int(slice % 1_000_000_000))
-            nanosleep(&ts, nil)
+            control.sleep(untilNanos: min(due, now + CopyControl.sliceNanos))
+            if control.isPoked { service() }
+        }
+    }
+
+    /// The session's commands, on this thread; a new bandwidth paces what is left from now.
+    private mutating func service() {
+        control.serviceIfPoked()
+        if let b = control.takeBandwidthChange(), b != bandwidth {
+            bandwidth = b
+            started = monotonicNanos()
+            bytesAtStart = bytes
         }
     }
 }
 
-/// How a 64-page block's last copy went, in one byte per block: never copied; copied while
-/// its dirty bits were still set (not re-protected); or re-protected and then copied after
-/// a window in `FalsePositiveOrigins` bucket k (stored as 2 + k).
+/// How a 64-page block's last copy went, in one word per block: the round it was copied
+/// in (above the low byte), and never copied; copied while its dirty bits were still set
+/// (not re-protected); or re-protected and then copied after a window in
+/// `FalsePositiveOrigins` bucket k (stored as 2 + k).
 enum CopyNote {
-    static let never: UInt8 = 0
-    static let notReprotected: UInt8 = 1
+    static let never: UInt64 = 0
+    static let notReprotected: UInt64 = 1
 
     @inline(__always)
-    static func make(protectedAt: UInt64, copiedAt: UInt64) -> UInt8 {
-        guard protectedAt != 0 else { return notReprotected }
-        return 2 + UInt8(FalsePositiveOrigins.bucket(nanos: copiedAt &- protectedAt))
+    static func make(protectedAt: UInt64, copiedAt: UInt64, round: UInt64) -> UInt64 {
+        let how = protectedAt == 0 ? notReprotected : 2 + UInt64(FalsePositiveOrigins.bucket(nanos: copiedAt &- protectedAt))
+        return round << 8 | how
     }
 
-    /// Counts `count` false positives of a block whose last copy had note `note`.
-    static func attribute(_ note: UInt8, count: Int, to origins: inout FalsePositiveOrigins) {
-        switch note {
+    /// Counts `count` false positives, found in round `round`, of a block whose last copy
+    /// had note `note`. A write inside the window of that copy is reported by the next
+    /// harvest; when a harvest came between (the block copied two rounds ago or more) the
+    /// write came after the window closed, and left the page as it was: a rewrite.
+    static func attribute(_ note: UInt64, count: Int, round: UInt64, to origins: inout FalsePositiveOrigins,
+                          rewritten: inout Int) {
+        let how = note & 0xff, copiedIn = note >> 8
+        switch how {
         case never: break
         case notReprotected: origins.neverCleared += count
-        default: origins.byWindow[Int(note - 2)] += count
+        default:
+            if copiedIn &+ 1 < round { rewritten += count } else { origins.byWindow[Int(how - 2)] += count }
         }
     }
 }

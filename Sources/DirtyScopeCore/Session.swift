@@ -56,8 +56,9 @@ final class SessionLoop: @unchecked Sendable {
     private var config: SessionConfig
     private var machine: GuestMachine
     private var harvester: Harvester
-    /// Asked by `stop`, from any thread; every harvester's consumer looks at it.
-    private let copyStop = CopyStop()
+    /// Every harvester's consumer looks at it: `stop` asks a paced copy to finish at once,
+    /// `send` pokes it so that commands act in the middle of a round.
+    private let copyControl = CopyControl()
     private let startNanos = monotonicNanos()
     private var roundBase: UInt64 = 0
 
@@ -95,6 +96,7 @@ final class SessionLoop: @unchecked Sendable {
             bandwidth: config.bandwidth, ringEntries: config.mode.entry.source == .rings ? config.ringEntries : 0,
             falsePositiveMethod: method, startTime: Date().timeIntervalSince1970)
         wireMachine()
+        copyControl.interrupt = { [unowned self] in self.serviceMidRound() }
     }
 
     /// Adds a queue that receives every record from now on.
@@ -122,7 +124,7 @@ final class SessionLoop: @unchecked Sendable {
 
     /// Stops harvesting, finishes any recording and tears the VM down. Idempotent.
     func stop() {
-        copyStop.request()   // a copy paced at a low bandwidth finishes at once
+        copyControl.request()   // a copy paced at a low bandwidth finishes at once
         lock.lock()
         stopRequested = true
         lock.broadcast()
@@ -140,6 +142,7 @@ final class SessionLoop: @unchecked Sendable {
         commands.append(command)
         lock.broadcast()
         lock.unlock()
+        copyControl.poke()   // a round in progress takes it within 16 pages or one pacing slice
     }
 
     // MARK: The harvest thread
@@ -152,6 +155,7 @@ final class SessionLoop: @unchecked Sendable {
         lock.lock()
         let cmds = commands
         commands.removeAll()
+        acknowledgedWaiting = 0
         let events = pendingEvents
         pendingEvents.removeAll()
         let stop = stopRequested
@@ -172,6 +176,10 @@ final class SessionLoop: @unchecked Sendable {
         }
         flushRecorder()
         for c in cmds { apply(c) }
+        if rescheduled {
+            rescheduled = false
+            if let start = lastRoundStart { next = min(next, start &+ config.intervalNanos) }
+        }
 
         let t = monotonicNanos()
         var due = false
@@ -186,6 +194,7 @@ final class SessionLoop: @unchecked Sendable {
             if stepRequested > 0 { stepRequested -= 1; due = true }
         } else if t >= next {
             due = true
+            lastRoundStart = t
             next = config.intervalNanos == 0 ? t : max(next + config.intervalNanos, t - config.intervalNanos)
         }
         if due {
@@ -209,6 +218,9 @@ final class SessionLoop: @unchecked Sendable {
         // Untracked mode has nothing to verify: nothing was tracked.
         let verify = harvester.mode.entry.tracks && (forced || (config.verifyEvery > 0 && index % UInt64(config.verifyEvery) == 0))
         if verify && !paused { machine.pause(reason: .verification) }
+        inRound = true
+        verifying = verify
+        defer { inRound = false; verifying = false }
         do {
             var round = try harvester.harvestRound(verify: verify)
             if harvester.ringResetMismatches != ringMismatchesShown, let m = harvester.lastRingResetMismatch {
@@ -234,6 +246,46 @@ final class SessionLoop: @unchecked Sendable {
     }
 
     private var harvesterRounds: UInt64 = 0
+    /// A round is being harvested (commands arrive through `serviceMidRound`), and it
+    /// ends with a verification, for which the vCPUs must stay parked.
+    private var inRound = false
+    /// When the last scheduled round began, and whether the interval changed since.
+    private var lastRoundStart: UInt64?
+    private var rescheduled = false
+    private var verifying = false
+    /// `serviceMidRound` is running (a command it applies may copy, and poke again).
+    private var servicing = false
+    /// Commands at the head of the queue already told they wait for the round's end.
+    private var acknowledgedWaiting = 0
+
+    /// On the harvest thread, in the middle of a round (its copy's pacing or its
+    /// verification, poked by `send`): the commands that can act now do, in order; the
+    /// others (mode, clear policy and chunk, CLEAR, restart) would change the round being
+    /// counted, so they wait for its end, in order, and say so at once.
+    private func serviceMidRound() {
+        guard inRound, !servicing else { return }
+        servicing = true
+        defer { servicing = false }
+        lock.lock()
+        let cmds = commands
+        commands.removeAll()
+        lock.unlock()
+        var waiting: [SessionCommand] = []
+        for (k, c) in cmds.enumerated() {
+            if c.actsMidRound {
+                apply(c)
+            } else {
+                // The ones already waiting come first (put back at the head last time).
+                if k >= acknowledgedWaiting { note("\(c.summary): waits for this round to end (it is still copying)") }
+                waiting.append(c)
+            }
+        }
+        acknowledgedWaiting = waiting.count
+        guard !waiting.isEmpty else { return }
+        lock.lock()
+        commands.insert(contentsOf: waiting, at: 0)
+        lock.unlock()
+    }
     /// The vCPUs were parked because the round limit was reached.
     private var parkedAtLimit = false
     /// Ring reset mismatches already reported as notes (for the current harvester).
@@ -310,8 +362,9 @@ final class SessionLoop: @unchecked Sendable {
             emit(.event(TimedEvent(nanos: now, event: .paused)))
         case .resume:
             guard paused else { return }
-            machine.resume()
+            if !verifying { machine.resume() }   // else the verification resumes it when done
             paused = false
+            stepRequested = 0   // steps asked while paused were for this pause
             emit(.event(TimedEvent(nanos: now, event: .resumed)))
         case .step:
             if paused { stepRequested += 1 } else { note("step harvests one round while paused: press p first") }
@@ -330,12 +383,14 @@ final class SessionLoop: @unchecked Sendable {
             emit(.event(TimedEvent(nanos: now, event: .workloadChanged(config.workload))))
         case .setIntervalNanos(let nanos):
             config.intervalNanos = nanos
+            rescheduled = true   // the next round is due one new interval after the last one began
             machine.paceCapNanos = nanos
             emit(.event(TimedEvent(nanos: now, event: .intervalChanged(nanos: nanos))))
         case .setBandwidth(let bytes):
             guard bytes > 0 else { note("bandwidth must be above 0"); return }
             config.bandwidth = bytes
             harvester.bandwidth = bytes
+            copyControl.changeBandwidth(bytes)   // and the copy in progress, if any, from now
             emit(.event(TimedEvent(nanos: now, event: .bandwidthChanged(bytesPerSecond: bytes))))
         case .restartGuest:
             restart(reason: "restarted by the user")
@@ -384,7 +439,7 @@ final class SessionLoop: @unchecked Sendable {
 
     private func wireMachine() {
         machine.paceCapNanos = config.intervalNanos
-        harvester.copyStop = copyStop
+        harvester.copyControl = copyControl
         machine.onFault = { [weak self] fault in self?.post(.guestFault(fault.description)) }
         machine.onRingFull = { [weak self] vcpu, dropped in
             if dropped > 0 { self?.post(.note("(\(dropped) ring-full reports dropped by the rate limit)")) }
@@ -449,6 +504,41 @@ final class SessionLoop: @unchecked Sendable {
         for q in queues { q.push(record) }
         if let r {
             do { try r.append(record) } catch { recordingFailed(r, error) }
+        }
+    }
+}
+
+extension SessionCommand {
+    /// Whether the command can act in the middle of a round without changing what the
+    /// round counts: it steers the guest, the pace, the schedule or the recorder.
+    var actsMidRound: Bool {
+        switch self {
+        case .pause, .resume, .step, .setWorkload, .scaleRate, .setIntervalNanos, .setBandwidth,
+             .startRecording, .stopRecording:
+            return true
+        case .setMode, .setClearChunk, .setClearPolicy, .dropClearedBlocks, .clearBlocks, .restartGuest:
+            return false
+        }
+    }
+
+    /// What the command asks for, in a few words (for "waits for this round to end").
+    var summary: String {
+        switch self {
+        case .setMode(let mode): return "\(mode.rawValue) mode"
+        case .setClearChunk(let chunk): return "clear chunk \(chunk)"
+        case .setClearPolicy(let policy): return "clear policy \(policy.rawValue)"
+        case .dropClearedBlocks(let slot): return "dropping the cleared blocks of slot \(slot)"
+        case .clearBlocks(let slot, let blocks): return "CLEAR of \(blocks.count) block\(blocks.count == 1 ? "" : "s") in slot \(slot)"
+        case .restartGuest: return "restart"
+        case .pause: return "pause"
+        case .resume: return "resume"
+        case .step: return "one round"
+        case .setWorkload(let w): return "workload \(w.rawValue)"
+        case .scaleRate: return "write rate"
+        case .setIntervalNanos: return "interval"
+        case .setBandwidth: return "bandwidth"
+        case .startRecording: return "recording"
+        case .stopRecording: return "stopping the recording"
         }
     }
 }

@@ -18,7 +18,7 @@ public struct SessionConfig: Sendable {
     /// Consumer bandwidth in bytes per second; 0 is unlimited.
     public var bandwidth: UInt64 = 64 << 20
     /// Dirty ring entries per vCPU, used in ring mode.
-    public var ringEntries = 4096
+    public var ringEntries = SessionLimits.maxRingEntries
     /// nil picks stamps for the built-in guest and content for a user's guest.
     public var falsePositiveMethod: FalsePositiveMethod?
     /// A verification point every this many rounds; 0 never (stop-and-copy still verifies).

@@ -13,6 +13,7 @@ public enum Metric: Int, CaseIterable, Sendable {
     case falsePositiveFraction
     case falsePositivesRaced
     case falsePositivesNeverCleared
+    case falsePositivesRewritten
     case initialPages
     case copiedPages
     case copiedBytes
@@ -60,6 +61,8 @@ public enum Metric: Int, CaseIterable, Sendable {
             return MetricSpec("false_positives_raced_pages", .pages, .merge, .origins, "false positives written between re-protection and copy (the race)")
         case .falsePositivesNeverCleared:
             return MetricSpec("false_positives_never_cleared_pages", .pages, .merge, .origins, "false positives whose dirty bit was not cleared after their last copy")
+        case .falsePositivesRewritten:
+            return MetricSpec("false_positives_rewritten_pages", .pages, .sum, .round(bit: 1 << 29), "false positives written again with the content they had, after the window of their last copy had closed (silent rewrites)")
         case .initialPages:
             return MetricSpec("initial_pages", .pages, .sum, .slot(bit: 1 << 2), "reported pages never copied before (the bulk copy)")
         case .copiedPages:

@@ -2,11 +2,13 @@ import DirtyScopeModel
 import Foundation
 import Pages
 
-/// Rows out of a recording below the per-round level (`dirtyscope export --blocks`,
-/// `--per-slot`, `--events`), as CSV or as NDJSON (one JSON object a line, the same names).
+/// Rows out of a recording (`dirtyscope export`, per round; `--blocks`, `--per-slot`,
+/// `--events`), as CSV or as NDJSON (one JSON object a line, the same names).
 /// `time_s` counts from the start of the recording: its first event or round.
 public enum RowExport {
     public enum Kind: Sendable {
+        /// Per round: the round's metrics (`CSVExport.columns`).
+        case rounds
         /// Per round and 64-page block with any activity: reported and false-positive
         /// pages, and whether the block is one the user cleared (the last `c`, until the
         /// next `c` or `x`). Summed per round they give the round's totals.
@@ -22,6 +24,8 @@ public enum RowExport {
     /// A cell: what CSV prints bare and JSON prints as a number, string, boolean or null.
     enum Value {
         case int(Int), uint(UInt64), seconds(UInt64), text(String), bool(Bool), empty
+        /// A metric's value: an integer, or a fraction with 6 decimals.
+        case cell(MetricCell)
 
         var csv: String {
             switch self {
@@ -32,6 +36,7 @@ public enum RowExport {
                 ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
             case .bool(let b): return b ? "yes" : "no"
             case .empty: return ""
+            case .cell(let c): return c.description
             }
         }
 
@@ -43,12 +48,14 @@ public enum RowExport {
             case .text(let s): return RowExport.jsonString(s)
             case .bool(let b): return b ? "true" : "false"
             case .empty: return "null"
+            case .cell(let c): return c.description
             }
         }
     }
 
     public static func columns(_ kind: Kind) -> [String] {
         switch kind {
+        case .rounds: return CSVExport.columns
         case .blocks: return ["round", "time_s", "slot", "block", Metric.reportedPages.spec.name, Metric.falsePositivePages.spec.name, "cleared_by_user"]
         case .slots: return ["round", "time_s", "slot"] + Metric.perSlot.map(\.spec.name)
         case .events: return ["before_round", "time_s", "event", "detail"]
@@ -68,6 +75,10 @@ public enum RowExport {
         let origin = recordingStart(reader)
         func time(_ nanos: UInt64) -> Value { .seconds(nanos >= origin ? nanos - origin : 0) }
         switch kind {
+        case .rounds:
+            for i in 0..<reader.roundCount {
+                try line(CSVExport.values(try reader.metrics(at: i), events: reader.index.rounds[i].events.count, origin: origin))
+            }
         case .events:
             for i in 0...reader.roundCount {
                 let events = i < reader.roundCount ? reader.events(at: i) : reader.trailingEvents

@@ -38,12 +38,19 @@ public enum CSVExport {
     /// One round's line (without the newline); `events` counts the events recorded before
     /// it, and `time_s` counts from `origin`, the start of the recording.
     static func row(_ m: RoundMetrics, events: Int, origin: UInt64 = 0) -> String {
-        var fields = [
-            "\(m.index)", RowExport.seconds(m.startNanos >= origin ? m.startNanos - origin : 0),
-            m.mode.rawValue, m.clearPolicy.rawValue, "\(m.clearChunk)",
+        values(m, events: events, origin: origin).map(\.csv).joined(separator: ",")
+    }
+
+    /// One round's cells, in `columns` order. The clear policy and chunk are manual mode's
+    /// alone: empty (JSON null) in the other modes.
+    static func values(_ m: RoundMetrics, events: Int, origin: UInt64) -> [RowExport.Value] {
+        let manual = m.mode.entry.manualProtect
+        var fields: [RowExport.Value] = [
+            .uint(m.index), .seconds(m.startNanos >= origin ? m.startNanos - origin : 0), .text(m.mode.rawValue),
+            manual ? .text(m.clearPolicy.rawValue) : .empty, manual ? .text("\(m.clearChunk)") : .empty,
         ]
-        fields += m.values.cells.map { "\($0.value)" }
-        fields.append("\(events)")
-        return fields.joined(separator: ",")
+        fields += m.values.cells.map { .cell($0.value) }
+        fields.append(.int(events))
+        return fields
     }
 }

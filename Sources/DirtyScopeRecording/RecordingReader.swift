@@ -82,6 +82,12 @@ public final class RecordingReader: RecordedSession {
         return Array(index.events[..<end])
     }
 
+    /// How many events `events(before: i)` holds.
+    public func eventCount(before i: Int) -> Int {
+        guard !index.rounds.isEmpty, i > 0 else { return 0 }
+        return i < index.rounds.count ? index.rounds[i].events.lowerBound : index.rounds[index.rounds.count - 1].events.upperBound
+    }
+
     /// Round `i` (0-based) with the events recorded after round `i - 1` and before it.
     /// - Throws: `RecordingError.noSuchRound`, or `.corruptRecord` if its bitmaps (or those
     ///   of a round it decodes from) fail to decode despite an intact checksum.

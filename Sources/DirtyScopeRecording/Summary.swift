@@ -13,7 +13,12 @@ public struct RecordingSummary {
         public func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: NameKey.self)
             try c.encode(setting.mode.rawValue, forKey: NameKey("mode"))
-            try c.encode(setting.policy.rawValue, forKey: NameKey("clear_policy"))
+            // A clear policy is manual mode's alone: the other modes have none.
+            if setting.mode.entry.manualProtect {
+                try c.encode(setting.policy.rawValue, forKey: NameKey("clear_policy"))
+            } else {
+                try c.encodeNil(forKey: NameKey("clear_policy"))
+            }
             try values.encode(into: &c)
         }
     }
@@ -106,7 +111,8 @@ public struct RecordingSummary {
         let interval = s.intervalNanos == 0 ? "back to back" : "every \(Self.duration(s.intervalNanos))"
         let ring = s.mode.entry.source == .rings ? ", ring \(s.ringEntries) entries" : ""
         let policy = s.mode.entry.manualProtect ? " (clear policy \(s.clearPolicy.rawValue))" : ""
-        field("settings", "\(s.mode.rawValue)\(policy), clear chunk \(s.clearChunk), \(interval), bandwidth \(formatBytes(s.bandwidth))/s\(ring), false positives by \(s.falsePositiveMethod.rawValue)")
+        let chunk = s.mode.entry.manualProtect ? ", clear chunk \(s.clearChunk)" : ""
+        field("settings", "\(s.mode.rawValue)\(policy)\(chunk), \(interval), bandwidth \(formatBytes(s.bandwidth))/s\(ring), false positives by \(s.falsePositiveMethod.rawValue)")
         field("caps", s.capabilities.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         let range = d.firstRound.map { f in " (#\(f)...#\(d.lastRound ?? f))" } ?? ""
         field("rounds", "\(d.rounds)\(range) over \(String(format: "%.3f", d.spanSeconds)) s, busy \(Self.duration(d.total[.durationNanos]))")
@@ -114,22 +120,27 @@ public struct RecordingSummary {
         field("events", d.events.isEmpty ? "none" : events)
         for (i, fault) in d.faults.enumerated() { field(i == 0 ? "faults" : "", fault) }
         lines.append("")
-        let header = ["mode", "rounds", "reported", "false+", "fp%", "initial", "copied", "bytes", "missed", "lost", "GET mean/max", "CLEAR mean/max"]
-        var rows = [header]
-        for (name, m) in d.modes.map({ ($0.setting.description, $0.values) }) + [("total", d.total)] {
-            rows.append([name, "\(m[.rounds])", "\(m[.reportedPages])", "\(m[.falsePositivePages])",
-                         String(format: "%.1f", m.falsePositiveFraction * 100), "\(m[.initialPages])", "\(m[.copiedPages])",
-                         formatBytes(m[.copiedBytes]), m[.verifications] == 0 ? "-" : "\(m[.missedPages])/\(m[.verifications])v", "\(m[.lostPages])",
-                         "\(Self.duration(m.getDirtyLog.meanNanos))/\(Self.duration(m.getDirtyLog.maxNanos))",
-                         "\(Self.duration(m.clearDirtyLog.meanNanos))/\(Self.duration(m.clearDirtyLog.maxNanos))"])
+        let header = ["mode"] + ([.rounds, .reportedPages, .falsePositivePages, .falsePositiveFraction, .initialPages, .copiedPages,
+                                  .copiedBytes, .missedPages, .verifications, .lostPages] as [Metric]).map(\.label)
+            + ["\(Metric.getDirtyLog.label) mean/max", "\(Metric.clearDirtyLog.label) mean/max"]
+        let rows = [header] + (d.modes.map { ($0.setting.description, $0.values) } + [("total", d.total)]).map { name, m in
+            [name, "\(m[.rounds])", "\(m[.reportedPages])", "\(m[.falsePositivePages])",
+             String(format: "%.2f%%", m.falsePositiveFraction * 100), "\(m[.initialPages])", "\(m[.copiedPages])",
+             formatBytes(m[.copiedBytes]), m[.verifications] == 0 ? "-" : "\(m[.missedPages])", "\(m[.verifications])",
+             "\(m[.lostPages])",
+             "\(Self.duration(m.getDirtyLog.meanNanos))/\(Self.duration(m.getDirtyLog.maxNanos))",
+             "\(Self.duration(m.clearDirtyLog.meanNanos))/\(Self.duration(m.clearDirtyLog.maxNanos))"]
         }
-        let widths = header.indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
-        for row in rows {
-            lines.append(row.indices.map { c in
-                c == 0 ? row[c].padding(toLength: widths[c], withPad: " ", startingAt: 0)
-                       : String(repeating: " ", count: widths[c] - row[c].count) + row[c]
-            }.joined(separator: "  "))
-        }
+        lines += Self.table(rows)
+        // Where the false positives came from (README, "How the numbers are made").
+        lines.append("")
+        lines.append("false positives by origin")
+        let originHeader = ["mode", Metric.falsePositivePages.label, Metric.falsePositivesRaced.label, "race window p50",
+                            Metric.falsePositivesNeverCleared.label, Metric.falsePositivesRewritten.label]
+        lines += Self.table([originHeader] + (d.modes.map { ($0.setting.description, $0.values) } + [("total", d.total)]).map { name, m in
+            [name, "\(m[.falsePositivePages])", "\(m.origins.raced)", Self.medianWindow(m.origins),
+             "\(m.origins.neverCleared)", "\(m[.falsePositivesRewritten])"]
+        })
         lines.append(contentsOf: guestCostLines())
         if !d.warnings.isEmpty {
             lines.append("")
@@ -159,19 +170,37 @@ public struct RecordingSummary {
             row.append(Self.duration(m[.guestStallCPUWait]))
             rows.append(row)
         }
-        let widths = rows[0].indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
-        var lines = [""]
-        for row in rows {
-            lines.append(row.indices.map { c in
-                c == 0 ? row[c].padding(toLength: widths[c], withPad: " ", startingAt: 0)
-                       : String(repeating: " ", count: widths[c] - row[c].count) + row[c]
-            }.joined(separator: "  "))
-        }
+        var lines = [""] + Self.table(rows)
         lines.append("(stall time by what the host was doing then, over the whole recording; CPU wait: the part the vCPUs' threads waited for a host CPU)")
         if d.total[.guestTimelineLost] > 0 {
             lines.append("guest timeline: \(d.total[.guestTimelineLost]) records lost before the host read them")
         }
         return lines
+    }
+
+    /// Rows as aligned columns: the first left-aligned, the others right-aligned.
+    static func table(_ rows: [[String]]) -> [String] {
+        let widths = rows[0].indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
+        return rows.map { row in
+            row.indices.map { c in
+                c == 0 ? row[c].padding(toLength: widths[c], withPad: " ", startingAt: 0)
+                       : String(repeating: " ", count: widths[c] - row[c].count) + row[c]
+            }.joined(separator: "  ")
+        }
+    }
+
+    /// The window bucket holding the median raced false positive, as a range ("1-2ms"), or "-".
+    static func medianWindow(_ origins: FalsePositiveOrigins) -> String {
+        let total = origins.raced
+        guard total > 0 else { return "-" }
+        var seen = 0
+        for (i, n) in origins.byWindow.enumerated() {
+            seen += n
+            guard seen * 2 >= total else { continue }
+            let low = FalsePositiveOrigins.lowerBoundNanos(bucket: i), high = FalsePositiveOrigins.lowerBoundNanos(bucket: i + 1)
+            return i == 0 ? "<\(duration(high))" : (i == origins.byWindow.count - 1 ? ">\(duration(low))" : "\(duration(low))-\(duration(high))")
+        }
+        return "-"
     }
 
     /// Guest faults listed by `inspect`.

@@ -33,6 +33,7 @@ final class App {
                 switch effect {
                 case .send(let command): controller?.send(command)
                 case .seek(let round): try replayer?.seek(round, in: &state)
+                case .seekEvent(let forward): try seekEvent(forward: forward)
                 case .exit(let exit): return exit
                 }
             }
@@ -45,4 +46,17 @@ final class App {
     }
 
     func render() -> Screen { Render.screen(state, theme: theme) }
+
+    /// Shows the round after the next (or previous) event worth a look, and says what it was.
+    private func seekEvent(forward: Bool) throws {
+        guard let replayer, let position = state.replay?.position else { return }
+        guard let landmark = replayer.landmark(from: position, forward: forward) else {
+            state.say("no event \(forward ? "after" : "before") round \(position + 1)", now: true)
+            return
+        }
+        try replayer.seek(landmark.round, in: &state)
+        let what = landmark.events.map(Replayer.describe)
+        state.say("before round \(landmark.round + 1): " + what.prefix(3).joined(separator: "; ")
+                  + (what.count > 3 ? " (+\(what.count - 3) more)" : ""), .good, now: true)
+    }
 }

@@ -40,6 +40,17 @@ struct Message: Equatable {
     var text: String
     var role: Role
     var untilNanos: UInt64
+    /// When it went up; a message waiting behind it gets the line once it has had `minimumNanos`.
+    var shownAt: UInt64 = 0
+    /// Routine news (a verification that found nothing) never displaces another message.
+    var routine = false
+
+    static let normalNanos: UInt64 = 4_000_000_000
+    /// Warnings and alerts stay longer.
+    static let importantNanos: UInt64 = 8_000_000_000
+    static let minimumNanos: UInt64 = 2_000_000_000
+    /// Messages kept waiting at most; beyond that the oldest waiting one goes.
+    static let queueLimit = 8
 }
 
 /// Where a replay stands.
@@ -78,11 +89,17 @@ struct AppState: Equatable {
     var requestedPolicy: ClearPolicy?
     /// The mode `u` left for untracked, to return to.
     var trackedMode: HarvestMode?
+    /// Paused or running as last asked with `p`, until the session confirms it: `p p`
+    /// pauses and resumes, and `n` right after `p` steps.
+    var requestedPause: Bool?
     /// The false-positive overlay: on from the start, `f` hides it.
     var showFalsePositives = true
-    var showHelp = false
+    /// The help page shown (0: keys and glyphs, then what each number means), nil when closed.
+    var helpPage: Int?
     var prompt: Prompt?
     var message: Message?
+    /// Messages that came while another had the line for less than `Message.minimumNanos`.
+    var waitingMessages: [Message] = []
     var nowNanos: UInt64 = 0
     var wallSeconds: Double = 0
     /// Bumped whenever something visible changes; the loop redraws only then.
@@ -105,9 +122,42 @@ struct AppState: Equatable {
     var isReplay: Bool { replay != nil }
     var pagesPerZoomedCell: Int? { Self.zoomLevels[zoom] }
 
-    /// Shows `text` on the status line for four seconds.
-    mutating func say(_ text: String, _ role: Role = .plain) {
-        message = Message(text: text, role: role, untilNanos: nowNanos + 4_000_000_000)
+    /// Shows `text` on the status line for four seconds (eight for a warning or an alert).
+    /// A message on the line keeps it for at least two seconds: one arriving sooner waits
+    /// its turn, and a `routine` one is dropped rather than displace another (and gives way
+    /// to any other at once).
+    /// `now`: the answer to a key the user just pressed, shown at once.
+    mutating func say(_ text: String, _ role: Role = .plain, routine: Bool = false, now: Bool = false) {
+        let m = Message(text: text, role: role, untilNanos: 0, routine: routine)
+        if !now, let current = message, nowNanos < current.untilNanos, !current.routine {
+            if routine { return }
+            if nowNanos &- current.shownAt < Message.minimumNanos || !waitingMessages.isEmpty {
+                waitingMessages.append(m)
+                if waitingMessages.count > Message.queueLimit { waitingMessages.removeFirst() }
+                return
+            }
+        }
+        show(m)
+    }
+
+    private mutating func show(_ m: Message) {
+        var m = m
+        m.shownAt = nowNanos
+        m.untilNanos = nowNanos + (m.role == .warn || m.role == .alert ? Message.importantNanos : Message.normalNanos)
+        message = m
+    }
+
+    /// On a tick: the message ends at its time, or hands the line to the next waiting one
+    /// once it has had its minimum. Returns whether the line changed.
+    mutating func advanceMessages() -> Bool {
+        guard let current = message else { return false }
+        let expired = nowNanos >= current.untilNanos
+        if !waitingMessages.isEmpty, expired || nowNanos &- current.shownAt >= Message.minimumNanos {
+            show(waitingMessages.removeFirst())
+            return true
+        }
+        if expired { message = nil; return true }
+        return false
     }
 
     /// Blocks selected in the current slot, including an open range.

@@ -17,6 +17,8 @@ final class Backend {
     private var previous: Screen?
     private var attributes: [(attr: attr_t, pair: Int16)] = []
     private var ended = false
+    /// The input poll, in milliseconds (one frame).
+    private let frameMillis: Int32
 
     // ncurses' attribute bits (NCURSES_BITS(1, n) << NCURSES_ATTR_SHIFT); Swift cannot import the macros.
     private static let underline = attr_t(1) << 17
@@ -35,7 +37,8 @@ final class Backend {
         keypad(window, true)
         curs_set(0)
         set_escdelay(25)
-        wtimeout(window, Int32(1000 / max(1, min(fps, 100))))
+        frameMillis = Int32(1000 / max(1, min(fps, 100)))
+        wtimeout(window, frameMillis)
         let noColor = getenv("NO_COLOR").map { $0.pointee != 0 } ?? false
         let detected: ColorMode = noColor || !has_colors() ? .monochrome : (tigetnum("colors") >= 256 ? .colors256 : .colors8)
         colors = requested ?? detected
@@ -73,13 +76,36 @@ final class Backend {
             switch ch {
             case 9: return .key(.tab)
             case 10, 13: return .key(.enter)
-            case 27: return .key(.escape)
+            case 27: return readEscapeSequence().map { .key($0) }
             case 8, 127: return .key(.backspace)
             default: return Unicode.Scalar(ch).map { .key(.char(Character($0))) }
             }
         default:
             return nil
         }
+    }
+
+    /// After an ESC that terminfo did not match: the rest of the sequence, which arrives
+    /// with it (30 ms covers a slow link), decoded by `EscapeSequence`; a lone ESC is the
+    /// Escape key, and a sequence that means nothing here is dropped whole (nil).
+    private func readEscapeSequence() -> Key? {
+        wtimeout(window, 30)
+        defer { wtimeout(window, frameMillis) }
+        var bytes: [UInt32] = []
+        while bytes.count < 64 {
+            var ch: wint_t = 0
+            switch wget_wch(window, &ch) {
+            case OK: bytes.append(UInt32(ch))
+            case KEY_CODE_YES: return nil   // ESC then a key terminfo knows: Alt and that key
+            default: return bytes.isEmpty ? .escape : nil   // nothing more came
+            }
+            switch EscapeSequence.decode(bytes) {
+            case .incomplete: continue
+            case .key(let key): return key
+            case .dropped: return nil
+            }
+        }
+        return nil
     }
 
     /// Draws the cells that differ from the last frame (everything after a resize).
@@ -134,7 +160,7 @@ final class Backend {
     }
 
     /// Colors per role: 256-color foreground and background, 8-color ones, attributes (-1: default).
-    private static func palette(_ role: Role) -> (Int16, Int16, Int16, Int16, attr_t) {
+    static func palette(_ role: Role) -> (Int16, Int16, Int16, Int16, attr_t) {
         let black: Int16 = 0, red: Int16 = 1, green: Int16 = 2, yellow: Int16 = 3, blue: Int16 = 4
         let magenta: Int16 = 5, cyan: Int16 = 6, white: Int16 = 7
         switch role {

@@ -27,6 +27,8 @@ enum Effect: Equatable {
     case send(SessionCommand)
     /// Move the replay to round `index` (0-based); the replayer decodes and folds.
     case seek(Int)
+    /// Move the replay to the next (or previous) round that came after an event worth a look.
+    case seekEvent(forward: Bool)
     /// Leave the UI.
     case exit(TUIExit)
 }

@@ -20,16 +20,16 @@ extension AppState {
         for (k, slotMetrics) in round.slots.enumerated() where slotMetrics.slot >= 0 && slotMetrics.slot < session.slots.count {
             bySlot[slotMetrics.slot] = k
         }
+        let sinceLast = session.previousRoundStart.map { round.startNanos > $0 ? round.startNanos - $0 : 0 } ?? 0
+        let seconds = Double(sinceLast > 0 ? sinceLast : max(1, round[.durationNanos])) / 1e9
         for i in session.slots.indices {
             let bitmaps = bySlot[i].map { round.bitmaps[$0] } ?? SlotBitmaps(pages: session.slots[i].info.pages)
-            session.slots[i].fold(bitmaps, round: round.index)
+            session.slots[i].fold(bitmaps, round: round.index, seconds: seconds)
         }
         let values = round.values
         session.totals.add(values)
         session.bySetting[round.setting, default: MetricValues()].add(values)
 
-        let sinceLast = session.previousRoundStart.map { round.startNanos > $0 ? round.startNanos - $0 : 0 } ?? 0
-        let seconds = Double(sinceLast > 0 ? sinceLast : max(1, round[.durationNanos])) / 1e9
         session.lastRound = round.metrics
         session.lastRoundSeconds = seconds
         session.previousRoundStart = round.startNanos
@@ -71,8 +71,10 @@ extension AppState {
             say("bandwidth now \(Format.bandwidth(bytesPerSecond))")
         case .paused:
             session.paused = true
+            if requestedPause == true { requestedPause = nil }
         case .resumed:
             session.paused = false
+            if requestedPause == false { requestedPause = nil }
         case .blocksCleared(let clear):
             guard clear.slot >= 0, clear.slot < session.slots.count else { return }
             session.slots[clear.slot].noteClear(clear, afterRound: roundIndex)
@@ -87,7 +89,7 @@ extension AppState {
                 session.slots[i].noteMissed(blocks)
             }
             say("verified \(verification.comparedPages) pages: \(verification.missed) missed",
-                verification.missed == 0 ? .good : .alert)
+                verification.missed == 0 ? .good : .alert, routine: verification.missed == 0)
         case .guestFault(let reason):
             session.fault = reason
         case .restarted(let reason):

@@ -71,19 +71,25 @@ enum Format {
     /// `width` columns. A field with `attach` joins its predecessor without a separator and
     /// goes with it. Lower `priority` is more important; priority 0 is never dropped.
     static func fit(_ fields: [(text: String, priority: Int, attach: Bool)], separator: String, width: Int) -> String {
-        var kept = fields
-        func joined() -> String {
-            var s = ""
-            for (i, f) in kept.enumerated() { s += (i == 0 || f.attach ? "" : separator) + f.text }
-            return s
-        }
-        var text = joined()
-        while text.unicodeScalars.count > width, let worst = kept.map(\.priority).max(), worst > 0 {
-            let i = kept.lastIndex { $0.priority == worst }!
+        join(fields, kept: fitting(fields, separator: separator, width: width), separator: separator)
+    }
+
+    /// The indices of the fields `fit` keeps.
+    static func fitting(_ fields: [(text: String, priority: Int, attach: Bool)], separator: String, width: Int) -> [Int] {
+        var kept = Array(fields.indices)
+        while join(fields, kept: kept, separator: separator).unicodeScalars.count > width,
+              let worst = kept.map({ fields[$0].priority }).max(), worst > 0 {
+            var i = kept.lastIndex { fields[$0].priority == worst }!
             kept.remove(at: i)
-            while i < kept.count, kept[i].attach { kept.remove(at: i) }
-            text = joined()
+            while i < kept.count, fields[kept[i]].attach { kept.remove(at: i) }
+            i = 0
         }
-        return text
+        return kept
+    }
+
+    private static func join(_ fields: [(text: String, priority: Int, attach: Bool)], kept: [Int], separator: String) -> String {
+        var s = ""
+        for (n, i) in kept.enumerated() { s += (n == 0 || fields[i].attach ? "" : separator) + fields[i].text }
+        return s
     }
 }

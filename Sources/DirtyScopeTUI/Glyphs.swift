@@ -6,8 +6,10 @@ public enum GlyphMode: Equatable, Sendable {
     case ascii
 }
 
-/// Every glyph the UI draws, in one table per glyph mode. In monochrome the heatmap's
-/// states stay apart by glyph alone, so each state has its own set.
+/// Every glyph the UI draws, in one table per glyph mode. Each heatmap state has glyphs of
+/// its own, so states stay apart without colours: heat, reported now, false positive,
+/// cleared (reported or not), missed, and the cursor. A selection keeps the cell's glyph on
+/// its own background, or, in monochrome, draws `selected`.
 struct Glyphs: Sendable {
     let mode: GlyphMode
     /// Dirty this round, by density (4 levels).
@@ -15,7 +17,14 @@ struct Glyphs: Sendable {
     /// Recently dirty, by heat (4 levels).
     let recent: [Unicode.Scalar]
     let falsePositive: Unicode.Scalar
+    /// A cleared block (`c`) that reported nothing this round.
     let cleared: Unicode.Scalar
+    /// A cleared block reporting pages this round, by density (4 levels).
+    let clearedReported: [Unicode.Scalar]
+    /// The cursor's block.
+    let cursor: Unicode.Scalar
+    /// A selected block where no background can show it (monochrome).
+    let selected: Unicode.Scalar
     /// A block where the verifier found a lost write.
     let missed: Unicode.Scalar
     /// Between 64-page blocks when zoomed in.
@@ -29,12 +38,12 @@ struct Glyphs: Sendable {
 
     static let unicode = Glyphs(
         mode: .unicode, dirty: ["░", "▒", "▓", "█"], recent: ["⠁", "⠅", "⠭", "⠿"],
-        falsePositive: "╳", cleared: "○", missed: "!", blockBoundary: "│", spark: ["▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"],
+        falsePositive: "╳", cleared: "○", clearedReported: ["◔", "◑", "◕", "●"], cursor: "◆", selected: "▪", missed: "!", blockBoundary: "│", spark: ["▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"],
         horizontal: "─", recording: "● REC", micro: "µs", separator: " │ ")
 
     static let ascii = Glyphs(
         mode: .ascii, dirty: [":", "+", "*", "#"], recent: [".", ",", "-", "="],
-        falsePositive: "x", cleared: "o", missed: "!", blockBoundary: "|", spark: ["_", ".", ",", "-", "~", "=", "+", "#"],
+        falsePositive: "x", cleared: "o", clearedReported: ["c", "c", "O", "O"], cursor: "@", selected: "%", missed: "!", blockBoundary: "|", spark: ["_", ".", ",", "-", "~", "=", "+", "#"],
         horizontal: "-", recording: "* REC", micro: "us", separator: " | ")
 
     /// Text from outside (guest names, paths, messages) made safe to draw: control

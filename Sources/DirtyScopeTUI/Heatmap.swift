@@ -19,33 +19,51 @@ enum Heatmap {
 
     private static func title(_ screen: inout Screen, state: AppState, panel: PanelPlacement,
                               geometry: HeatmapGeometry, topRow: Int, theme: Theme) {
-        let info = state.info.slots[panel.slot]
         let g = theme.glyphs
         let selected = panel.slot == state.selectedSlot
         let role = theme.role(selected ? .title : .border)
         screen.fill(x: panel.title.x, y: panel.title.y, width: panel.title.width, height: 1, with: Cell(g.horizontal, role))
-        var parts: [(text: String, priority: Int, attach: Bool)] = [
-            ((selected ? "> " : "") + "slot \(info.index)", 0, false),
-            (" (\(panel.slot + 1)/\(state.session.slots.count))", 3, true),
-            ("kvm \(info.kvmSlot)", 6, false), ("0x" + String(info.guestPhysicalAddress, radix: 16), 5, false),
-            (formatBytes(UInt64(info.pages) * UInt64(state.info.pageSize)), 4, false),
+        // Every panel shows the kinds of field the focused one has room for, so moving the
+        // focus never changes what another title says.
+        let width = panel.title.width - 4
+        let focused = titleFields(state: state, slot: state.selectedSlot, geometry: geometry, topRow: topRow, height: panel.body.height)
+        let kinds = Set(Format.fitting(focused.map { ($0.text, $0.priority, $0.attach) }, separator: g.separator, width: width)
+            .map { focused[$0].kind })
+        let parts = titleFields(state: state, slot: panel.slot, geometry: geometry, topRow: topRow, height: panel.body.height)
+            .filter { kinds.contains($0.kind) }.map { ($0.text, $0.priority, $0.attach) }
+        let text = " " + Format.fit(parts, separator: g.separator, width: width) + " "
+        screen.put(text, x: panel.title.x + 1, y: panel.title.y, role: role, maxWidth: panel.title.width - 2)
+    }
+
+    /// A slot panel's title fields, each of a kind (lower priority: more important; 0 always shows).
+    private static func titleFields(state: AppState, slot: Int, geometry: HeatmapGeometry, topRow: Int,
+                                    height: Int) -> [(kind: String, text: String, priority: Int, attach: Bool)] {
+        let info = state.info.slots[slot]
+        let selected = slot == state.selectedSlot
+        var parts: [(kind: String, text: String, priority: Int, attach: Bool)] = [
+            ("slot", (selected ? "> " : "") + "slot \(info.index)", 0, false),
+            ("position", " (\(slot + 1)/\(state.session.slots.count))", state.session.slots.count > 1 ? 2 : 3, true),
+            ("kvm", "kvm \(info.kvmSlot)", 6, false), ("address", "0x" + String(info.guestPhysicalAddress, radix: 16), 5, false),
+            ("size", formatBytes(UInt64(info.pages) * UInt64(state.info.pageSize)), 4, false),
         ]
         if state.view == .time {
-            parts.append(("address across, rounds down (newest on top)", 1, false))
+            parts.append(("view", "address across, rounds down (newest on top)", 1, false))
         } else {
-            parts.append(("\(geometry.pagesPerCell) page\(geometry.pagesPerCell == 1 ? "" : "s")/cell", 2, false))
-            if geometry.blocksPerCell > 1 { parts.append(("cell = \(geometry.blocksPerCell) blocks", 1, false)) }
-            if geometry.rowCount > panel.body.height {
-                parts.append(("rows \(topRow + 1)-\(topRow + panel.body.height) of \(geometry.rowCount)", 3, false))
+            let slotGeometry = HeatmapGeometry(pages: info.pages, width: geometry.columns, height: max(1, height),
+                                               zoomedPagesPerCell: state.pagesPerZoomedCell)
+            parts.append(("ppc", "\(slotGeometry.pagesPerCell) page\(slotGeometry.pagesPerCell == 1 ? "" : "s")/cell", 2, false))
+            if slotGeometry.blocksPerCell > 1 { parts.append(("bpc", "cell = \(slotGeometry.blocksPerCell) blocks", 1, false)) }
+            if slotGeometry.rowCount > height {
+                let top = slotGeometry.topRow(cursorBlock: state.cursors[slot], height: height)
+                parts.append(("rows", "rows \(top + 1)-\(top + height) of \(slotGeometry.rowCount)", 3, false))
             }
             if selected {
-                let cursor = state.cursors[panel.slot]
-                parts.append(("cursor block \(cursor)", 0, false))
-                parts.append((" (pages \(cursor * DirtyBitmap.pagesPerBlock)-\(min(info.pages, (cursor + 1) * DirtyBitmap.pagesPerBlock) - 1))", 3, true))
+                let cursor = state.cursors[slot]
+                parts.append(("cursor", "cursor block \(cursor)", 0, false))
+                parts.append(("pages", " (pages \(cursor * DirtyBitmap.pagesPerBlock)-\(min(info.pages, (cursor + 1) * DirtyBitmap.pagesPerBlock) - 1))", 3, true))
             }
         }
-        let text = " " + Format.fit(parts, separator: g.separator, width: panel.title.width - 4) + " "
-        screen.put(text, x: panel.title.x + 1, y: panel.title.y, role: role, maxWidth: panel.title.width - 2)
+        return parts
     }
 
     /// What one cell covers, summed over its blocks or pages.
@@ -67,9 +85,12 @@ enum Heatmap {
         let showMissed = !slot.missed.isEmpty
         let cursor = slotIndex == state.selectedSlot ? state.cursors[slotIndex] : -1
         let showFP = state.showFalsePositives
-        let roles = (missed: theme.role(.alert), dirty: theme.role(.dirty), fp: theme.role(.falsePositive), cleared: theme.role(.clearedMark),
+        let roles = (missed: theme.role(.alert), dirty: theme.role(.dirty), fp: theme.role(.falsePositive),
+                     cleared: theme.role(.clearedMark), clearedReported: theme.role(.cleared),
                      selected: theme.role(.selected), cursor: theme.role(.cursor), boundary: theme.role(.boundary),
                      heat: Role.heat.map(theme.role))
+        // Without colours a selection has no background to show on: it gets its own glyph.
+        let selectionGlyph = theme.colors == .monochrome ? g.selected : nil
         let ppc = geometry.pagesPerCell
         slot.reported.withUnsafeWords { reported in
         slot.falsePositives.withUnsafeWords { fps in
@@ -102,14 +123,16 @@ enum Heatmap {
                         sum.falsePositive = (fps[b0] >> shift) & mask != 0
                     }
                     if showMissed, slot.missed.count(in: b0..<b1) > 0 { sum.missed = true }
+                    let cleared = showCleared && slot.cleared.count(in: b0..<b1) > 0
                     var cell: Cell
                     if sum.missed {
                         cell = Cell(g.missed, roles.missed)
                     } else if showFP && sum.falsePositive {
                         cell = Cell(g.falsePositive, roles.fp)
                     } else if sum.dirty > 0 {
-                        cell = Cell(g.dirty[min(3, (4 * sum.dirty - 1) / sum.units)], roles.dirty)
-                    } else if showCleared, slot.cleared.count(in: b0..<b1) > 0 {
+                        let level = min(3, (4 * sum.dirty - 1) / sum.units)
+                        cell = cleared ? Cell(g.clearedReported[level], roles.clearedReported) : Cell(g.dirty[level], roles.dirty)
+                    } else if cleared {
                         cell = Cell(g.cleared, roles.cleared)
                     } else if sum.heat > 0 {
                         let level = min(3, (4 * sum.heat - 1) / (heatRounds * (ppc >= 64 ? sum.units : 1)))
@@ -118,9 +141,9 @@ enum Heatmap {
                         cell = Cell(" ", roles.heat[0])
                     }
                     if cursor >= b0 && cursor < b1 {
-                        cell.role = roles.cursor
+                        cell = Cell(g.cursor, roles.cursor)
                     } else if hasSelection, selection.count(in: b0..<b1) > 0 {
-                        cell.role = roles.selected
+                        cell = Cell(selectionGlyph ?? cell.char, roles.selected)
                     }
                     screen[body.x + dx, body.y + dy] = cell
                 }
@@ -134,7 +157,7 @@ enum Heatmap {
     /// rows, address offsets along the bottom row.
     private static func timeView(_ screen: inout Screen, slot: SlotView, body: Rect, state: AppState, theme: Theme) {
         let g = theme.glyphs
-        let heatRoles = Role.heat.map(theme.role)
+        let dirtyRole = theme.role(.dirty), clearedRole = theme.role(.cleared)
         let fpRole = theme.role(.falsePositive), dim = theme.role(.dim)
         let labelWidth = min(body.width / 4, max(5, "r\(state.roundIndex)".count + 1))
         let plot = Rect(x: body.x + labelWidth, y: body.y, width: body.width - labelWidth, height: max(0, body.height - 1))
@@ -149,16 +172,18 @@ enum Heatmap {
             for dx in 0..<plot.width {
                 let lo = dx * n / plot.width
                 let hi = max(lo + 1, (dx + 1) * n / plot.width)
-                var dirty: UInt8 = 0, fp: UInt8 = 0
+                var dirty: UInt8 = 0, fp: UInt8 = 0, cleared = false
                 for b in lo..<hi {
                     dirty = max(dirty, row.dirty[b])
                     fp = max(fp, row.falsePositives[b])
+                    cleared = cleared || (b < row.cleared.count && row.cleared[b] != 0)
                 }
                 if state.showFalsePositives, fp > 0 {
                     screen[plot.x + dx, plot.y + dy] = Cell(g.falsePositive, fpRole)
                 } else if dirty > 0 {
                     let level = min(3, Int(dirty) * 4 / 256)
-                    screen[plot.x + dx, plot.y + dy] = Cell(g.dirty[level], heatRoles[level])
+                    screen[plot.x + dx, plot.y + dy] = cleared
+                        ? Cell(g.clearedReported[level], clearedRole) : Cell(g.dirty[level], dirtyRole)
                 }
             }
         }

@@ -19,7 +19,7 @@ enum KeyHelp {
         Entry(keys: "z", action: "zoom: fit, 64, 8, 1 page per cell", short: "zoom: fit 64 8 1 p/cell"),
         Entry(keys: "t", action: "heatmap / address-by-time view", short: "heatmap / time view"),
         Entry(keys: "f", action: "false positives on/off (on at start)", short: "false positives on/off"),
-        Entry(keys: "?", action: "this help (any key closes)", short: "this help (any key)"),
+        Entry(keys: "?", action: "this help; again: what each number means", short: "help; again: numbers"),
         Entry(keys: "q", action: "quit"),
     ]
 
@@ -48,17 +48,19 @@ enum KeyHelp {
         Entry(keys: "home end", action: "first / last round"),
         Entry(keys: "[ ] PgUp/Dn", action: "seek 10% back / forward", short: "seek 10% back / on"),
         Entry(keys: "< >", action: "speed x0.25 ... x16"),
-        Entry(keys: "jk up down", action: "move the cursor"),
+        Entry(keys: "n N", action: "next / previous event (mode, CLEAR, note...)", short: "next / previous event"),
+        Entry(keys: "hjkl up dn", action: "move the cursor one 64-page block", short: "move one 64-page block"),
     ]
 
-    static func entries(replay: Bool) -> [Entry] { (replay ? Self.replay : live) + shared }
+    /// Replay's arrows left and right step rounds: its own line says how the cursor moves.
+    static func entries(replay: Bool) -> [Entry] { replay ? Self.replay + shared.dropFirst() : live + shared }
 
     /// The bottom line's reminders, most useful first: as many as fit in `width` columns,
     /// always ending with "? help  q quit".
     static func keyLine(replay: Bool, width: Int = .max) -> String {
         let tail = "? help  q quit"
         let hints = replay
-            ? ["space play", ",. step", "[] seek", "<> speed", "z zoom", "t time", "f FP", "tab slot"]
+            ? ["space play", ",. step", "[] seek", "nN event", "<> speed", "z zoom", "t time", "f FP", "tab slot"]
             : ["m mode", "p pause", "c clear", "o policy", "space/v select", "x drop", "u untracked", "z zoom", "t time",
                "f FP", "r rec", "tab slot"]
         var line = ""

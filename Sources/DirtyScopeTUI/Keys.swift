@@ -17,10 +17,7 @@ extension AppState {
         case .tick(let nanos, let wall):
             nowNanos = nanos
             wallSeconds = wall
-            if let m = message, nanos >= m.untilNanos {
-                message = nil
-                revision &+= 1
-            }
+            if advanceMessages() { revision &+= 1 }
         case .record(let record):
             fold(record)
         case .signal(let number):
@@ -40,13 +37,19 @@ extension AppState {
     private mutating func handle(_ key: Key) -> [Effect] {
         if key == .char("q"), prompt == nil { return [.exit(.quit)] }
         if prompt != nil { return handlePrompt(key) }
-        if showHelp {
-            showHelp = false
+        if let page = helpPage {
+            // ? and the forward keys turn the page (closing after the last), back keys go back, others close.
+            let pages = Render.helpPageCount(self)
+            switch key {
+            case .char("?"), .char(" "), .right, .char("l"), .pageDown, .tab: helpPage = page + 1 < pages ? page + 1 : nil
+            case .left, .char("h"), .pageUp, .backTab: helpPage = max(0, page - 1)
+            default: helpPage = nil
+            }
             return []
         }
         if replay != nil, let effects = handleReplay(key) { return effects }
         switch key {
-        case .char("?"): showHelp = true
+        case .char("?"): helpPage = 0
         case .left, .char("h"): moveCursor(by: -selectedGeometry().horizontalStep)
         case .right, .char("l"): moveCursor(by: selectedGeometry().horizontalStep)
         case .up, .char("k"): moveCursor(by: -selectedGeometry().verticalStep)
@@ -63,6 +66,7 @@ extension AppState {
         case .char("a"):
             selections[selectedSlot].setAll()
             rangeAnchor = nil
+            say("selected all \(info.slots[selectedSlot].blocks) blocks of slot \(selectedSlot): c clears them, x drops the selection")
         case .char("x"):
             if rangeAnchor != nil || !selections[selectedSlot].isEmpty {
                 selections[selectedSlot].clearAll()
@@ -89,7 +93,7 @@ extension AppState {
     private mutating func handleSessionKey(_ key: Key) -> [Effect] {
         guard case .char(let c) = key else { return [] }
         if replay != nil {
-            if "mocnpsbrR+-=123456u".contains(c) { say("replay: '\(c)' steers a live session only", .warn) }
+            if "mocpsbrR+-=123456u".contains(c) { say("replay: '\(c)' steers a live session only", .warn) }
             return []
         }
         switch c {
@@ -123,9 +127,12 @@ extension AppState {
             rangeAnchor = nil
             say("CLEAR \(blocks.count) block\(blocks.count == 1 ? "" : "s") of slot \(selectedSlot)")
             return [.send(.clearBlocks(slot: selectedSlot, blocks: blocks))]
-        case "p": return [.send(session.paused ? .resume : .pause)]
+        case "p":
+            let pausedNow = requestedPause ?? session.paused
+            requestedPause = !pausedNow
+            return [.send(pausedNow ? .resume : .pause)]
         case "n":
-            if session.paused { return [.send(.step)] }
+            if requestedPause ?? session.paused { return [.send(.step)] }
             say("n harvests one round while paused: press p first", .warn)
         case "1", "2", "3", "4", "5", "6":
             return [.send(.setWorkload(Workload.byKey[Int(String(c))! - 1]))]
@@ -162,6 +169,8 @@ extension AppState {
         case .end: return seek(last)
         case .pageUp, .char("["): return seek(status.position - tenth)
         case .pageDown, .char("]"): return seek(status.position + tenth)
+        case .char("n"): status.playing = false; return [.seekEvent(forward: true)]
+        case .char("N"): status.playing = false; return [.seekEvent(forward: false)]
         case .char("<"): status.speedIndex = max(0, status.speedIndex - 1)
         case .char(">"): status.speedIndex = min(ReplayStatus.speeds.count - 1, status.speedIndex + 1)
         default: return nil

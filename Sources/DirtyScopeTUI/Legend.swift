@@ -10,7 +10,8 @@ enum Legend {
         var explanation: String
     }
 
-    static func items(_ g: Glyphs, showFalsePositives: Bool) -> [Item] {
+    /// `monochrome`: a selection has no background to show, so its sample is its glyph.
+    static func items(_ g: Glyphs, showFalsePositives: Bool, monochrome: Bool = false) -> [Item] {
         [
             Item(sample: g.dirty.map { ($0, .dirty) },
                  labels: ["reported this round: 25/50/75/100% of the cell's pages", "% of cell reported now", "% reported", "% now"],
@@ -22,20 +23,21 @@ enum Legend {
                  labels: showFalsePositives ? ["false positive (f hides)", "false positive", "FP", "FP"]
                                             : ["false positive (f: off)", "FP (f: off)", "FP off", "off"],
                  explanation: "FP: reported but unchanged"),
-            Item(sample: [(g.cleared, .clearedMark)], labels: ["cleared by c (until the next c or x)", "cleared", "cleared", "clr"],
-                 explanation: "cleared by c, until c or x"),
+            Item(sample: [(g.cleared, .clearedMark), (g.clearedReported[3], .cleared)],
+                 labels: ["cleared by c (quiet, reported)", "cleared", "cleared", "clr"],
+                 explanation: "cleared by c: quiet, reported"),
             Item(sample: [(g.missed, .alert)], labels: ["missed: a lost write (verifier)", "missed", "missed", "lost"],
                  explanation: "missed: a write the log lost"),
-            Item(sample: [(g.recent[3], .selected)], labels: ["selected", "selected", "sel", "sel"],
+            Item(sample: [(monochrome ? g.selected : " ", .selected)], labels: ["selected", "selected", "sel", "sel"],
                  explanation: "selected for c (space v a)"),
-            Item(sample: [(" ", .cursor)], labels: ["cursor", "cursor", "cursor", "cur"],
+            Item(sample: [(g.cursor, .cursor)], labels: ["cursor", "cursor", "cursor", "cur"],
                  explanation: "cursor: one 64-page block"),
         ]
     }
 
     /// Draws the legend on row `y` from column 1, with the longest labels that fit `width`.
     static func draw(_ screen: inout Screen, y: Int, width: Int, theme: Theme, showFalsePositives: Bool) {
-        let items = items(theme.glyphs, showFalsePositives: showFalsePositives)
+        let items = items(theme.glyphs, showFalsePositives: showFalsePositives, monochrome: theme.colors == .monochrome)
         let tiers = items.first!.labels.count
         var tier = tiers - 1
         for t in 0..<tiers {

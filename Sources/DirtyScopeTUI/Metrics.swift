@@ -24,18 +24,28 @@ enum Metrics {
     static func draw(_ screen: inout Screen, state: AppState, in rect: Rect, theme: Theme) {
         let x = rect.x + 1, w = rect.width - 2
         guard w > 0, rect.height > 0 else { return }
-        let all = rows(state, width: w, height: rect.height, micro: theme.glyphs.micro)
-        // Keep the most important rows that fit, in their order; a section with no rows goes.
+        // The chart takes the rows nothing else needs: a tall terminal gets a finer scale.
+        let minimumChart = w >= 40 ? 6 : 3
+        let others = rows(state, width: w, height: rect.height, chartRows: minimumChart, micro: theme.glyphs.micro).count - minimumChart
+        let all = rows(state, width: w, height: rect.height, chartRows: max(minimumChart, rect.height - others),
+                       micro: theme.glyphs.micro)
+        // Keep the most important rows that fit, in their order; a section's title comes
+        // with its first kept row and costs a row then, never alone.
         var keep = [Bool](repeating: false, count: all.count)
-        var used = 0
-        for i in all.indices.sorted(by: { (all[$0].priority, $0) < (all[$1].priority, $1) }) where used < rect.height {
-            keep[i] = true
-            used += 1
+        var sectionOf = [Int?](repeating: nil, count: all.count)
+        var section: Int?
+        for i in all.indices {
+            if case .section = all[i].row { section = i } else { sectionOf[i] = section }
         }
-        for i in all.indices where keep[i] {
-            guard case .section = all[i].row else { continue }
-            let next = all.indices.dropFirst(i + 1).first { keep[$0] }
-            if next == nil || { if case .section = all[next!].row { return true } else { return false } }() { keep[i] = false }
+        var used = 0
+        for i in all.indices.sorted(by: { (all[$0].priority, $0) < (all[$1].priority, $1) }) {
+            if case .section = all[i].row { continue }
+            let title = sectionOf[i].flatMap { keep[$0] ? nil : $0 }
+            let cost = title == nil ? 1 : 2
+            guard used + cost <= rect.height else { continue }
+            keep[i] = true
+            if let title { keep[title] = true }
+            used += cost
         }
         let kept = all.indices.filter { keep[$0] }.map { all[$0].row }
         let chartRows = kept.filter { if case .chart = $0 { return true } else { return false } }.count
@@ -66,13 +76,44 @@ enum Metrics {
     /// Widths of the two value columns and the label before them.
     private static func valueWidth(_ w: Int) -> Int { w >= 40 ? 10 : 8 }
 
-    private static func rows(_ state: AppState, width w: Int, height: Int, micro: String) -> [(row: Row, priority: Int)] {
+    /// What each row of the panel is, for the help's second page: one line per row, in
+    /// the panel's order, the labels exactly as the panel prints them.
+    static func explanations(bandwidthLabel: String) -> [(label: String, text: String)] {
+        [
+            ("reported", "pages the dirty log (or ring) reported: this round, the session's total"),
+            ("false pos", "reported pages unchanged since their last copy: copied for nothing"),
+            ("FP rate", "false pos over the reported pages that were not first copies"),
+            ("missed", "changed pages never reported, found by a verification; must be 0"),
+            ("verifications (verified)", "verification points so far: vCPUs paused, every page compared"),
+            ("FP MiB", "MiB the false positives made the consumer copy"),
+            (bandwidthLabel, "seconds of copy those MiB cost at the consumer's bandwidth"),
+            ("GET, CLEAR", "per call: this round's last, and the longest of the session (ring mode: harvest, reset)"),
+            ("guest writes/s (writes/s)", "page writes the guest made per second (its own counters)"),
+            ("WP faults/s", "write-protect faults per second (KVM's pf_taken; 0 where KVM does not count them)"),
+            ("copied MiB/s", "MiB copied per second of the round, GET to GET: at most the bandwidth"),
+            ("by mode", "each mode and clear policy used: FP rate, FP MiB, FP seconds at the bandwidth"),
+            ("CLEAR", "the same blocks over equal windows: the rounds before the CLEAR, as many after it"),
+            ("FP/round, FP/second", "false positives per cleared block per round, per second of those rounds"),
+            ("rest FP/rnd", "false positives per block per round in the rest of the slot"),
+            ("reported/rnd", "reported pages per cleared block per round; rest rep/rnd: the rest of the slot"),
+            ("FP% log", "each round's FP rate, log scale 0.01% to 100%; m: mode or policy switch, c: CLEAR"),
+            ("rep/s", "reported pages per second each round, false positives included"),
+            ("race", "where this round's false positives came from: written after GET or CLEAR, before the copy (the window, 1µs-16s); never cleared (hand); rewritten unchanged"),
+        ]
+    }
+
+    /// "FP s@64M": the label of the row that prices false positives at the bandwidth.
+    static func bandwidthCostLabel(_ bytesPerSecond: UInt64) -> String { "FP s@" + compactBandwidth(bytesPerSecond) }
+
+    private static func rows(_ state: AppState, width w: Int, height: Int, chartRows: Int, micro: String) -> [(row: Row, priority: Int)] {
         var rows: [(row: Row, priority: Int)] = []
         func add(_ row: Row, _ priority: Int) { rows.append((row, priority)) }
         let vw = valueWidth(w), labelWidth = max(1, w - 2 * vw)
         func columns(_ label: String, _ a: String, _ b: String) -> String {
             pad(label, labelWidth) + leftPad(a, vw) + leftPad(b, vw)
         }
+        /// The long label where it fits, else the short one (the help gives both).
+        func label(_ long: String, _ short: String) -> String { long.count <= labelWidth ? long : short }
         let round = state.session.lastRound
         let totals = state.session.totals
         let seconds = state.session.lastRoundSeconds
@@ -86,32 +127,33 @@ enum Metrics {
 
         add(.section("round \(state.roundIndex)"), 0)
         add(.text(columns("", "round", "total"), .dim), 1)
-        add(.text(columns("reported", now(.reportedPages, Format.count), Format.count(totals[.reportedPages])), .plain), 2)
-        add(.text(columns("false pos", now(.falsePositivePages, Format.count), Format.count(totals[.falsePositivePages])),
+        add(.text(columns(Metric.reportedPages.label, now(.reportedPages, Format.count), Format.count(totals[.reportedPages])), .plain), 2)
+        add(.text(columns(Metric.falsePositivePages.label, now(.falsePositivePages, Format.count), Format.count(totals[.falsePositivePages])),
                   .falsePositive), 0)
-        add(.text(columns("FP rate", round.map { Format.percentFine($0.falsePositiveFraction) } ?? "-",
+        add(.text(columns(Metric.falsePositiveFraction.label, round.map { Format.percentFine($0.falsePositiveFraction) } ?? "-",
                           Format.percentFine(totals.falsePositiveFraction)), .plain), 0)
         let missedNow = round?.missed.map { Format.count($0) } ?? "-"
-        add(.text(columns("missed", missedNow, Format.count(totals[.missedPages])),
+        add(.text(columns(Metric.missedPages.label, missedNow, Format.count(totals[.missedPages])),
                   (round?.missed ?? 0) > 0 || totals[.missedPages] > 0 ? .alert : .plain), 0)
-        add(.text(columns("FP MiB", now(.falsePositivePages, mib), mib(totals[.falsePositivePages])), .plain), 1)
-        let costLabel = "FP s@" + compactBandwidth(state.session.bandwidth)
+        add(.text(columns(label(Metric.verifications.label, "verified"), "", "\(totals[.verifications])"), .dim), 6)
+        add(.text(columns("FP MiB", now(.falsePositivePages, mib), mib(totals[.falsePositivePages])), .plain), 3)
+        let costLabel = bandwidthCostLabel(state.session.bandwidth)
         add(.text(columns(costLabel.count <= labelWidth ? costLabel : "FP seconds",
-                          now(.falsePositivePages, secs), secs(totals[.falsePositivePages])), .plain), 1)
-        add(.text(columns("verified", "", "\(totals[.verifications])x"), .dim), 6)
-        add(.text(columns("GET", round.map { Format.duration($0.getDirtyLog.lastNanos, micro: micro) } ?? "-",
+                          now(.falsePositivePages, secs), secs(totals[.falsePositivePages])), .plain), 2)
+        add(.text(columns("per call", "last", "max"), .dim), 4)
+        add(.text(columns(Metric.getDirtyLog.label, round.map { Format.duration($0.getDirtyLog.lastNanos, micro: micro) } ?? "-",
                           Format.duration(totals.getDirtyLog.maxNanos, micro: micro)), .plain), 4)
-        add(.text(columns("CLEAR", round.map { Format.duration($0.clearDirtyLog.lastNanos, micro: micro) } ?? "-",
+        add(.text(columns(Metric.clearDirtyLog.label, round.map { Format.duration($0.clearDirtyLog.lastNanos, micro: micro) } ?? "-",
                           Format.duration(totals.clearDirtyLog.maxNanos, micro: micro)), .plain), 4)
-        add(.text(columns("writes/s", perSecond(.guestWrites), ""), .plain), 5)
-        add(.text(columns("WP flt/s", perSecond(.writeProtectFaults), ""), .plain), 6)
-        let copyRate = round.map { r in
-            Format.fixed(r[.copyNanos] > 0 ? Double(r[.copiedBytes]) / 1_048_576 / (Double(r[.copyNanos]) / 1e9) : 0, 1)
-        }
-        add(.text(columns("copy MiB/s", copyRate ?? "-", ""), .plain), 6)
+        add(.text(columns(label(Metric.guestWrites.label + "/s", "writes/s"), perSecond(.guestWrites), ""), .plain), 5)
+        add(.text(columns(Metric.writeProtectFaults.label + "/s", perSecond(.writeProtectFaults), ""), .plain), 6)
+        // Over the round's period (GET to GET), so a paced copy never reads above the bandwidth.
+        let copyRate = round.map { r in Format.fixed(Double(r[.copiedBytes]) / 1_048_576 / max(seconds, 1e-9), 1) }
+        add(.text(columns("copied MiB/s", copyRate ?? "-", ""), .plain), 6)
         GuestRows.add(state, width: w, micro: micro, columns: columns, add: add)
 
-        // The FP rate of each mode and policy this session used; the running one first in importance.
+        // The FP rate of each mode and policy this session used: every one of them is the
+        // comparison the panel exists for, so all are kept with the running one.
         if !state.session.bySetting.isEmpty {
             let wide = w >= 40
             // With a guest timeline, each mode's throughput against untracked and its time stalled too.
@@ -128,8 +170,7 @@ enum Metrics {
                 }
                 let guestColumns = GuestRows.modeColumns(state, setting)
                 if text.count + guestColumns.count <= w { text += guestColumns }
-                add(.text(text, setting == state.session.lastSetting ? .bold : .plain),
-                    setting == state.session.lastSetting ? 1 : 2)
+                add(.text(text, setting == state.session.lastSetting ? .bold : .plain), 1)
             }
         }
 
@@ -137,10 +178,8 @@ enum Metrics {
 
         add(.section(w >= 48 ? "FP% log 0.01-100%  m: mode/policy  c: CLEAR"
                      : (w >= 36 ? "FP% log 0.01-100%  m:mode c:CLEAR" : "FP% log  m:mode c:CLEAR")), 1)
-        // The chart takes the rows nothing else needs: a tall terminal gets a finer scale.
-        let chartRows = w >= 40 ? min(16, max(6, height / 4)) : 3
-        for i in 0..<chartRows { add(.chart(index: i), i == 0 ? 1 : 5 + i) }
-        add(.marks, 2)
+        for i in 0..<chartRows { add(.chart(index: i), i == 0 ? 1 : (i < 3 ? 3 : 5 + i)) }
+        add(.marks, 1)
         add(.dirty, 5)
         return rows
     }
@@ -164,7 +203,7 @@ enum Metrics {
         let calls = ", \(clear.calls) call\(clear.calls == 1 ? "" : "s")"
         let summary = "\(c.blocks.count) blk, "
             + (clear.pagesCleared.map { "\($0) pages cleared" } ?? "mask \(clear.maskPages ?? c.blocks.count * 64) pages")
-        add(.text(summary.count + calls.count <= w ? summary + calls : summary, .cleared), 2)
+        add(.text(summary.count + calls.count <= w ? summary + calls : summary, .cleared), 3)
         // What "pages cleared" means: first the part that must show, then the rest where there is room.
         let meaning: (String, String)
         let mask = clear.maskPages ?? c.blocks.count * 64
@@ -177,23 +216,33 @@ enum Metrics {
             meaning = ("mask \(mask) pages: KVM clears those written since GET",
                        "(unseen: seeing them takes a GET that re-arms the whole slot)")
         }
-        for line in wrap(meaning.0, w) { add(.text(line, .cleared), 1) }
+        for line in wrap(meaning.0, w) { add(.text(line, .cleared), 2) }
         for line in wrap(meaning.1, w) { add(.text(line, .dim), 4) }
-        for (i, line) in wrap(policyText, w).enumerated() { add(.text(line, .dim), 3 + i) }
+        for (i, line) in wrap(policyText, w).enumerated() { add(.text(line, .dim), 4 + i) }
+        // Equal windows: the rounds kept before the CLEAR and as many after it, per block
+        // per round and per second of those rounds, for the cleared blocks and the rest.
         let blocks = Double(max(1, c.blocks.count)), rest = Double(max(1, slot.info.blocks - c.blocks.count))
-        func per(_ pages: Int, _ blocks: Double, _ rounds: Int) -> String {
-            rounds > 0 ? Format.fixed(Double(pages) / (blocks * Double(rounds)), 2) : "-"
+        func perRound(_ pages: Int, _ blocks: Double, _ counts: ClearCounts) -> String {
+            counts.rounds > 0 ? Format.fixed(Double(pages) / (blocks * Double(counts.rounds)), 2) : "-"
         }
-        add(.text(columns("per blk/rnd", "before", "since"), .dim), 1)
-        add(.text(columns("rounds", "\(c.before.rounds)", "\(c.since.rounds)"), .plain), 0)
-        add(.text(columns("FP/blk/rnd", per(c.before.falsePositives, blocks, c.before.rounds),
-                          per(c.since.falsePositives, blocks, c.since.rounds)), .bold), 0)
-        add(.text(columns("FP rest", per(c.before.restFalsePositives, rest, c.before.rounds),
-                          per(c.since.restFalsePositives, rest, c.since.rounds)), .plain), 1)
-        add(.text(columns("rep/blk/rnd", per(c.before.reported, blocks, c.before.rounds),
-                          per(c.since.reported, blocks, c.since.rounds)), .plain), 2)
-        add(.text(columns("rep rest", per(c.before.restReported, rest, c.before.rounds),
-                          per(c.since.restReported, rest, c.since.rounds)), .plain), 3)
+        func perSecond(_ pages: Int, _ blocks: Double, _ counts: ClearCounts) -> String {
+            counts.seconds > 0 ? Format.fixed(Double(pages) / (blocks * counts.seconds), 2) : "-"
+        }
+        let b = c.before, n = c.since
+        add(.text(columns("per block", "before", "since"), .dim), 1)
+        add(.text(columns("rounds", "\(b.rounds)", c.sinceComplete ? "\(n.rounds)" : "\(n.rounds)/\(c.window)"), .plain), 0)
+        add(.text(columns("seconds", Format.seconds(b.seconds), n.rounds > 0 ? Format.seconds(n.seconds) : "-"), .plain), 2)
+        add(.text(columns("FP/round", perRound(b.falsePositives, blocks, b), perRound(n.falsePositives, blocks, n)), .bold), 0)
+        add(.text(columns("FP/second", perSecond(b.falsePositives, blocks, b), perSecond(n.falsePositives, blocks, n)), .bold), 1)
+        add(.text(columns("rest FP/rnd", perRound(b.restFalsePositives, rest, b), perRound(n.restFalsePositives, rest, n)), .plain), 3)
+        add(.text(columns("reported/rnd", perRound(b.reported, blocks, b), perRound(n.reported, blocks, n)), .plain), 2)
+        add(.text(columns("rest rep/rnd", perRound(b.restReported, rest, b), perRound(n.restReported, rest, n)), .plain), 3)
+        // Nothing to take away: every reported page of these blocks changed between its copies.
+        if b.rounds > 0, b.falsePositives == 0, b.reported > 0 {
+            for line in wrap("no FP in these blocks before: each page changed between its copies (\(Format.seconds(b.seconds / Double(b.rounds))) a round)", w) {
+                add(.text(line, .dim), 3)
+            }
+        }
     }
 
     /// The level (0: none, 1...levels) of an FP rate on the fixed log scale.
@@ -239,7 +288,7 @@ enum Metrics {
         let plotWidth = max(0, width - chartLabelWidth - max(chartValueWidth, latest.count + 1))
         let shown = state.session.history.suffix(plotWidth).map(\.reportedPerSecond)
         let top = shown.max() ?? 0
-        screen.put("dirty", x: x, y: y, role: theme.role(.dim))
+        screen.put("rep/s", x: x, y: y, role: theme.role(.dim))
         var col = x + chartLabelWidth
         for v in shown {
             let level = top > 0 ? min(7, Int(v / top * 7.999)) : 0

@@ -2,8 +2,9 @@ import DirtyScopeModel
 
 /// One line under the heatmaps: where this round's false positives came from. Raced ones
 /// by the window between the page's re-protection (GET, or its CLEAR) and its copy, on
-/// the fixed log axis of `FalsePositiveOrigins` (about 1µs to 16s); and, under the hand
-/// policy, the ones whose dirty bit was never cleared after their copy.
+/// the fixed log axis of `FalsePositiveOrigins` (about 1µs to 16s); under the hand
+/// policy, the ones whose dirty bit was never cleared after their copy; and the pages a
+/// write after the window left as they were (silent rewrites).
 enum RaceStrip {
     static func draw(_ screen: inout Screen, state: AppState, in rect: Rect, theme: Theme) {
         guard rect.width > 8, rect.height > 0, let setting = state.session.lastSetting else { return }
@@ -12,14 +13,19 @@ enum RaceStrip {
         let y = rect.y
         var x = screen.put("race ", x: rect.x, y: y, role: theme.role(.title))
         let raced = origins.raced
+        let rewritten = Int(state.session.lastRound?[.falsePositivesRewritten] ?? 0)
         var parts: [(String, Role)] = []
-        if origins.isEmpty {
+        if origins.isEmpty && rewritten == 0 {
             parts.append(("no false positives this round", .dim))
         } else if raced == 0 {
-            parts.append(("\(origins.neverCleared) FP never cleared since their copy", .warn))
+            if origins.neverCleared > 0 { parts.append(("\(origins.neverCleared) FP never cleared since their copy", .warn)) }
+            if rewritten > 0 {
+                parts.append(((parts.isEmpty ? "" : "; ") + "\(rewritten) FP rewritten unchanged after their window", .plain))
+            }
         } else {
             parts.append(("\(raced) FP: written after \(protector(setting)), before copy", .falsePositive))
             if origins.neverCleared > 0 { parts.append(("; \(origins.neverCleared) never cleared", .warn)) }
+            if rewritten > 0 { parts.append(("; \(rewritten) rewritten", .plain)) }
         }
         let axisLeft = "1" + g.micro, axisRight = "16s"
         let text = parts.map(\.0).joined()

@@ -30,7 +30,9 @@ enum Render {
         statusLine(&screen, state, layout.status, theme)
         screen.put(KeyHelp.keyLine(replay: state.isReplay, width: layout.keys.width - 2), x: 1, y: layout.keys.y,
                    role: theme.role(.dim), maxWidth: layout.keys.width - 2)
-        if state.showHelp { helpOverlay(&screen, state, theme) }
+        if let page = state.helpPage {
+            if page == 0 { helpOverlay(&screen, state, theme) } else { metricsHelp(&screen, state, theme, page: page) }
+        }
         return screen
     }
 
@@ -56,23 +58,33 @@ enum Render {
         case .legacy, .untracked: break
         }
         var right: [String] = []
+        // The right end's room is the most its text can take in this kind of session, so
+        // the fields on the left depend on the width alone, not on pausing or recording.
+        let reserved: Int
         if let replay = state.replay {
             right.append("REPLAY \(replay.position + 1)/\(replay.roundCount) "
                          + (replay.playing ? "playing" : "paused") + " x" + speedText(replay.speed))
+            reserved = "REPLAY \(replay.roundCount)/\(replay.roundCount) playing x0.25".count
         } else {
             if state.session.recordingPath != nil { right.append(g.recording) }
             if state.session.paused { right.append("PAUSED") }
+            reserved = (g.recording + "  PAUSED").unicodeScalars.count
         }
         let rightText = right.joined(separator: "  ")
         let rightX = rect.width - rightText.unicodeScalars.count - 1
+        let leftWidth = rect.width - reserved - 3
+        // The requested interval and what a round really took, start to start.
+        var interval = "interval " + Format.interval(state.session.intervalNanos)
+        if state.session.lastRound != nil {
+            interval += ", real " + Format.seconds(state.session.lastRoundSeconds)
+        }
         let left = Format.fit([
             ("DirtyScope", 3, false), ("guest " + g.sanitize(state.info.guestName), 6, false),
-            ("\(state.info.vcpus) vCPU\(state.info.vcpus == 1 ? "" : "s")", 7, false),
+            ("\(state.info.vcpus) vCPU\(state.info.vcpus == 1 ? "" : "s")", 5, false),
             (modeText, 0, false), ("round \(state.roundIndex)", 0, false), (state.session.workload.summary, 4, false),
-            ("interval " + Format.interval(state.session.intervalNanos), 5, false),
-            ("bw " + Format.bandwidth(state.session.bandwidth), 2, false),
-        ], separator: g.separator, width: max(0, rightX - 2))
-        screen.put(" " + left, x: 0, y: rect.y, role: role, maxWidth: max(0, rightX - 1))
+            (interval, 1, false), ("bw " + Format.bandwidth(state.session.bandwidth), 2, false),
+        ], separator: g.separator, width: max(0, leftWidth - 1))
+        screen.put(" " + left, x: 0, y: rect.y, role: role, maxWidth: max(0, min(leftWidth, rightX - 1)))
         screen.put(rightText, x: rightX, y: rect.y, role: role)
     }
 
@@ -114,7 +126,7 @@ enum Render {
     private static func helpOverlay(_ screen: inout Screen, _ state: AppState, _ theme: Theme) {
         let g = theme.glyphs
         let keys = KeyHelp.entries(replay: state.isReplay)
-        let glyphs = Legend.items(g, showFalsePositives: state.showFalsePositives)
+        let glyphs = Legend.items(g, showFalsePositives: state.showFalsePositives, monochrome: theme.colors == .monochrome)
         let policies = ClearPolicy.allCases.map { KeyHelp.Entry(keys: $0.rawValue, action: $0.explanation) }
         let keyWidth = (keys + policies).map(\.keys.count).max()! + 2
         let entryWidth = max(keyWidth + keys.map(\.short.count).max()!, 6 + glyphs.map(\.explanation.count).max()!) + 2
@@ -140,16 +152,11 @@ enum Render {
         let boxHeight = min(room, rows(columns, policies: showPolicies, guest: showGuest ? guestLines : []))
         let x0 = (screen.width - boxWidth) / 2, y0 = (screen.height - boxHeight) / 2
         let border = theme.role(.title)
-        screen.fill(x: x0, y: y0, width: boxWidth, height: boxHeight)
-        for x in x0..<(x0 + boxWidth) {
-            screen[x, y0] = Cell(g.horizontal, border)
-            screen[x, y0 + boxHeight - 1] = Cell(g.horizontal, border)
-        }
-        for y in y0..<(y0 + boxHeight) {
-            screen[x0, y] = Cell(g.blockBoundary, border)
-            screen[x0 + boxWidth - 1, y] = Cell(g.blockBoundary, border)
-        }
+        box(&screen, Rect(x: x0, y: y0, width: boxWidth, height: boxHeight), role: border, glyphs: g)
         screen.put(state.isReplay ? " keys (replay) " : " keys ", x: x0 + 2, y: y0, role: border)
+        let pages = helpPageCount(state)
+        screen.put(" ? next: what each number means (1/\(pages)) ", x: x0 + 2, y: y0 + boxHeight - 1, role: border,
+                   maxWidth: boxWidth - 4)
         let bottom = y0 + boxHeight - 1
         var y = y0 + 1
         func table(_ count: Int, columns: Int = columns, _ draw: (Int, Int, Int, Int) -> Void) {
@@ -193,6 +200,66 @@ enum Render {
             table(guestLines.count, columns: 1) { i, x, row, room in
                 screen.put(guestLines[i], x: x, y: row, maxWidth: room)
             }
+        }
+    }
+
+    /// The metrics panel's rows explained, as many to a page as the terminal holds.
+    private static func metricsPages(width: Int, height: Int, bandwidth: UInt64) -> (pages: [[(String, String)]], labelWidth: Int) {
+        let entries = Metrics.explanations(bandwidthLabel: Metrics.bandwidthCostLabel(bandwidth))
+        let boxWidth = max(20, width - 2)
+        let labelWidth = min(entries.map(\.label.count).max()! + 2, boxWidth / 3)
+        let textWidth = max(8, boxWidth - 4 - labelWidth)
+        let room = max(1, height - 5)   // the screen's margins, the borders, and the title's gap
+        var pages: [[(String, String)]] = [[]]
+        var used = 0
+        for (label, text) in entries {
+            let lines = Metrics.wrap(text, textWidth)
+            if used + lines.count > room, !pages[pages.count - 1].isEmpty {
+                pages.append([])
+                used = 0
+            }
+            for (i, line) in lines.enumerated() { pages[pages.count - 1].append((i == 0 ? label : "", line)) }
+            used += lines.count
+        }
+        return (pages, labelWidth)
+    }
+
+    /// Pages of the help: the keys and glyphs, then the metric rows.
+    static func helpPageCount(_ state: AppState) -> Int {
+        1 + metricsPages(width: state.width, height: state.height, bandwidth: state.session.bandwidth).pages.count
+    }
+
+    private static func metricsHelp(_ screen: inout Screen, _ state: AppState, _ theme: Theme, page: Int) {
+        let g = theme.glyphs
+        let (pages, labelWidth) = metricsPages(width: screen.width, height: screen.height, bandwidth: state.session.bandwidth)
+        guard page - 1 < pages.count else { return }
+        let lines = pages[page - 1]
+        let boxWidth = screen.width - 2, boxHeight = min(screen.height - 2, lines.count + 3)
+        let x0 = 1, y0 = (screen.height - boxHeight) / 2
+        let border = theme.role(.title)
+        box(&screen, Rect(x: x0, y: y0, width: boxWidth, height: boxHeight), role: border, glyphs: g)
+        let total = pages.count + 1
+        screen.put(" what each number means (\(page + 1)/\(total)) ", x: x0 + 2, y: y0, role: border)
+        screen.put(page + 1 < total ? " ? next page, any other key closes " : " ? or any key closes ",
+                   x: x0 + 2, y: y0 + boxHeight - 1, role: border, maxWidth: boxWidth - 4)
+        for (i, (label, text)) in lines.enumerated() {
+            let y = y0 + 2 + i
+            guard y < y0 + boxHeight - 1 else { break }
+            screen.put(label, x: x0 + 2, y: y, role: theme.role(.key), maxWidth: labelWidth)
+            screen.put(g.sanitize(text), x: x0 + 2 + labelWidth, y: y, maxWidth: boxWidth - 3 - labelWidth)
+        }
+    }
+
+    /// A blank box with a border, for the help's pages.
+    private static func box(_ screen: inout Screen, _ r: Rect, role: Role, glyphs g: Glyphs) {
+        screen.fill(x: r.x, y: r.y, width: r.width, height: r.height)
+        for x in r.x..<(r.x + r.width) {
+            screen[x, r.y] = Cell(g.horizontal, role)
+            screen[x, r.y + r.height - 1] = Cell(g.horizontal, role)
+        }
+        for y in r.y..<(r.y + r.height) {
+            screen[r.x, y] = Cell(g.blockBoundary, role)
+            screen[r.x + r.width - 1, y] = Cell(g.blockBoundary, role)
         }
     }
 }

@@ -48,10 +48,13 @@ final class Replayer {
             }
             // A CLEAR beyond reach shows its blocks with the rounds of the refold only.
             for clear in clears where clear.round < start { state.fold(.event(clear.event)) }
+            // The first round's period runs from the start of the one before it, as when playing.
+            if start > 0 { state.session.previousRoundStart = try source.metrics(at: start - 1).startNanos }
             for i in start...target { fold(entry: try source.entry(at: i), into: &state) }
             state.session.totals = source.totals(through: target)
             state.session.bySetting = totalsBySetting(through: target)
             state.message = nil
+            state.waitingMessages.removeAll()
         }
         state.replay?.position = target
         if target == source.roundCount - 1 { finish(&state) }
@@ -103,9 +106,59 @@ final class Replayer {
         var lo = 0, hi = max(0, limit - 1)
         while lo < hi {
             let mid = (lo + hi) / 2
-            if source.events(before: mid + 1).count > k { hi = mid } else { lo = mid + 1 }
+            if source.eventCount(before: mid + 1) > k { hi = mid } else { lo = mid + 1 }
         }
         return lo
+    }
+
+    /// The rounds (0-based) that come right after an event worth jumping to (`isLandmark`),
+    /// in order, with those events; found once, by a binary search per event.
+    private lazy var landmarks: [(round: Int, events: [SessionEvent])] = {
+        let count = source.roundCount
+        guard count > 0 else { return [] }
+        var result: [(round: Int, events: [SessionEvent])] = []
+        for (k, timed) in source.events(before: count).enumerated() where Self.isLandmark(timed.event) {
+            let r = round(holdingEvent: k, below: count)
+            if result.last?.round == r { result[result.count - 1].events.append(timed.event) } else { result.append((r, [timed.event])) }
+        }
+        return result
+    }()
+
+    /// Events a presenter looks for: settings changed, CLEARs, pauses, notes, faults, and
+    /// verifications that found missed pages (not the routine ones, nor the recorder's own).
+    static func isLandmark(_ event: SessionEvent) -> Bool {
+        switch event {
+        case .verified(let v): return v.missed > 0
+        case .recordingStarted, .recordingStopped: return false
+        default: return true
+        }
+    }
+
+    /// An event in a few words, for the status line.
+    static func describe(_ event: SessionEvent) -> String {
+        switch event {
+        case .modeChanged(let mode, let chunk): return "\(mode.rawValue) mode" + (mode == .manual ? ", chunk \(chunk)" : "")
+        case .clearPolicyChanged(let policy): return "clear policy \(policy.rawValue)"
+        case .workloadChanged(let w): return "workload \(w.summary)"
+        case .intervalChanged(let nanos): return "interval \(Format.interval(nanos))"
+        case .bandwidthChanged(let b): return "bandwidth \(Format.bandwidth(b))"
+        case .paused: return "paused"
+        case .resumed: return "resumed"
+        case .blocksCleared(let c): return "CLEAR of \(c.blocks.count) block\(c.blocks.count == 1 ? "" : "s") in slot \(c.slot)"
+        case .clearedBlocksDropped(let slot): return "cleared blocks of slot \(slot) dropped"
+        case .verified(let v): return "verification: \(v.missed) missed"
+        case .guestFault(let reason): return "guest fault: \(reason)"
+        case .restarted(let reason): return "restarted: \(reason)"
+        case .ringFull(let vcpu): return "vCPU \(vcpu): dirty ring full"
+        case .recordingStarted(let path): return "recording to \(path)"
+        case .recordingStopped(let path): return "recording saved: \(path)"
+        case .note(let text): return text
+        }
+    }
+
+    /// The round of the next (`forward`) or previous event after or before `position`, and its events.
+    func landmark(from position: Int, forward: Bool) -> (round: Int, events: [SessionEvent])? {
+        forward ? landmarks.first { $0.round > position } : landmarks.last { $0.round < position }
     }
 
     /// The FP totals of each mode and policy over rounds `0...target`, without decoding a

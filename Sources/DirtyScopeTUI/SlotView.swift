@@ -14,18 +14,23 @@ let timeBuckets = 256
 struct TimeRow: Equatable {
     var dirty: [UInt8]
     var falsePositives: [UInt8]
+    /// 1 where the bucket holds a block cleared by `c` in that round, else 0 (empty when none was).
+    var cleared: [UInt8] = []
 }
 
 /// Reported and false-positive pages over some rounds, inside the cleared blocks and in the rest of the slot.
 struct ClearCounts: Equatable {
     var rounds = 0
+    /// The rounds' periods added up (each from the start of the round before it).
+    var seconds: Double = 0
     var reported = 0
     var falsePositives = 0
     var restReported = 0
     var restFalsePositives = 0
 
-    mutating func add(reported r: Int, falsePositives f: Int, slotReported: Int, slotFalsePositives: Int) {
+    mutating func add(reported r: Int, falsePositives f: Int, slotReported: Int, slotFalsePositives: Int, seconds s: Double) {
         rounds += 1
+        seconds += s
         reported += r
         falsePositives += f
         restReported += slotReported - r
@@ -34,7 +39,9 @@ struct ClearCounts: Equatable {
 }
 
 /// What the last manual CLEAR did: the same blocks before and after it, beside the rest
-/// of the slot, computed from the rounds' bitmaps so live and replay agree.
+/// of the slot, computed from the rounds' bitmaps so live and replay agree. The two
+/// windows hold the same number of rounds (up to `heatRounds` before it, as many after),
+/// so what it shows does not change with how long ago the CLEAR was.
 struct ClearComparison: Equatable {
     let clear: BlockClear
     /// The cleared blocks inside the slot, sorted and unique.
@@ -43,8 +50,13 @@ struct ClearComparison: Equatable {
     let afterRound: UInt64
     /// Up to `heatRounds` rounds before the CLEAR (what was kept).
     var before = ClearCounts()
-    /// Every round since the CLEAR.
+    /// The first `window` rounds after the CLEAR.
     var since = ClearCounts()
+
+    /// Rounds in each window: the rounds kept before the CLEAR, or `heatRounds` when it
+    /// came before any round.
+    var window: Int { before.rounds > 0 ? before.rounds : heatRounds }
+    var sinceComplete: Bool { since.rounds >= window }
 }
 
 /// A memslot as the UI sees it: heat per 64-page block, the last round's bitmaps,
@@ -67,8 +79,9 @@ struct SlotView: Equatable {
     /// and false-positive pages, so a CLEAR can be compared with the rounds before it.
     private(set) var recentReported: [UInt8]
     private(set) var recentFalsePositives: [UInt8]
-    /// The round each row holds (0: none) and the slot's counts in it.
+    /// The round each row holds (0: none), its period in seconds, and the slot's counts in it.
     private(set) var recentRound: [UInt64]
+    private(set) var recentSeconds: [Double]
     private(set) var recentSlotCounts: [ClearCounts]
     var timeRows: [TimeRow] = []
 
@@ -82,11 +95,12 @@ struct SlotView: Equatable {
         recentReported = [UInt8](repeating: 0, count: info.blocks * heatRounds)
         recentFalsePositives = [UInt8](repeating: 0, count: info.blocks * heatRounds)
         recentRound = [UInt64](repeating: 0, count: heatRounds)
+        recentSeconds = [Double](repeating: 0, count: heatRounds)
         recentSlotCounts = [ClearCounts](repeating: ClearCounts(), count: heatRounds)
     }
 
-    /// Folds this slot's share of round number `round`.
-    mutating func fold(_ bitmaps: SlotBitmaps, round: UInt64) {
+    /// Folds this slot's share of round number `round`, which came `seconds` after the one before it.
+    mutating func fold(_ bitmaps: SlotBitmaps, round: UInt64, seconds: Double) {
         reported = bitmaps.reported.pageCount == info.pages ? bitmaps.reported : DirtyBitmap(pageCount: info.pages)
         falsePositives = bitmaps.falsePositives.pageCount == info.pages
             ? bitmaps.falsePositives : DirtyBitmap(pageCount: info.pages)
@@ -117,16 +131,19 @@ struct SlotView: Equatable {
         lastReported = slotReported
         lastFalsePositives = slotFalsePositives
         recentRound[row] = round
+        recentSeconds[row] = seconds
         var counts = ClearCounts()
         counts.add(reported: slotReported, falsePositives: slotFalsePositives, slotReported: slotReported,
-                   slotFalsePositives: slotFalsePositives)
+                   slotFalsePositives: slotFalsePositives, seconds: seconds)
         recentSlotCounts[row] = counts
-        if var c = comparison, round > c.afterRound {
+        if var c = comparison, round > c.afterRound, !c.sinceComplete {
             let (r, f) = blockCounts(row: row, blocks: c.blocks)
-            c.since.add(reported: r, falsePositives: f, slotReported: slotReported, slotFalsePositives: slotFalsePositives)
+            c.since.add(reported: r, falsePositives: f, slotReported: slotReported, slotFalsePositives: slotFalsePositives,
+                        seconds: seconds)
             comparison = c
         }
-        timeRows.append(TimeRow(dirty: densities(reported), falsePositives: densities(falsePositives)))
+        timeRows.append(TimeRow(dirty: densities(reported), falsePositives: densities(falsePositives),
+                                cleared: comparison == nil ? [] : clearedBuckets()))
         if timeRows.count > historyRounds { timeRows.removeFirst(timeRows.count - historyRounds) }
     }
 
@@ -140,7 +157,7 @@ struct SlotView: Equatable {
             guard r != 0, r <= round, r + UInt64(heatRounds) > round else { continue }
             let (rep, fp) = blockCounts(row: row, blocks: blocks)
             c.before.add(reported: rep, falsePositives: fp, slotReported: recentSlotCounts[row].reported,
-                         slotFalsePositives: recentSlotCounts[row].falsePositives)
+                         slotFalsePositives: recentSlotCounts[row].falsePositives, seconds: recentSeconds[row])
         }
         comparison = c
         cleared.clearAll()
@@ -167,6 +184,16 @@ struct SlotView: Equatable {
             f += Int(recentFalsePositives[base + b])
         }
         return (r, f)
+    }
+
+    /// Per time-view bucket, 1 where it holds a cleared block.
+    private func clearedBuckets() -> [UInt8] {
+        let pages = info.pages
+        let n = min(timeBuckets, pages)
+        return (0..<n).map { b in
+            let lo = b * pages / n, hi = (b + 1) * pages / n
+            return cleared.count(in: (lo >> 6)..<((hi + 63) >> 6)) > 0 ? 1 : 0
+        }
     }
 
     private func densities(_ bitmap: DirtyBitmap) -> [UInt8] {

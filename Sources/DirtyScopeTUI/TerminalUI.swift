@@ -51,6 +51,12 @@ public enum TerminalUI {
         try run(options) { theme in App(replaying: source, theme: theme) } drain: { [] }
     }
 
+    /// The keys of the live heatmap (or of replay), one `keys: what they do` a line, for
+    /// the commands' --help: the same table the `?` overlay draws.
+    public static func keyList(replay: Bool) -> String {
+        KeyHelp.entries(replay: replay).map { "  \($0.keys): \($0.action)" }.joined(separator: "\n")
+    }
+
     /// The glyph mode the locale allows: Unicode when its codeset is UTF-8.
     static func detectGlyphs() -> GlyphMode {
         guard let codeset = nl_langinfo(nl_item(CODESET)) else { return .ascii }

@@ -6,7 +6,8 @@ enum Role: UInt8, CaseIterable, Sendable {
     /// Recently dirty, by heat (1 coolest ... 4 hottest).
     case heat1, heat2, heat3, heat4
     case dirty, falsePositive, cleared, selected, cursor, boundary
-    /// The faint mark on blocks the user cleared, kept until the next `c` or `x`.
+    /// The faint mark on blocks the user cleared, kept until the next `c` or `x`; `cleared`
+    /// draws those of them reporting pages.
     case clearedMark
     case sparkFalsePositive, sparkDirty
     /// The guest strip: a round the vCPU ran free, and one it stalled in beside each host activity.
@@ -42,9 +43,8 @@ struct Theme: Sendable {
     func role(_ role: Role) -> Role {
         guard colors == .monochrome, role.needsColor else { return role }
         switch role {
-        case .header, .alert, .selected: return .reverse
-        case .title, .key, .warn, .dirty, .falsePositive: return .bold
-        case .cursor: return .underline
+        case .header, .alert, .selected, .cursor: return .reverse
+        case .title, .key, .warn, .dirty, .falsePositive, .cleared: return .bold
         case .boundary, .border: return .dim
         default: return .plain
         }

@@ -40,8 +40,8 @@ struct BenchCommand: ParsableCommand {
     var clearPolicy = "auto"
     @Option(parsing: .unconditional, help: "Consumer copy bandwidth (e.g. 1G/s); unlimited when not given.")
     var bandwidth: String?
-    @Option(name: .customLong("ring-entries"), parsing: .unconditional, help: "Dirty ring entries per vCPU (ring mode; a power of two).")
-    var ringEntries = 65536
+    @Option(name: .customLong("ring-entries"), parsing: .unconditional, help: ringEntriesHelp)
+    var ringEntries: Int?
     @Flag(inversion: .prefixedNo, help: ArgumentHelp(
         "Copy (and CLEAR) while the guest writes the next iteration; --no-overlap does it with the vCPUs waiting, as dirty_log_perf_test does its GET and CLEAR."))
     var overlap = true
@@ -59,8 +59,10 @@ struct BenchCommand: ParsableCommand {
     var noTimeline = false
     @Option(parsing: .unconditional, help: "Fuzz suite: forged files to read.")
     var inputs = "1000000"
-    @Option(parsing: .unconditional, help: "Fuzz suite: seed of the forgeries.")
-    var seed = "1"
+    @Option(parsing: .unconditional, help: "Seed of the guest's random choices (as in run and record).")
+    var seed: UInt64 = 1
+    @Option(name: .customLong("fuzz-seed"), parsing: .unconditional, help: "Fuzz suite: seed of the forgeries.")
+    var fuzzSeed = "1"
     @Option(name: .customLong("compare-kernel"), help: ArgumentHelp(
         "Also run this dirty_log_perf_test binary on the same configuration, alternating with the bench, and print both tools' medians and their ratios.",
         valueName: "path"))
@@ -76,7 +78,7 @@ struct BenchCommand: ParsableCommand {
             return
         case "fuzz-migration":
             let count = try reportingErrors { () throws(SessionError) in try parseCount(inputs, option: "--inputs", range: 1...Int(UInt32.max)) }
-            let seedValue = try reportingErrors { () throws(SessionError) in try parseCount(seed, option: "--seed", range: 0...Int.max) }
+            let seedValue = try reportingErrors { () throws(SessionError) in try parseCount(fuzzSeed, option: "--fuzz-seed", range: 0...Int.max) }
             var fuzzer = MigrationFuzzer(seed: UInt64(seedValue))
             let report = fuzzer.run(inputs: count) { print($0); fflush(nil) }
             print(report.text() + "  peak resident \(formatBytes(peakResidentBytes()))", terminator: "\n")
@@ -128,18 +130,19 @@ struct BenchCommand: ParsableCommand {
             c.vcpus = counts[0]
             c.slots = slots
             c.iterations = iterations ?? 10
-            c.workload = WorkloadSettings(workload: try parseWorkload(workload), rate: rate)
+            c.workload = WorkloadSettings(workload: try parseWorkload(workload), rate: rate, seed: seed)
             c.dirtyPercent = dirtyPercent
             c.modes = try parseModes(modes ?? "legacy,manual")
             c.clearChunks = try parseChunks(clearChunk ?? "64")
             c.clearPolicies = try parseClearPolicies(clearPolicy)
             if let bandwidth { c.bandwidth = try parseBandwidth(bandwidth) }
-            c.ringEntries = ringEntries
+            c.ringEntries = ringEntries ?? SessionLimits.maxRingEntries
             c.overlap = overlap
             c.passWait = try wait.map(parsePassWait) ?? (compareKernel != nil ? .spin : .sleep)
             try c.validate()
             let host = try KVMSystemInfo.open()
-            try checkHostSupports(c.modes, ringEntries: ringEntries, system: host)
+            c.ringEntries = resolveRingEntries(ringEntries, host: host)
+            try checkHostSupports(c.modes, ringEntries: c.ringEntries, system: host)
             let quiet = json
             if let compareKernel {
                 let report = try KernelComparison.run(c, kernelTest: compareKernel, runs: runs, system: host.system) { line in
@@ -174,16 +177,16 @@ extension BenchCommand {
             c.vcpus = try parseCounts(vcpus ?? "1,2", option: "--vcpus")
             c.slots = slots
             c.passes = iterations ?? 3
-            c.workload = WorkloadSettings(workload: try parseWorkload(workload), rate: rate)
+            c.workload = WorkloadSettings(workload: try parseWorkload(workload), rate: rate, seed: seed)
             c.modes = try parseModes(modes ?? "untracked,legacy,manual,ring")
             c.clearChunks = try parseChunks(clearChunk ?? "64,4096,slot")
             if let bandwidth { c.bandwidth = try parseBandwidth(bandwidth) }
             c.intervalNanos = try parseInterval(interval)
-            c.ringEntries = ringEntries
             c.timeline = !noTimeline
-            try c.validate()
             let host = try KVMSystemInfo.open()
-            try checkHostSupports(c.modes, ringEntries: ringEntries, system: host)
+            c.ringEntries = resolveRingEntries(ringEntries, host: host)
+            try c.validate()
+            try checkHostSupports(c.modes, ringEntries: c.ringEntries, system: host)
             let quiet = json
             let results = try GuestCostBench.run(c, system: host.system) { line in
                 if !quiet { print(line); fflush(nil) }
@@ -205,7 +208,7 @@ extension BenchCommand {
     /// is kept in the temporary directory when it took over a second.
     func runFuzz() throws {
         let count = try reportingErrors { () throws(SessionError) in try parseCount(inputs, option: "--inputs", range: 1...Int(UInt32.max)) }
-        let seedValue = try reportingErrors { () throws(SessionError) in try parseCount(seed, option: "--seed", range: 0...Int.max) }
+        let seedValue = try reportingErrors { () throws(SessionError) in try parseCount(fuzzSeed, option: "--fuzz-seed", range: 0...Int.max) }
         var fuzzer: RecordingFuzzer
         do { fuzzer = try RecordingFuzzer(seed: UInt64(seedValue)) } catch {
             printError("\(error)")
@@ -244,7 +247,9 @@ func benchTables(_ results: [BenchResult]) -> String {
             .joined(separator: ", ") + "\n"
     }
     out += "\n"
-    let header = ["mode", "policy", "chunk", "reported", "false pos", "FP rate", "copied", "wp faults", "exits", "longest ioctl", "bookkeeping", "% of ioctl", "missed", "lost"]
+    let header = ["mode", "policy", "chunk"] + ([.reportedPages, .falsePositivePages, .falsePositiveFraction, .copiedPages,
+                                                 .writeProtectFaults, .vcpuExits] as [Metric]).map(\.label)
+        + ["longest ioctl", Metric.bookkeepingNanos.label, "% of ioctl", Metric.missedPages.label, Metric.lostPages.label]
     var rows: [[String]] = [header]
     for r in results {
         let m = r.metrics

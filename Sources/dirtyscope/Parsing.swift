@@ -1,3 +1,4 @@
+import ArgumentParser
 import DirtyScopeCore
 import DirtyScopeModel
 import Foundation
@@ -101,6 +102,14 @@ func parseClearPolicies(_ text: String) throws(SessionError) -> [ClearPolicy] {
         if !policies.contains(policy) { policies.append(policy) }
     }
     return policies
+}
+
+/// `--ring-entries`, one text and one default for run, record and bench.
+let ringEntriesHelp = ArgumentHelp("Dirty ring entries per vCPU in ring mode (a power of two; default the host's maximum, at most \(SessionLimits.maxRingEntries)).")
+
+/// The ring size asked for, or the default: the host's maximum, at most the kernel's.
+func resolveRingEntries(_ requested: Int?, host: KVMSystemInfo) -> Int {
+    requested ?? (host.maxRingEntries > 0 ? min(SessionLimits.maxRingEntries, host.maxRingEntries) : SessionLimits.maxRingEntries)
 }
 
 /// Checks a requested mode against the host; errors name what the host lacks.

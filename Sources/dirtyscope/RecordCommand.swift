@@ -36,6 +36,7 @@ struct RecordCommand: ParsableCommand {
             let limit = config.roundLimit.map { Int($0) } ?? (duration == nil ? 100 : Int.max)
             if config.roundLimit == nil && duration == nil { config.roundLimit = 100 }
             let host = try KVMSystemInfo.open()
+            config.ringEntries = resolveRingEntries(session.ringEntries, host: host)
             try checkHostSupports([config.mode], ringEntries: config.ringEntries, system: host)
             let writer: RecordingWriter
             let s = try Session(config: config, system: host.system)
@@ -53,6 +54,9 @@ struct RecordCommand: ParsableCommand {
         s.start()
         var seen = 0
         var missed = 0, lost = 0
+        var totals = MetricValues()
+        var settings: [HarvestSetting: Int] = [:]
+        var span: (first: UInt64, last: UInt64)?
         var fault: String?
         var recordingFailure: String?
         func take(_ records: [SessionRecord]) {
@@ -62,6 +66,10 @@ struct RecordCommand: ParsableCommand {
                     seen += 1
                     missed += r.missed ?? 0
                     lost += r.count(.lostPages)
+                    totals.add(r.values)
+                    settings[r.setting, default: 0] += 1
+                    let end = r.startNanos &+ r[.durationNanos]
+                    span = (span?.first ?? r.startNanos, max(span?.last ?? end, end))
                 case .event(let e):
                     if case .guestFault(let reason) = e.event, fault == nil { fault = reason }
                     if case .note(let text) = e.event, text.hasPrefix("recording stopped: "), recordingFailure == nil {
@@ -85,7 +93,8 @@ struct RecordCommand: ParsableCommand {
             printError("recording failed: \(recordingFailure); \(file) holds \(roundsInFile()) of the \(seen) rounds harvested")
             throw ExitCode(1)
         }
-        print("recorded \(seen) rounds to \(file)")
+        print(Self.summary(rounds: seen, file: file, totals: totals, settings: settings,
+                           seconds: span.map { Double($0.last &- $0.first) / 1e9 } ?? 0))
         if lost > 0 {
             print("\(lost) pages were written between their copy and their CLEAR (after-copy): KVM never reported those writes")
         }
@@ -97,6 +106,19 @@ struct RecordCommand: ParsableCommand {
             throw ExitCode(1)
         }
         if let n = stop.caughtSignal { throw ExitCode(128 + n) }
+    }
+
+    /// The line that says what was recorded: the rounds and their span, each mode and
+    /// policy with its rounds, and the figures the recording is about.
+    static func summary(rounds: Int, file: String, totals: MetricValues, settings: [HarvestSetting: Int], seconds: Double) -> String {
+        let modes = settings.keys.sorted().map { "\($0) \(settings[$0]!)" }.joined(separator: ", ")
+        let verifications = totals[.verifications]
+        return "recorded \(rounds) round\(rounds == 1 ? "" : "s") (" + String(format: "%.1f s", seconds)
+            + (modes.isEmpty ? "" : ": " + modes) + ") to \(file): "
+            + "\(totals[.reportedPages]) pages \(Metric.reportedPages.label), \(totals[.falsePositivePages]) \(Metric.falsePositivePages.label) ("
+            + String(format: "%.2f%%", totals.falsePositiveFraction * 100) + "), "
+            + (verifications == 0 ? "not verified"
+               : "\(totals[.missedPages]) \(Metric.missedPages.label) in \(verifications) verification\(verifications == 1 ? "" : "s")")
     }
 
     /// Rounds the finished file replays (what survived a failed write).

@@ -21,18 +21,19 @@ struct ReplayCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replay",
         abstract: "Replay a recording in the heatmap UI (needs no /dev/kvm).",
-        discussion: "Keys: space/p play-pause, left/right step, [ ] seek 10%, Home/End, < > speed x0.25 to x16, q quit.")
+        discussion: "Keys:\n" + TerminalUI.keyList(replay: true))
 
     @Argument(help: "The replay file.")
     var file: String
     @OptionGroup var display: DisplayOptions
 
     func run() throws {
+        // The file first: a missing or broken file is what to fix, terminal or not.
+        let reader = try openRecording(file)
         guard isatty(STDOUT_FILENO) == 1 else {
             printError("stdout is not a terminal: replay needs one; use `dirtyscope inspect FILE` or `dirtyscope export FILE --csv` headless")
             throw ExitCode(2)
         }
-        let reader = try openRecording(file)
         let exit: TUIExit
         do {
             exit = try TerminalUI.runReplay(reader, options: display.tuiOptions)
@@ -71,7 +72,7 @@ struct ExportCommand: ParsableCommand {
     var file: String
     @Flag(help: "Write CSV (the default).")
     var csv = false
-    @Flag(help: "Write NDJSON: one JSON object a line, with the CSV's column names (--blocks, --per-slot, --events).")
+    @Flag(help: "Write NDJSON: one JSON object a line, with the CSV's column names.")
     var json = false
     @Flag(help: "One row per round and 64-page block with any activity: reported and false-positive pages, cleared by the user.")
     var blocks = false
@@ -87,17 +88,14 @@ struct ExportCommand: ParsableCommand {
         guard [blocks, perSlot, events].filter({ $0 }).count <= 1 else {
             throw ValidationError("--blocks, --per-slot and --events exclude each other: choose one kind of row")
         }
-        guard !json || blocks || perSlot || events else {
-            throw ValidationError("--json writes --blocks, --per-slot or --events rows; per-round rows are CSV")
-        }
     }
 
     func run() throws {
         let reader = try openRecording(file)
         let path = output ?? "/dev/stdout"
         do {
-            let kind: RowExport.Kind? = blocks ? .blocks : perSlot ? .slots : events ? .events : nil
-            guard let kind else {
+            let kind: RowExport.Kind = blocks ? .blocks : perSlot ? .slots : events ? .events : .rounds
+            if kind == .rounds && !json {
                 try CSVExport.write(reader, toPath: path)
                 return
             }

@@ -9,7 +9,7 @@ struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Run a guest and open the live heatmap (the default command).",
-        discussion: "Defaults: two memslots (128 MiB and 512 MiB), two vCPUs, the hotset workload, legacy mode, the consumer copying at 64 MiB/s.")
+        discussion: "Defaults: two memslots (128 MiB and 512 MiB), two vCPUs, the hotset workload, legacy mode, the consumer copying at 64 MiB/s.\n\nKeys in the heatmap:\n" + TerminalUI.keyList(replay: false))
 
     @OptionGroup var session: SessionOptions
     @Option(help: "Record the session to this replay file from the start.")
@@ -18,13 +18,14 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         // A bad value is named first, terminal or not: it is what the user must change.
-        let config = try reportingErrors { () throws(SessionError) -> SessionConfig in try self.session.sessionConfig() }
+        var config = try reportingErrors { () throws(SessionError) -> SessionConfig in try self.session.sessionConfig() }
         guard isatty(STDOUT_FILENO) == 1, isatty(STDIN_FILENO) == 1 else {
             printError(TUIError.notATerminal.description)
             throw ExitCode(2)
         }
         let (session, queue) = try reportingErrors { () throws(SessionError) -> (Session, RecordQueue) in
             let host = try KVMSystemInfo.open()
+            config.ringEntries = resolveRingEntries(self.session.ringEntries, host: host)
             try checkHostSupports([config.mode], ringEntries: config.ringEntries, system: host)
             let s = try Session(config: config, system: host.system)
             s.recorderFactory = { path, info in try RecordingWriter(path: path, info: info) }

@@ -28,8 +28,8 @@ struct SessionOptions: ParsableArguments {
     var bandwidth = "64M"
     @Option(parsing: .unconditional, help: "Harvest interval, start to start (e.g. 100ms, 1s; 0 = back to back).")
     var interval = "100ms"
-    @Option(name: .customLong("ring-entries"), parsing: .unconditional, help: "Dirty ring entries per vCPU in ring mode (a power of two).")
-    var ringEntries = 4096
+    @Option(name: .customLong("ring-entries"), parsing: .unconditional, help: ringEntriesHelp)
+    var ringEntries: Int?
     @Option(name: .customLong("guest-file"), help: "Run this flat binary (see Guests/README.md) instead of the built-in guest.")
     var guestFile: String?
     @Option(name: .customLong("fp-method"), help: "False-positive check: stamp or content (default: stamp for the built-in guest).")
@@ -61,7 +61,7 @@ struct SessionOptions: ParsableArguments {
         c.clearPolicy = policies[0]
         c.bandwidth = try parseBandwidth(bandwidth)
         c.intervalNanos = try parseInterval(interval)
-        c.ringEntries = ringEntries
+        c.ringEntries = ringEntries ?? SessionLimits.maxRingEntries
         if let guestFile { c.guest = .file(guestFile) }
         if let fpMethod {
             guard let m = FalsePositiveMethod(rawValue: fpMethod) else {

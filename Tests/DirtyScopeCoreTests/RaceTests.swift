@@ -1,6 +1,7 @@
 import DirtyScopeCore
 import DirtyScopeModel
 import KVM
+import Pages
 import XCTest
 
 /// The race from the KVM_CLEAR_DIRTY_LOG patch, step by step, with the guest under host control:
@@ -63,6 +64,7 @@ final class RaceTests: XCTestCase {
         // write, so at least a microsecond, and well under a minute.
         XCTAssertEqual(r.second.origins.raced, 1)
         XCTAssertEqual(r.second.origins.neverCleared, 0)
+        XCTAssertEqual(r.second[.falsePositivesRewritten], 0, "the write was inside the window: the race, not a rewrite")
         let bucket = try XCTUnwrap(r.second.origins.byWindow.firstIndex { $0 > 0 })
         XCTAssertGreaterThanOrEqual(FalsePositiveOrigins.lowerBoundNanos(bucket: bucket + 1), 1_000)
         XCTAssertLessThan(FalsePositiveOrigins.lowerBoundNanos(bucket: bucket), 60_000_000_000)
@@ -131,6 +133,33 @@ final class RaceTests: XCTestCase {
         XCTAssertEqual(after.count(.reportedPages), 1)
         XCTAssertEqual(after.count(.falsePositivePages), 0)
         XCTAssertTrue(after.bitmaps[0].reported[page])
+    }
+
+    /// A write after the window of the page's last copy that stores what the page already
+    /// held (a silent rewrite) is a false positive of its own origin, not the race: a
+    /// harvest came between the copy and the write, and did not report the page.
+    func testSilentRewriteIsAnOriginOfItsOwn() throws {
+        for mode in [HarvestMode.legacy, .manual] {
+            let machine = try commandMachine(try kvmOrSkip(), mode: mode)
+            defer { machine.stop() }
+            let harvester = try Harvester(machine: machine, mode: mode, clearChunk: .pages(64), method: .stamp, bandwidth: 0)
+            XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+            XCTAssertEqual(try harvester.harvestRound().count(.copiedPages), 1)     // p copied
+            XCTAssertEqual(try harvester.harvestRound().count(.reportedPages), 0)   // a harvest that does not report p
+            // The guest writes p (its dirty bit is set), and the page ends as it was: the
+            // host puts the copied bytes back, where KVM does not see it.
+            let memory = machine.dataSlots[0].memory
+            let held = [UInt8](UnsafeRawBufferPointer(start: memory.page(page), count: PageSize.system))
+            XCTAssertTrue(machine.commandWrite(vcpu: 0, linearPage: page))
+            held.withUnsafeBytes { _ = memcpy(memory.page(page), $0.baseAddress!, PageSize.system) }
+            let r = try harvester.harvestRound(verify: true)
+            XCTAssertEqual(r.count(.reportedPages), 1, "\(mode): the write set p's dirty bit")
+            XCTAssertEqual(r.count(.falsePositivePages), 1, "\(mode): and left it unchanged")
+            XCTAssertEqual(r[.falsePositivesRewritten], 1, "\(mode)")
+            XCTAssertEqual(r.origins.raced, 0, "\(mode): not the race")
+            XCTAssertEqual(r.origins.neverCleared, 0, "\(mode)")
+            XCTAssertEqual(r.missed, 0)
+        }
     }
 
     /// A page KVM reports that never changed since it was copied is a false positive;

@@ -43,7 +43,7 @@ import Testing
                                                     "guest_writes", "write_protect_faults", "ring_entries_harvested", "ring_full_exits"])
         #expect(RoundField.late == [.lostPages, .guestStallGet, .guestStallClear, .guestStallRing, .guestStallCopy, .guestStallVerify,
                                     .guestStallOther, .guestStallCPUWait, .guestWorkNanos, .guestTimedWrites, .guestCPUWaitNanos,
-                                    .guestTimelineLost])
+                                    .guestTimelineLost, .falsePositivesRewritten])
         #expect(RoundField.lateLatencies == [.guestStall])
     }
 

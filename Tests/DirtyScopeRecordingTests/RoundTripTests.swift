@@ -97,8 +97,8 @@ import Testing
         var m = RoundMetrics(mode: .ring, clearChunk: .pages(SessionLimits.maxTotalPages))
         m.index = .max
         m.startNanos = .max
-        for metric in Metric.roundFields where metric != .lostPages { m[metric] = .max }
-        m[.lostPages] = 260  // at most the header's pages
+        for metric in Metric.roundFields where !RoundField.late.contains(metric) { m[metric] = .max }
+        for metric in RoundField.late { m[metric] = 260 }  // page counts: at most the header's pages
         m.getDirtyLog = latency
         m.clearDirtyLog = emptyHistogram
         m.origins = FalsePositiveOrigins(byWindow: (0..<FalsePositiveOrigins.bucketCount).map { _ in 130 }, neverCleared: 260)

@@ -43,6 +43,21 @@ import Testing
         #expect(text.contains("\nlegacy "))
         #expect(text.contains("\ntotal "))
         #expect(!text.contains("warnings"))
+        // One name per figure: the tables' headings are the metric table's labels.
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let heading = try #require(lines.first { $0.hasPrefix("mode ") })
+        for metric in [Metric.reportedPages, .falsePositivePages, .falsePositiveFraction, .missedPages, .verifications, .lostPages] {
+            #expect(heading.contains(metric.label), "\(metric.label)")
+        }
+        #expect(!text.contains("false+") && !text.contains("v "), "no private abbreviations")
+        // The false positives' origins, per mode and in total, as the JSON has them.
+        let origins = try #require(lines.firstIndex(of: "false positives by origin"))
+        #expect(lines[origins + 1].split(separator: " ").joined(separator: " ")
+                == "mode false pos raced race window p50 never cleared rewritten")
+        let totalRow = try #require(lines[origins...].first { $0.hasPrefix("total ") }).split(separator: " ").map(String.init)
+        #expect(totalRow[1] == "\(total[.falsePositivePages])" && totalRow[2] == "\(total.origins.raced)")
+        #expect(totalRow[totalRow.count - 2] == "\(total.origins.neverCleared)")
+        #expect(totalRow.last == "\(total[.falsePositivesRewritten])")
 
         // The JSON holds the same totals, under the table's names.
         let json = try #require(try JSONSerialization.jsonObject(with: Data(summary.json().utf8)) as? [String: Any])
@@ -55,6 +70,34 @@ import Testing
             }
         }
         #expect(json["rounds"] as? Int == 20)
+        // Legacy rounds have no clear policy: null, not "auto".
+        let modes = try #require(json["modes"] as? [[String: Any]])
+        for mode in modes {
+            if mode["mode"] as? String == "legacy" { #expect(mode["clear_policy"] is NSNull) }
+            else { #expect(mode["clear_policy"] is String) }
+        }
+    }
+
+    /// `export --json` without a kind: one object per round, the CSV's names and values.
+    @Test func perRoundNDJSONMatchesTheCSV() throws {
+        let (reader, rounds) = try recording()
+        var lines: [String] = []
+        try RowExport.write(reader, kind: .rounds, encoding: .ndjson) { lines.append($0) }
+        #expect(lines.count == rounds.count)
+        var csv: [String] = []
+        try RowExport.write(reader, kind: .rounds, encoding: .csv) { csv.append($0) }
+        #expect(csv.first == CSVExport.columns.joined(separator: ","))
+        for (i, line) in lines.enumerated() {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            #expect(Set(object.keys) == Set(CSVExport.columns))
+            #expect((object["round"] as? NSNumber)?.uint64Value == rounds[i].index)
+            #expect((object["false_positive_pages"] as? NSNumber)?.intValue == rounds[i].count(.falsePositivePages))
+            #expect(rounds[i].mode == .manual ? object["clear_policy"] is String : object["clear_policy"] is NSNull)
+            let fields = csv[i + 1].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            for (k, name) in CSVExport.columns.enumerated() where !(object[name] is NSNull) {
+                #expect("\(object[name]!)" == fields[k] || (object[name] as? NSNumber)?.doubleValue == Double(fields[k]), "\(name)")
+            }
+        }
     }
 
     /// The guest's cost per setting: throughput against the untracked rounds, stall per
@@ -111,7 +154,9 @@ import Testing
             let fields = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
             #expect(fields.count == header.count)
             #expect(fields[0] == "\(rounds[i].index)")
-            #expect(fields[column["clear_policy"]!] == rounds[i].clearPolicy.rawValue)
+            // The clear policy and chunk are manual mode's: the other modes' rows leave them empty.
+            #expect(fields[column["clear_policy"]!] == (rounds[i].mode == .manual ? rounds[i].clearPolicy.rawValue : ""))
+            #expect(fields[column["clear_chunk_pages"]!] == (rounds[i].mode == .manual ? "\(rounds[i].clearChunk)" : ""))
             #expect(fields[column["reported_pages"]!] == "\(rounds[i].count(.reportedPages))")
             #expect(fields[column["missed_pages"]!] == "\(rounds[i].missed ?? 0)")
             #expect(fields[column["verifications"]!] == (rounds[i].verification == nil ? "0" : "1"))

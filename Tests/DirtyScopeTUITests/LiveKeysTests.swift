@@ -63,6 +63,27 @@ import Testing
         #expect(h.controller.commands == [.pause, .step, .resume])
     }
 
+    /// `p n n p` typed faster than the session answers (a round still copying): the keys
+    /// step from what was asked, not from what the session last confirmed.
+    @Test func quickPauseStepsAndResumeFollowWhatWasAsked() {
+        let h = Harness()
+        h.press("pnnp")
+        #expect(h.controller.commands == [.pause, .step, .step, .resume])
+        #expect(!h.text.contains("press p first"))
+        h.send(.record(.round(Fixture.round(1, info: h.app.state.info, dirty: [[1]]))))
+        let running = h.screen.line(0)
+        h.send(Fixture.event(.paused))
+        let paused = h.screen.line(0)
+        #expect(paused.contains("PAUSED"))
+        #expect(paused.replacing("PAUSED", with: "      ") == running,
+                "pausing changes nothing else in the header")
+        h.send(Fixture.event(.resumed))
+        #expect(!h.screen.line(0).contains("PAUSED"))
+        #expect(h.screen.line(0).contains("interval 100ms, real "), "the real round period beside the interval")
+        h.press("p")
+        #expect(h.controller.commands.last == .pause, "after the session confirmed, p pauses again")
+    }
+
     @Test func workloadAndRateKeys() {
         let h = Harness()
         h.press("1")
@@ -142,6 +163,59 @@ import Testing
         #expect(!h.text.contains(KeyHelp.live[0].short), "any key closes the help")
     }
 
+    /// `?` twice: every row of the metrics panel has its line, under the label the panel prints.
+    @Test(arguments: [(80, 24), (200, 60)])
+    func helpExplainsEveryMetricRow(width: Int, height: Int) {
+        let info = Fixture.info(mode: .manual)
+        let h = Harness(info: info, width: width, height: height)
+        h.send(.record(.round(Fixture.round(1, info: info, dirty: [Array(0..<64)], fps: [Array(0..<8)]))))
+        h.send(Fixture.event(.blocksCleared(BlockClear(slot: 0, blocks: [0], calls: 1, pagesCleared: 8, pagesCopied: 8, clearNanos: 1000))))
+        h.send(.record(.round(Fixture.round(2, info: info, dirty: [Array(0..<64)], fps: [Array(0..<8)]))))
+        h.press("?")
+        #expect(h.text.contains("? next: what each number means (1/"))
+        var pages: [String] = []
+        for _ in 0..<8 {
+            h.press("?")
+            guard h.text.contains("what each number means (") else { break }
+            pages.append(h.text)
+        }
+        #expect(!pages.isEmpty)
+        #expect(!h.text.contains("what each number means"), "? after the last page closes the help")
+        let help = pages.joined(separator: "\n")
+        for label in ["reported", "false pos", "FP rate", "missed", "verifications", "FP MiB", "FP s@256M", "GET, CLEAR",
+                      "guest writes/s", "WP faults/s", "copied MiB/s", "by mode", "FP/round, FP/second", "rest FP/rnd",
+                      "reported/rnd", "FP% log", "rep/s", "race"] {
+            #expect(help.contains(" " + label + " "), "\(label) at \(width)x\(height)")
+        }
+        #expect(help.contains("longest"), "GET's second column is a maximum, and says so")
+        #expect(help.contains("unchanged"), "the race line's last origin, on the page too")
+    }
+
+    /// A message keeps the line for two seconds before the next takes it, and a routine one
+    /// (a verification that found nothing) never displaces another.
+    @Test func messagesWaitTheirTurn() {
+        let h = Harness()
+        let s: UInt64 = 1_000_000_000
+        h.press("a")
+        #expect(h.text.contains("selected all 64 blocks of slot 0"))
+        h.send(Fixture.event(.note("first note")))
+        h.send(Fixture.event(.verified(Verification(missedPerSlot: [0, 0], comparedPages: 6144))))
+        #expect(h.text.contains("selected all 64 blocks"), "the note waits behind the selection's message")
+        h.send(.tick(nanos: 3 * s + s / 10, wallSeconds: 0))
+        #expect(h.text.contains("first note"))
+        h.send(.tick(nanos: 9 * s, wallSeconds: 0))
+        #expect(!h.text.contains("verified 6144 pages"), "the routine verification was dropped")
+        h.send(.tick(nanos: 20 * s, wallSeconds: 0))
+        h.send(Fixture.event(.verified(Verification(missedPerSlot: [0, 0], comparedPages: 6144))))
+        #expect(h.text.contains("verified 6144 pages: 0 missed"), "with the line free it shows")
+        h.send(Fixture.event(.restarted("restarted by the user")))
+        h.send(Fixture.event(.note("guest: hello")))
+        h.send(.tick(nanos: 21 * s, wallSeconds: 0))
+        #expect(h.text.contains("guest restarted: restarted by the user"), "R's answer stays up")
+        h.send(.tick(nanos: 23 * s, wallSeconds: 0))
+        #expect(h.text.contains("guest: hello"))
+    }
+
     @Test func oCyclesTheClearPolicyAndSaysWhereItApplies() {
         let h = Harness()
         h.press("o")
@@ -150,6 +224,7 @@ import Testing
         h.send(Fixture.event(.modeChanged(.manual, .pages(64))))
         h.send(Fixture.event(.clearPolicyChanged(.hand)))
         #expect(h.screen.line(0).contains("manual/hand chunk 64"))
+        for t in 1...6 { h.send(.tick(nanos: UInt64(t) * 10_000_000_000, wallSeconds: 1_700_000_000)) }   // messages had their turns
         #expect(h.text.contains("only blocks you clear (c) are re-protected"))
         h.press("o")
         #expect(h.controller.commands.last == .setClearPolicy(.afterCopy))
@@ -168,9 +243,9 @@ import Testing
         #expect(h.controller.commands.isEmpty, "the first x drops the selection")
         h.press("x")
         #expect(h.controller.commands == [.dropClearedBlocks(slot: 0)])
-        #expect(h.lines(containing: "FP/blk/rnd").count == 1, "the panel waits for the session")
+        #expect(h.lines(containing: "FP/round").count == 1, "the panel waits for the session")
         h.send(Fixture.event(.clearedBlocksDropped(slot: 0)))
-        #expect(h.lines(containing: "FP/blk/rnd").isEmpty)
+        #expect(h.lines(containing: "FP/round").isEmpty)
         #expect(h.text.contains("select blocks, press c"))
     }
 

@@ -14,7 +14,7 @@ import Testing
         #expect(lines[row].prefix { $0 == " " }.count == (50 - message.count) / 2, "centered")
         #expect(lines.enumerated().allSatisfy { $0.offset == row || $0.offset == row + 1 || $0.element.allSatisfy { $0 == " " } })
         h.send(.resize(width: 60, height: 16))
-        #expect(h.screen.line(0).contains("DirtyScope"))
+        #expect(h.screen.line(0).contains("legacy │ round 0"))
     }
 
     /// Rounds 1-4: blocks 0-11 report 10 pages each, 8 of them false positives; block 20
@@ -41,19 +41,31 @@ import Testing
         for r in 5...6 {
             h.send(.record(.round(Fixture.round(UInt64(r), info: info, dirty: [after], fps: [Array(1280..<1286)]))))
         }
-        #expect(h.lines(containing: "per blk/rnd").first?.hasSuffixNumbers(["before", "since"]) == true)
-        #expect(h.lines(containing: "rounds ").first?.hasSuffixNumbers(["4", "2"]) == true)
+        #expect(h.lines(containing: "per block").first?.hasSuffixNumbers(["before", "since"]) == true)
+        #expect(h.lines(containing: "rounds ").first?.hasSuffixNumbers(["4", "2/4"]) == true, "2 of the 4 rounds since")
+        // Round 1 came 2 ms into the session (its duration stands in for its period), the others 100 ms apart.
+        #expect(h.lines(containing: "seconds ").first?.hasSuffixNumbers(["0.30s", "0.20s"]) == true)
         // Cleared: 8 FP per block per round before, none since. The other 52 blocks: 0 before, 12 / 104 since.
-        #expect(h.lines(containing: "FP/blk/rnd").first?.hasSuffixNumbers(["8.00", "0.00"]) == true)
-        #expect(h.lines(containing: "FP rest").first?.hasSuffixNumbers(["0.00", "0.12"]) == true)
-        #expect(h.lines(containing: "rep/blk/rnd").first?.hasSuffixNumbers(["10.00", "1.00"]) == true)
-        #expect(h.lines(containing: "rep rest").first?.hasSuffixNumbers(["1.23", "1.23"]) == true)
+        #expect(h.lines(containing: "FP/round").first?.hasSuffixNumbers(["8.00", "0.00"]) == true)
+        #expect(h.lines(containing: "FP/second").first?.hasSuffixNumbers(["105.96", "0.00"]) == true, "32 in 0.302 s")
+        #expect(h.lines(containing: "rest FP/rnd").first?.hasSuffixNumbers(["0.00", "0.12"]) == true)
+        #expect(h.lines(containing: "reported/rnd").first?.hasSuffixNumbers(["10.00", "1.00"]) == true)
+        #expect(h.lines(containing: "rest rep/rnd").first?.hasSuffixNumbers(["1.23", "1.23"]) == true)
     }
 
-    @Test func roundsSinceAreCountedWithoutCapAndTheMarkStays() {
+    /// "Since" covers as many rounds as "before" did, so the comparison reads the same
+    /// however long ago the CLEAR was.
+    @Test func sinceStopsAtTheBeforeWindowAndTheMarkStays() {
         let (h, info) = clearedHarness(width: 160, height: 40)
-        for r in 5...44 { h.send(.record(.round(Fixture.round(UInt64(r), info: info, dirty: [[]])))) }
-        #expect(h.lines(containing: "rounds ").first?.hasSuffixNumbers(["4", "40"]) == true)
+        let after = (0..<12).map { $0 * 64 }
+        for r in 5...8 { h.send(.record(.round(Fixture.round(UInt64(r), info: info, dirty: [after], fps: [after])))) }
+        let settled = h.metricsText
+        #expect(h.lines(containing: "rounds ").first?.hasSuffixNumbers(["4", "4"]) == true)
+        #expect(h.lines(containing: "FP/round").first?.hasSuffixNumbers(["8.00", "1.00"]) == true)
+        for r in 9...44 { h.send(.record(.round(Fixture.round(UInt64(r), info: info, dirty: [[]])))) }
+        #expect(h.metricsText.contains(settled.split(separator: "per block").last!.split(separator: "─").first!),
+                "40 rounds later the comparison is unchanged")
+        for _ in 0..<20 { h.press(.right) }   // the cursor off the cleared blocks
         h.press("z")  // 64 pages per cell: one cell per block
         let body = h.body(of: 0)
         #expect(body.filter { $0 == "○" }.count == 12, "cleared blocks keep their mark past 16 rounds")
@@ -91,15 +103,21 @@ import Testing
                 "messages keep their own line")
         let metrics = h.metricsText
         // The smallest terminal keeps the most important rows; 80x24 and up keep these whole.
-        let essential = ["round 5", "false pos", "FP rate", "missed", "CLEAR slot 0", "rounds 4 1", "FP/blk/rnd"]
-        let more = ["round total", "FP MiB", "FP s@256M", "manual/hand", "per blk/rnd before since", "FP rest", "FP%"]
+        let essential = ["round 5", "false pos", "FP rate", "missed", "CLEAR slot 0", "rounds 4 1/4", "FP/round"]
+        // From 80x24 on: the comparison of every mode used, and the history with its marks
+        // (the CLEAR before round 5 gives way to the switch to hand there: "m").
+        let more = ["round total", "FP s@256M", "manual/auto", "manual/hand", "per block before since", "FP/second", "FP%", "────m"]
         for label in essential + (height >= 24 ? more : []) {
             #expect(metrics.contains(label), "\(label) at \(width)x\(height)")
         }
+        let rect = Layout(state: h.app.state).metrics
+        let lastRow = String(Array(lines[rect.y + rect.height - 1])[rect.x..<(rect.x + rect.width)])
+        #expect(lastRow.contains { $0 != " " }, "the panel is used to its last row at \(width)x\(height): the chart takes what is left")
+        if height >= 40 { #expect(lastRow.contains("rep/s"), "tall enough for every row") }
         if width >= 250 {
             #expect(Layout(state: h.app.state).metrics.width >= 60, "a wide terminal gets a wide panel")
             #expect(metrics.contains("100%") && metrics.contains("0.01%"), "and a tall FP% chart")
-            #expect(metrics.contains("reported") && metrics.contains("rep/blk/rnd") && metrics.contains("writes/s"))
+            #expect(metrics.contains("reported") && metrics.contains("reported/rnd") && metrics.contains("guest writes/s"))
         }
     }
 
@@ -194,13 +212,14 @@ import Testing
         #expect(h.lines(containing: "false pos").first?.hasSuffixNumbers(["5", "15"]) == true)
         #expect(h.lines(containing: "FP rate").first?.hasSuffixNumbers(["10.0%", "10.0%"]) == true)
         #expect(h.lines(containing: "missed").first?.hasSuffixNumbers(["-", "0"]) == true)
-        #expect(h.lines(containing: "verified").first?.hasSuffixNumbers(["1x"]) == true)
+        #expect(h.lines(containing: "verifications").first?.hasSuffixNumbers(["1"]) == true)
         // 15 false positives of 4 KiB at 256 MiB/s.
         #expect(h.lines(containing: "FP MiB").first?.hasSuffixNumbers(["0.02", "0.06"]) == true)
         #expect(h.lines(containing: "FP s@256M").first?.hasSuffixNumbers(["0.00s", "0.00s"]) == true)
         #expect(h.lines(containing: "legacy").contains { $0.hasSuffixNumbers(["10.0%", "0.06", "0.00s"]) })
         // 1000 guest writes in the 0.1 s between round starts.
-        #expect(h.lines(containing: "writes/s").first?.hasSuffixNumbers(["10.0k"]) == true)
+        #expect(h.lines(containing: "guest writes/s").first?.hasSuffixNumbers(["10.0k"]) == true)
+        #expect(h.lines(containing: "per call").first?.hasSuffixNumbers(["last", "max"]) == true, "GET and CLEAR say what their columns are")
     }
 
     @Test func asciiFallbackDrawsOnlyAscii() {
@@ -214,7 +233,7 @@ import Testing
     @Test func monochromeUsesNoColorRoles() {
         let mono = busyHarness(glyphs: .unicode, colors: .monochrome).screen
         #expect(mono.cells.allSatisfy { !$0.role.needsColor })
-        #expect(Set(mono.cells.map(\.role)).isSuperset(of: [.reverse, .bold, .underline]))
+        #expect(Set(mono.cells.map(\.role)).isSuperset(of: [.reverse, .bold, .dim]))
         let color = busyHarness(glyphs: .unicode, colors: .colors256).screen
         #expect(color.cells.contains { $0.role == .dirty })
         #expect(color.cells.contains { $0.role == .falsePositive })
@@ -222,16 +241,66 @@ import Testing
         #expect(color.cells.contains { $0.role == .cleared }, "the CLEAR panel")
     }
 
-    @Test func heatmapStatesAreDistinct() throws {
-        let h = busyHarness(glyphs: .ascii, colors: .monochrome)
-        let body = h.body(of: 0)
-        #expect(body.first == "x", "false positive at the cursor's page 0: the overlay is on from the start")
-        #expect(body.contains("#"), "dirty this round")
-        #expect(body.contains("o"), "cleared by the user")
-        #expect(body.contains("="), "recently dirty")
-        let origin = try #require(Layout(state: h.app.state).panel(of: 0)).body
-        #expect(h.screen[origin.x, origin.y].role == .underline, "cursor")
-        #expect(h.screen.cells.contains { $0.role == .reverse && $0.char == "=" }, "selected keeps its glyph")
+    /// One block in each heatmap state, drawn in every glyph and colour mode: heat (reported
+    /// a round ago), reported now, false positive, cleared and quiet, cleared and reported,
+    /// missed, selected, the cursor, and nothing.
+    static let states = ["heat", "reported", "false positive", "cleared", "cleared reported", "missed", "selected",
+                         "cursor", "nothing"]
+
+    private func stateCells(glyphs: GlyphMode, colors: ColorMode) throws -> [Cell] {
+        let info = Fixture.info(pages: [4096])
+        let h = Harness(info: info, glyphs: glyphs, colors: colors)
+        h.press("z")                                   // 64 pages per cell: cell i is block i
+        h.send(.record(.round(Fixture.round(1, info: info, dirty: [[0]]))))
+        h.send(Fixture.event(.blocksCleared(BlockClear(slot: 0, blocks: [3, 4], calls: 1, pagesCleared: 0,
+                                                       pagesCopied: 0, clearNanos: 1000))))
+        h.send(.record(.round(Fixture.round(2, info: info, dirty: [[64, 128, 4 * 64]], fps: [[128]]))))
+        h.send(Fixture.event(.verified(Verification(missedPerSlot: [1], comparedPages: 4096, missedBlocks: [[5]]))))
+        for _ in 0..<6 { h.press(.right) }
+        h.press(" ")                                   // block 6 selected
+        h.press(.right)                                // the cursor on block 7
+        let body = try #require(Layout(state: h.app.state).panel(of: 0)).body
+        let screen = h.screen
+        return (0..<Self.states.count).map { screen[body.x + $0, body.y] }
+    }
+
+    /// What the terminal shows for a role: its colours (256 or 8) and attributes, or in
+    /// monochrome the attribute role itself.
+    private func appearance(_ role: Role, _ colors: ColorMode) -> String {
+        guard colors != .monochrome else { return "\(role)" }
+        let p = Backend.palette(role)
+        return colors == .colors256 ? "\(p.0)/\(p.1)/\(p.4)" : "\(p.2)/\(p.3)/\(p.4)"
+    }
+
+    @Test(arguments: [GlyphMode.unicode, .ascii], [ColorMode.colors256, .colors8, .monochrome])
+    func everyHeatmapStateLooksDifferent(glyphs: GlyphMode, colors: ColorMode) throws {
+        let cells = try stateCells(glyphs: glyphs, colors: colors)
+        let looks = cells.map { "\($0.char) \(appearance($0.role, colors))" }
+        for i in looks.indices {
+            for j in looks.indices where j > i {
+                #expect(looks[i] != looks[j], "\(Self.states[i]) and \(Self.states[j]) look alike: \(looks[i])")
+            }
+        }
+        // In colour every state has a colour of its own too (the two kinds of cleared
+        // block share theirs, set apart by their glyphs), whatever glyph it is drawn with.
+        if colors != .monochrome {
+            let coloured = cells.indices.filter { Self.states[$0] != "cleared" && Self.states[$0] != "nothing" }
+            let byColour = coloured.map { appearance(cells[$0].role, colors) }
+            #expect(Set(byColour).count == byColour.count, "\(zip(coloured.map { Self.states[$0] }, byColour).map { "\($0): \($1)" })")
+        } else {
+            #expect(cells.allSatisfy { !$0.role.needsColor })
+        }
+        // Without colours the states stay apart by glyph alone (selection and cursor by their own).
+        if colors == .monochrome {
+            let chars = cells.map(\.char)
+            #expect(Set(chars).count == chars.count, "\(chars)")
+        }
+        if glyphs == .ascii { #expect(cells.allSatisfy { $0.char.isASCII }) }
+        // The legend shows each state the way the heatmap draws it.
+        let g = Theme(glyphs: glyphs, colors: colors).glyphs
+        let items = Legend.items(g, showFalsePositives: true, monochrome: colors == .monochrome)
+        #expect(items.contains { $0.sample.contains { $0.0 == cells[7].char } }, "the cursor's swatch")
+        #expect(items.contains { $0.sample.contains { $0.0 == (colors == .monochrome ? cells[6].char : " ") && $0.1 == .selected } })
     }
 
     @Test func heatDecaysToZeroAfterSixteenRounds() {
@@ -251,6 +320,7 @@ import Testing
         h.send(.record(.round(Fixture.round(1, info: info, dirty: [Array(0..<64) + [64, 130]]))))
         #expect(h.lines(containing: "256 pages/cell").count == 1, "fit: 1M pages in a 159x35 panel")
         h.press("zzz")
+        for _ in 0..<5 { h.press(.right) }   // the cursor to block 5, out of the rows looked at
         #expect(h.lines(containing: "1 page/cell").count == 1)
         // Two blocks of 64 cells per row, a boundary between them. Block 0: every page dirty;
         // block 1: its page 0, its other pages show the block's heat; block 2 (next row): its page 2.

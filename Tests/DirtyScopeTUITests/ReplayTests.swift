@@ -54,15 +54,17 @@ import Testing
         #expect(Render.screen(sought, theme: theme) == Render.screen(played, theme: theme))
     }
 
-    @Test func aSeekFarPastAClearCountsEveryRoundSinceIt() throws {
+    @Test func aSeekFarPastAClearComparesEqualWindows() throws {
         let played = try sequential(Self.recording(rounds: 300), through: 299)
         let source = Self.recording(rounds: 300)
         var sought = AppState(info: source.info, replayRounds: source.roundCount)
         _ = sought.handle(.resize(width: 160, height: 40))
         try Replayer(source).seek(299, in: &sought)
         let comparison = try #require(sought.session.slots[0].comparison)
-        #expect(comparison.since.rounds == 200, "rounds 100...299 follow the CLEAR")
         #expect(comparison.before.rounds == heatRounds)
+        #expect(comparison.since.rounds == heatRounds, "the first 16 of the 200 rounds since the CLEAR, as many as before it")
+        #expect(abs(comparison.before.seconds - 1.6) < 1e-9 && abs(comparison.since.seconds - 1.6) < 1e-9,
+                "16 rounds 100 ms apart on each side")
         #expect(sought.session == played.session)
         #expect(sought.session.bySetting == played.session.bySetting)
         #expect(sought.session.bySetting.keys.sorted() == [HarvestSetting(mode: .legacy, policy: .auto),
@@ -130,6 +132,26 @@ import Testing
         #expect(app.state.replay?.position == 0)
         for _ in 0..<10 { _ = app.handle(.key(.char("<"))) }
         #expect(app.render().line(0).contains("x0.25"))
+    }
+
+    /// n and N jump to the round after the next and the previous event, saying what it was.
+    @Test func nAndShiftNJumpBetweenEvents() {
+        let app = App(replaying: Self.recording(), theme: Theme(glyphs: .ascii, colors: .colors8))
+        _ = app.handle(.resize(width: 160, height: 40))
+        /// Presses `key` and returns where the replay is and whether the status line says `said`.
+        func jump(_ key: Character, saying said: String = "") -> (Int, Bool) {
+            _ = app.handle(.key(.char(key)))
+            return (app.state.replay?.position ?? -1, app.render().text.contains(said))
+        }
+        // Events come before rounds 5 (mode), 10, 11, 12 (workload, interval, bandwidth) and 100 (CLEAR).
+        #expect((0..<4).map { _ in jump("n").0 } == [5, 10, 11, 12])
+        #expect(jump("n", saying: "before round 101: CLEAR of 4 blocks in slot 0") == (100, true))
+        #expect(app.state.replay?.playing == false, "a jump pauses playback")
+        #expect(jump("n", saying: "no event after round 101") == (100, true))
+        #expect(jump("N", saying: "before round 13: bandwidth 8.0 MiB/s") == (12, true))
+        #expect([jump("N").0, jump("N").0] == [11, 10])
+        #expect(jump("N", saying: "before round 6: manual mode, chunk 64") == (5, true))
+        #expect(jump("N", saying: "no event before round 6") == (5, true))
     }
 
     @Test func sessionKeysOnlyExplainThemselves() {

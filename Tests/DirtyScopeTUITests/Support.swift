@@ -31,6 +31,10 @@ final class FakeRecording: RecordedSession {
         return entries[i]
     }
 
+    func metrics(at i: Int) throws -> RoundMetrics { entries[i].round.metrics }
+
+    func eventCount(before i: Int) -> Int { events(before: i).count }
+
     func events(before i: Int) -> [TimedEvent] {
         entries[0..<min(i, entries.count)].flatMap(\.events)
     }

@@ -58,7 +58,8 @@ final class LiveUITests: ScratchTestCase {
         s.send("n", literal: true)
         s.waitFor("round \(paused + 1) after n") { _ in headerRound(s) == paused + 1 }
 
-        // ?: the help overlay lists the keys; Escape closes it, and so does ? again.
+        // ?: the help overlay lists the keys; Escape closes it. ? again turns to what each
+        // number means, and any other key closes that.
         let helpText = ["toggle manual protect / legacy", "CLEAR selected blocks (or the cursor's)", "pause / resume", "quit"]
         s.send("?", literal: true)
         s.waitFor("the help overlay") { screen in helpText.allSatisfy { screen.contains($0) } }
@@ -67,7 +68,9 @@ final class LiveUITests: ScratchTestCase {
         s.send("?", literal: true)
         s.waitFor(text: "toggle manual protect / legacy")
         s.send("?", literal: true)
-        s.waitFor("the help overlay to close after ?") { !$0.contains("toggle manual protect / legacy") }
+        s.waitFor(text: "what each number means (2/")
+        s.send("Escape")
+        s.waitFor("the help to close") { !$0.contains("what each number means") }
 
         // q: exit 0, terminal restored.
         s.send("q", literal: true)
@@ -183,8 +186,8 @@ final class LiveUITests: ScratchTestCase {
             firstMatch(screen, #"rounds\s+\d+\s+(\d+)"#).flatMap { Int($0) }.map { $0 >= 2 } ?? false
         } ?? s.capture()
         XCTAssertTrue(matches(screen, #"512 dirty bits KVM cleared"#) || matches(screen, #"\d+ dirty bits KVM cleared"#), screen)
-        let before = try XCTUnwrap(firstMatch(screen, #"FP/blk/rnd\s+([0-9.]+)\s+[0-9.]+"#).flatMap(Double.init), screen)
-        let since = try XCTUnwrap(firstMatch(screen, #"FP/blk/rnd\s+[0-9.]+\s+([0-9.]+)"#).flatMap(Double.init), screen)
+        let before = try XCTUnwrap(firstMatch(screen, #"FP/round\s+([0-9.]+)\s+[0-9.]+"#).flatMap(Double.init), screen)
+        let since = try XCTUnwrap(firstMatch(screen, #"FP/round\s+[0-9.]+\s+([0-9.]+)"#).flatMap(Double.init), screen)
         XCTAssertGreaterThan(before, 4, "hand re-reports the hot set: false positives per block per round before the CLEAR")
         XCTAssertLessThan(since, 2, "about 0 in the cleared blocks since the CLEAR:\n\(screen)")
         XCTAssertLessThan(since, before / 5, "the CLEAR must cut false positives in its blocks:\n\(screen)")

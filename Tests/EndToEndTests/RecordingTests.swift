@@ -7,6 +7,20 @@ import Glibc
 
 /// record -> inspect -> export with the real tool, damaged files, and a record stopped by SIGTERM.
 final class RecordingTests: ScratchTestCase {
+    /// record's one line: the rounds, their span and settings, the file, and its figures.
+    private func assertSummary(_ stdout: String, rounds: Int, file: String, modes: [String] = ["legacy"],
+                               line: UInt = #line) {
+        let pattern = #"^recorded (\d+) rounds \(\d+\.\d s: ([^)]*)\) to (.*): \d+ pages reported, \d+ false pos \(\d+\.\d\d%\), "#
+            + #"(\d+ missed in \d+ verifications?|not verified)\n$"#
+        guard let m = stdout.firstMatch(of: try! Regex(pattern)) else {
+            return XCTFail("record said: \(stdout)", line: line)
+        }
+        XCTAssertEqual(m.output[1].substring.map(String.init), "\(rounds)", line: line)
+        let names = (m.output[2].substring.map(String.init) ?? "").split(separator: ",").map { $0.split(separator: " ").first.map(String.init) ?? "" }
+        XCTAssertEqual(names, modes, line: line)
+        XCTAssertEqual(m.output[3].substring.map(String.init), file, line: line)
+    }
+
     private var file: String { scratch.appendingPathComponent("session.dsrec").path }
 
     override func setUpWithError() throws {
@@ -18,7 +32,7 @@ final class RecordingTests: ScratchTestCase {
     /// report must all say 15.
     func testRecordWritesExactlyTheRequestedRounds() throws {
         let record = try recordFixture(file, in: scratch)
-        XCTAssertEqual(record.stdout, "recorded 15 rounds to \(file)\n")
+        assertSummary(record.stdout, rounds: 15, file: file)
 
         let text = try dirtyscope(["inspect", file], in: scratch)
         XCTAssertEqual(text.status, 0, text.stderr)
@@ -39,7 +53,7 @@ final class RecordingTests: ScratchTestCase {
         let fast = scratch.appendingPathComponent("fast.dsrec").path
         let record = try dirtyscope(["record", fast, "--rounds", "15", "--interval", "2ms", "--slots", "4M,4M"], in: scratch)
         XCTAssertEqual(record.status, 0, record.stderr)
-        XCTAssertEqual(record.stdout, "recorded 15 rounds to \(fast)\n")
+        assertSummary(record.stdout, rounds: 15, file: fast)
         let (_, json) = try inspectJSON(fast, in: scratch)
         XCTAssertEqual(json?["rounds"] as? Int, 15, "--rounds 15 wrote another number of rounds")
     }
@@ -70,7 +84,7 @@ final class RecordingTests: ScratchTestCase {
 
         let safe = scratch.appendingPathComponent("auto.dsrec").path
         let auto = try dirtyscope(["record", safe, "--clear-policy", "auto"] + common, in: scratch)
-        XCTAssertEqual(auto.stdout, "recorded 30 rounds to \(safe)\n")
+        assertSummary(auto.stdout, rounds: 30, file: safe, modes: ["manual/auto"])
         let (_, autoJSON) = try inspectJSON(safe, in: scratch)
         XCTAssertEqual((autoJSON?["total"] as? [String: Any])?["missed_pages"] as? Int, 0)
     }
@@ -81,7 +95,7 @@ final class RecordingTests: ScratchTestCase {
         let race = scratch.appendingPathComponent("race.dsrec").path
         let record = try recordFixture(race, in: scratch, extra: [
             "--rounds", "24", "--at", "6:mode=manual", "--at", "12:policy=hand", "--at", "18:clear=0:0-3"])
-        XCTAssertEqual(record.stdout, "recorded 24 rounds to \(race)\n")
+        assertSummary(record.stdout, rounds: 24, file: race, modes: ["legacy", "manual/auto", "manual/hand"])
         let events = try dirtyscope(["export", race, "--events"], in: scratch)
         XCTAssertEqual(events.status, 0, events.stderr)
         for kind in ["mode_changed", "clear_policy_changed", "blocks_cleared"] {
