@@ -26,7 +26,8 @@ final class LiveUITests: ScratchTestCase {
     private func waitForRunning(_ s: TmuxSession, file: StaticString = #filePath, line: UInt = #line) -> Bool {
         s.waitFor("the header to show a harvested round", file: file, line: line) { screen in
             let header = screen.split(separator: "\n").first.map(String.init) ?? ""
-            return header.hasPrefix(" DirtyScope") && (firstMatch(header, #"round (\d+)"#).flatMap { Int($0) } ?? 0) >= 1
+            // At 80 columns the name gives way to the mode, the round and the round period.
+            return (firstMatch(header, #"round (\d+)"#).flatMap { Int($0) } ?? 0) >= 1
         } != nil
     }
 

@@ -267,7 +267,7 @@ final class RecordingTests: ScratchTestCase {
         let outcome = record.finish(timeout: 15)
         XCTAssertTrue(outcome.exited, "record died of signal \(outcome.status) instead of finishing the file")
         XCTAssertEqual(outcome.status, 128 + SIGTERM)
-        XCTAssertTrue(matches(outcome.stdout, #"^recorded \d+ rounds to "#), outcome.stdout)
+        XCTAssertTrue(matches(outcome.stdout, #"^recorded \d+ rounds \([0-9.]+ s: legacy \d+\) to "#), outcome.stdout)
 
         let text = try dirtyscope(["inspect", file], in: scratch)
         XCTAssertEqual(text.status, 0)
