@@ -140,19 +140,21 @@ enum GuestRows {
 
     static func add(_ state: AppState, width w: Int, micro: String, columns: (String, String, String) -> String,
                     add: (Metrics.Row, Int) -> Void) {
+        // Below the CLEAR lab's own rows (priority 0 to 2): the strip under the heatmap
+        // shows each vCPU's throughput at every size, these add the figures where there is room.
         let totals = state.session.totals
         guard totals[.guestWorkNanos] > 0 || state.session.lastRound.map({ $0[.guestWorkNanos] > 0 }) == true else { return }
         let round = state.session.lastRound.map(\.values)
         let baseline = GuestStrip.baseline(state)
         func ms(_ nanos: UInt64) -> String { Format.duration(nanos, micro: micro) }
-        add(.text(columns("guest stall", round.map(stalled) ?? "-", stalled(totals)), .plain), 1)
-        add(.text(columns("max stall", round.map { ms($0.guestStall.maxNanos) } ?? "-", ms(totals.guestStall.maxNanos)), .plain), 3)
+        add(.text(columns("guest stall", round.map(stalled) ?? "-", stalled(totals)), .plain), 3)
+        add(.text(columns("max stall", round.map { ms($0.guestStall.maxNanos) } ?? "-", ms(totals.guestStall.maxNanos)), .plain), 4)
         if let baseline {
             let now = round.map { Format.fixed($0.guestThroughput / baseline, 2) + "x" } ?? "-"
             let setting = state.session.lastSetting.flatMap { state.session.bySetting[$0] }.map { Format.fixed($0.guestThroughput / baseline, 2) + "x" } ?? "-"
-            add(.text(columns("vs untracked", now, setting), .plain), 2)
+            add(.text(columns("vs untracked", now, setting), .plain), 3)
         } else {
-            add(.text(columns("guest wr/s", round.map { Format.rate($0.guestThroughput) } ?? "-", Format.rate(totals.guestThroughput)), .plain), 3)
+            add(.text(columns("guest wr/s", round.map { Format.rate($0.guestThroughput) } ?? "-", Format.rate(totals.guestThroughput)), .plain), 4)
         }
     }
 
@@ -161,6 +163,6 @@ enum GuestRows {
     static func modeColumns(_ state: AppState, _ setting: HarvestSetting) -> String {
         guard let t = state.session.bySetting[setting], t[.guestWorkNanos] > 0 else { return "" }
         let speed = GuestStrip.baseline(state).map { Format.fixed(t.guestThroughput / $0, 2) + "x" } ?? Format.rate(t.guestThroughput)
-        return Metrics.leftPad(speed, 6) + Metrics.leftPad(stalled(t), 4)
+        return " " + Metrics.leftPad(speed, 5) + " " + Metrics.leftPad(stalled(t), 4)
     }
 }
