@@ -90,7 +90,7 @@ enum Metrics {
             ("GET, CLEAR", "per call: this round's last, and the longest of the session (ring mode: harvest, reset)"),
             ("guest writes/s (writes/s)", "page writes the guest made per second (its own counters)"),
             ("WP faults/s", "write-protect faults per second (KVM's pf_taken; 0 where KVM does not count them)"),
-            ("copied MiB/s", "MiB copied per second of the round, GET to GET: at most the bandwidth"),
+            ("copied MiB/s", "MiB copied per second of the round, from its GET to the end of its copy: at most the bandwidth"),
             ("by mode", "each mode and clear policy used: FP rate, FP MiB, FP seconds at the bandwidth"),
             ("CLEAR", "the same blocks over equal windows: the rounds before the CLEAR, as many after it"),
             ("FP/round, FP/second", "false positives per cleared block per round, per second of those rounds"),
@@ -147,8 +147,11 @@ enum Metrics {
                           Format.duration(totals.clearDirtyLog.maxNanos, micro: micro)), .plain), 4)
         add(.text(columns(label(Metric.guestWrites.label + "/s", "writes/s"), perSecond(.guestWrites), ""), .plain), 5)
         add(.text(columns(Metric.writeProtectFaults.label + "/s", perSecond(.writeProtectFaults), ""), .plain), 6)
-        // Over the round's period (GET to GET), so a paced copy never reads above the bandwidth.
-        let copyRate = round.map { r in Format.fixed(Double(r[.copiedBytes]) / 1_048_576 / max(seconds, 1e-9), 1) }
+        // Over the round's own time, its GET to the end of its copy: a paced copy reads at
+        // most the bandwidth (the copy alone, CLEARs left out, can run faster between them).
+        let copyRate = round.map { r in
+            Format.fixed(Double(r[.copiedBytes]) / 1_048_576 / max(Double(r[.durationNanos]) / 1e9, 1e-9), 1)
+        }
         add(.text(columns("copied MiB/s", copyRate ?? "-", ""), .plain), 6)
         GuestRows.add(state, width: w, micro: micro, columns: columns, add: add)
 

@@ -222,6 +222,19 @@ import Testing
         #expect(h.lines(containing: "per call").first?.hasSuffixNumbers(["last", "max"]) == true, "GET and CLEAR say what their columns are")
     }
 
+    /// The copy rate is the round's bytes over the round's own time (GET to the end of its
+    /// copy), never over the period since the round before (which a long copy outlasts).
+    @Test func copiedRateIsPerSecondOfTheRoundItself() {
+        let info = Fixture.info()
+        let h = Harness(info: info, width: 160, height: 60)
+        h.send(.record(.round(Fixture.round(1, info: info, dirty: [[1]]))))
+        var long = Fixture.round(2, info: info, dirty: [[1]])
+        long.metrics[.copiedBytes] = 80 << 20
+        long.metrics[.durationNanos] = 10_000_000_000
+        h.send(.record(.round(long)))   // 100 ms after round 1 began, as the fixture's rounds are
+        #expect(h.lines(containing: "copied MiB/s").first?.hasSuffixNumbers(["8.0"]) == true)
+    }
+
     @Test func asciiFallbackDrawsOnlyAscii() {
         let text = busyHarness(glyphs: .ascii, colors: .colors8).text
         #expect(text.unicodeScalars.allSatisfy { $0.isASCII })
