@@ -40,7 +40,10 @@ public final class Harvester {
     /// Set from other threads: a stop makes a paced copy finish at once, a poke runs the
     /// session's mid-round commands (`CopyControl`).
     public var copyControl = CopyControl()
+    /// The in-memory copy: where copies go unless a migration streams them.
     let destination: Destination
+    /// Where this round's copies go (`PageSink`).
+    private(set) var target: CopyTarget
     /// The guest's side: its timeline, matched with the host spans recorded below.
     let meter: GuestCostMeter
     /// The last round's guest cost, as the meter added it up (stall lengths included when kept).
@@ -101,6 +104,7 @@ public final class Harvester {
         } catch {
             throw .kvm(error)
         }
+        target = .memory(destination)
         meter = GuestCostMeter(machine: machine)
         watched = Array(repeating: nil, count: machine.dataSlots.count)
         lastCopy = machine.dataSlots.map { [UInt64](repeating: CopyNote.never, count: DirtyBitmap.blocks(covering: $0.pageCount)) }
@@ -148,9 +152,11 @@ public final class Harvester {
         if newMode.entry.tracks != mode.entry.tracks {
             do { try machine.setDirtyLogging(newMode.entry.tracks) } catch { throw .kvm(error) }
             if newMode.entry.tracks {
-                resynced = machine.dataSlots.indices.reduce(0) {
-                    $0 + destination.verify(slot: $1, source: machine.dataSlots[$1].memory).differing.count
+                var pages = 0
+                for (i, slot) in machine.dataSlots.enumerated() {
+                    do { pages += try target.verify(slot: i, source: slot.memory).differing.count } catch { throw .migration(error) }
                 }
+                resynced = pages
             }
         }
         mode = newMode
@@ -253,11 +259,9 @@ public final class Harvester {
         let verify = wanted && mode.entry.tracks
         let t0 = collected.started
         let slots = machine.dataSlots
-        var clear = collected.clear
         let get = collected.get
         let reported = collected.reported
         let ringEntries = collected.ringEntries
-        let policy = policyEntry
         let consumeStart = monotonicNanos()
         var verifyNanos: UInt64 = 0
 
@@ -271,120 +275,23 @@ public final class Harvester {
         var bitmaps: [SlotBitmaps] = []
         counts.reserveCapacity(slots.count)
         bitmaps.reserveCapacity(slots.count)
-        var copyNanos: UInt64 = 0
-        var lostPages = 0
-        var mark = monotonicNanos()
-        var bookkeeping = mark - consumeStart
-        for (i, s) in slots.enumerated() where mode.entry.tracks {
-            var falsePositives = FalsePositiveBuffer(pageCount: 0)
-            swap(&falsePositives, &falsePositiveBuffers[i])
-            defer { falsePositiveBuffers[i] = falsePositives }  // back even when a CLEAR fails
-            falsePositives.reset()
-            // Counted before the copy loop walks megabytes past it and leaves it cold.
-            let reportedCount = reported[i].count
-            var initial = 0, copied = 0
-            let chunkWords = clearChunk.pages(forSlotOf: s.pageCount) / DirtyBitmap.pagesPerBlock
-            // The hand policy's CLEAR mask for a chunk: its reported bits inside the user's
-            // blocks (auto clears straight from the reported words).
-            let userMask = policy.beforeCopy == .userBlocks ? watched[i]?.mask : nil
-            var maskWords = [UInt64](repeating: 0, count: policy.beforeCopy == .userBlocks ? chunkWords : 0)
-            var failure: KVMError?
-            reported[i].withUnsafeWords { words in
-            lastCopy[i].withUnsafeMutableBufferPointer { notes in
-            maskWords.withUnsafeMutableBufferPointer { mask in
-                func clearChunk(_ chunkStart: Int, mask: UnsafePointer<UInt64>) {
-                    // 64-page aligned by construction: the first page a multiple of 64,
-                    // the count a multiple of 64 or ending at the slot's end.
-                    let first = chunkStart * DirtyBitmap.pagesPerBlock, count = min(s.pageCount, (chunkStart + chunkWords) * DirtyBitmap.pagesPerBlock) - first
-                    let a = monotonicNanos()
-                    bookkeeping += a - mark
-                    failure = machine.vm.clearDirtyLogUnchecked(slot: s.id, firstPage: first, numPages: count, mask: mask)
-                    mark = monotonicNanos()
-                    clear.record(mark - a)
-                    meter.record(.clear, start: a, end: mark)
+        var work = RoundWork(clear: collected.clear, mark: monotonicNanos())
+        work.bookkeeping = work.mark - consumeStart
+        if mode.entry.tracks {
+            do {
+                switch target {
+                case .memory(let sink): try copySlots(collected, into: sink, consumer: &consumer, work: &work, counts: &counts, bitmaps: &bitmaps)
+                case .stream(let sink): try copySlots(collected, into: sink, consumer: &consumer, work: &work, counts: &counts, bitmaps: &bitmaps)
                 }
-                var w = 0
-                while w < words.count {
-                    guard words[w] != 0 else { w += 1; continue }
-                    // Without a CLEAR before the copy, the rest of the slot is one copy call.
-                    let chunkStart = w / chunkWords * chunkWords
-                    let chunkEnd = policy.beforeCopy == .nothing ? words.count : min(words.count, chunkStart + chunkWords)
-                    // Each word's pages were re-protected by this chunk's CLEAR, or by what
-                    // collect did (GET, the at-get CLEAR, the ring reset), or not at all.
-                    var copyStart: UInt64
-                    switch policy.beforeCopy {
-                    case .nothing:
-                        copyStart = monotonicNanos()
-                        bookkeeping += copyStart - mark
-                        let r = consumer.copy(words: words, w..<chunkEnd, slot: i, source: s.memory, destination: destination,
-                                              method: method, falsePositives: &falsePositives, notes: notes,
-                                              protectedAt: collected.protectedAt[i])
-                        initial += r.initial
-                        copied += r.copied
-                    case .allReported:
-                        // The mask is the reported words themselves: no copy of them needed.
-                        clearChunk(chunkStart, mask: words.baseAddress! + chunkStart)
-                        if failure != nil { return }
-                        windowHook?()
-                        copyStart = mark
-                        let r = consumer.copy(words: words, w..<chunkEnd, slot: i, source: s.memory, destination: destination,
-                                              method: method, falsePositives: &falsePositives, notes: notes, protectedAt: copyStart)
-                        initial += r.initial
-                        copied += r.copied
-                    case .userBlocks:
-                        var anyMasked: UInt64 = 0
-                        for k in chunkStart..<chunkEnd {
-                            mask[k - chunkStart] = words[k] & (userMask?.word(k) ?? 0)
-                            anyMasked |= mask[k - chunkStart]
-                        }
-                        if anyMasked != 0 {
-                            clearChunk(chunkStart, mask: mask.baseAddress!)
-                            if failure != nil { return }
-                            windowHook?()
-                        }
-                        copyStart = monotonicNanos()
-                        bookkeeping += copyStart - mark
-                        for k in w..<chunkEnd where words[k] != 0 {
-                            let r = consumer.copy(words: words, k..<(k + 1), slot: i, source: s.memory, destination: destination,
-                                                  method: method, falsePositives: &falsePositives, notes: notes,
-                                                  protectedAt: mask[k - chunkStart] != 0 ? copyStart : 0)
-                            initial += r.initial
-                            copied += r.copied
-                        }
-                    }
-                    mark = monotonicNanos()
-                    copyNanos += mark - copyStart
-                    meter.record(.copy, start: copyStart, end: mark)
-                    w = chunkEnd
-                }
-                // After-copy: every chunk that held a reported page, once the whole slot is copied.
-                guard policy.clearsAfterCopy, copied > 0 else { return }
-                windowHook?()
-                for chunkStart in stride(from: 0, to: words.count, by: chunkWords) {
-                    let chunkEnd = min(words.count, chunkStart + chunkWords)
-                    guard words[chunkStart..<chunkEnd].contains(where: { $0 != 0 }) else { continue }
-                    clearChunk(chunkStart, mask: words.baseAddress! + chunkStart)
-                    if failure != nil { return }
-                }
+            } catch {
+                throw error.sessionError
             }
-            }
-            }
-            if let failure { throw .kvm(failure) }
-            if policy.clearsAfterCopy && !reported[i].isEmpty {
-                let a = monotonicNanos()
-                bookkeeping += a - mark
-                lostPages += try lostWrites(slot: i, copied: reported[i])
-                mark = monotonicNanos()
-                bookkeeping += mark - a
-            }
-            counts.append((reportedCount, falsePositives.count, initial, copied))
-            bitmaps.append(SlotBitmaps(reported: reported[i], falsePositives: falsePositives.bitmap))
         }
         let now = monotonicNanos()
-        bookkeeping += now - mark
-        mark = now
+        work.bookkeeping += now - work.mark
+        work.mark = now
 
-        // 3. Verify (vCPUs paused by the caller): every page of source and destination.
+        // 3. Verify (vCPUs paused by the caller): every page the source holds against what was sent.
         var verification: Verification?
         let verifyStart = monotonicNanos()
         if verify {
@@ -392,7 +299,8 @@ public final class Harvester {
             var missedBlocks: [[Int]] = []
             var compared = 0
             for (i, s) in slots.enumerated() {
-                let r = destination.verify(slot: i, source: s.memory) { copyControl.serviceIfPoked() }
+                let r: (differing: DirtyBitmap, compared: Int)
+                do { r = try target.verify(slot: i, source: s.memory) { copyControl.serviceIfPoked() } } catch { throw .migration(error) }
                 missed.append(r.differing.count)
                 compared += r.compared
 
@@ -414,6 +322,8 @@ public final class Harvester {
                 bitmaps.append(SlotBitmaps(reported: reported[i], falsePositives: reported[i]))
             }
         }
+        var bookkeeping = work.bookkeeping
+        let mark = work.mark, clear = work.clear, copyNanos = work.copyNanos, lostPages = work.lostPages
 
         let t1 = monotonicNanos()
         bookkeeping += t1 - mark - verifyNanos
@@ -458,16 +368,169 @@ public final class Harvester {
         return Round(metrics: m, bitmaps: bitmaps)
     }
 
+    /// What a round's copy loop adds up as it goes: the clock mark the next span starts
+    /// from, bookkeeping and copy time, the CLEARs made, and the writes after-copy lost.
+    struct RoundWork {
+        var clear: LatencyStats
+        var mark: UInt64
+        var bookkeeping: UInt64 = 0
+        var copyNanos: UInt64 = 0
+        var lostPages = 0
+    }
+
+    /// Why a round's copy stopped: a CLEAR failed, or the sink did.
+    enum CopyFailure: Error {
+        case kvm(KVMError)
+        case sink(MigrationError)
+        case session(SessionError)
+
+        var sessionError: SessionError {
+            switch self {
+            case .kvm(let e): return .kvm(e)
+            case .sink(let e): return .migration(e)
+            case .session(let e): return e
+            }
+        }
+    }
+
+    /// Step 2's loop: every slot, chunk by chunk, as the clear policy's entry says: the
+    /// reported pages of a chunk CLEARed just before its copy (all of them, only those in
+    /// the user's blocks, or none), the slot's chunks CLEARed once it is copied
+    /// (after-copy). Timestamps are shared between phases: a few clock reads per dirty
+    /// chunk. Bookkeeping is everything but the CLEARs and the copy loop (which walks the
+    /// chunk's bits and judges each page as it sends it).
+    private func copySlots<Sink: PageSink>(_ collected: Collected, into sink: Sink, consumer: inout Consumer, work: inout RoundWork,
+                                           counts: inout [(reported: Int, falsePositives: Int, initial: Int, copied: Int)],
+                                           bitmaps: inout [SlotBitmaps]) throws(CopyFailure) {
+        let policy = policyEntry
+        let reported = collected.reported
+        for (i, s) in machine.dataSlots.enumerated() {
+            var falsePositives = FalsePositiveBuffer(pageCount: 0)
+            swap(&falsePositives, &falsePositiveBuffers[i])
+            defer { falsePositiveBuffers[i] = falsePositives }  // back even when a CLEAR fails
+            falsePositives.reset()
+            // Counted before the copy loop walks megabytes past it and leaves it cold.
+            let reportedCount = reported[i].count
+            var initial = 0, copied = 0
+            let chunkWords = clearChunk.pages(forSlotOf: s.pageCount) / DirtyBitmap.pagesPerBlock
+            // The hand policy's CLEAR mask for a chunk: its reported bits inside the user's
+            // blocks (auto clears straight from the reported words).
+            let userMask = policy.beforeCopy == .userBlocks ? watched[i]?.mask : nil
+            var maskWords = [UInt64](repeating: 0, count: policy.beforeCopy == .userBlocks ? chunkWords : 0)
+            try reported[i].withUnsafeWords { (words) throws(CopyFailure) in
+            try lastCopy[i].withUnsafeMutableBufferPointer { (notes) throws(CopyFailure) in
+            try maskWords.withUnsafeMutableBufferPointer { (mask) throws(CopyFailure) in
+                var w = 0
+                while w < words.count {
+                    guard words[w] != 0 else { w += 1; continue }
+                    // Without a CLEAR before the copy, the rest of the slot is one copy call.
+                    let chunkStart = w / chunkWords * chunkWords
+                    let chunkEnd = policy.beforeCopy == .nothing ? words.count : min(words.count, chunkStart + chunkWords)
+                    // The chunk's CLEAR before its copy, from the policy's entry.
+                    var cleared: UnsafePointer<UInt64>?
+                    switch policy.beforeCopy {
+                    case .nothing: break
+                    case .allReported:
+                        // The mask is the reported words themselves: no copy of them needed.
+                        cleared = UnsafePointer(words.baseAddress! + chunkStart)
+                    case .userBlocks:
+                        var anyMasked: UInt64 = 0
+                        for k in chunkStart..<chunkEnd {
+                            mask[k - chunkStart] = words[k] & (userMask?.word(k) ?? 0)
+                            anyMasked |= mask[k - chunkStart]
+                        }
+                        if anyMasked != 0 { cleared = UnsafePointer(mask.baseAddress!) }
+                    }
+                    if let cleared {
+                        try clearChunk(slot: s, chunkStart: chunkStart, chunkWords: chunkWords, mask: cleared, work: &work)
+                        windowHook?()
+                    }
+                    // Each word's pages were re-protected by this chunk's CLEAR, or by what
+                    // collect did (GET, the at-get CLEAR, the ring reset), or not at all.
+                    // After a CLEAR of all reported pages the copy starts where the CLEAR ended.
+                    let copyStart: UInt64
+                    if policy.beforeCopy == .allReported {
+                        copyStart = work.mark
+                    } else {
+                        copyStart = monotonicNanos()
+                        work.bookkeeping += copyStart - work.mark
+                    }
+                    do throws(MigrationError) {
+                        switch policy.beforeCopy {
+                        case .nothing, .allReported:
+                            let r = try consumer.copy(words: words, w..<chunkEnd, slot: i, source: s.memory, sink: sink, method: method,
+                                                      falsePositives: &falsePositives, notes: notes,
+                                                      protectedAt: cleared == nil ? collected.protectedAt[i] : copyStart)
+                            initial += r.initial
+                            copied += r.copied
+                        case .userBlocks:
+                            for k in w..<chunkEnd where words[k] != 0 {
+                                let r = try consumer.copy(words: words, k..<(k + 1), slot: i, source: s.memory, sink: sink, method: method,
+                                                          falsePositives: &falsePositives, notes: notes,
+                                                          protectedAt: cleared != nil && mask[k - chunkStart] != 0 ? copyStart : 0)
+                                initial += r.initial
+                                copied += r.copied
+                            }
+                        }
+                        try sink.flush()
+                    } catch {
+                        throw .sink(error)
+                    }
+                    work.mark = monotonicNanos()
+                    work.copyNanos += work.mark - copyStart
+                    meter.record(.copy, start: copyStart, end: work.mark)
+                    w = chunkEnd
+                }
+                // After-copy: every chunk that held a reported page, once the whole slot is copied.
+                guard policy.clearsAfterCopy, copied > 0 else { return }
+                windowHook?()
+                for chunkStart in stride(from: 0, to: words.count, by: chunkWords) {
+                    let chunkEnd = min(words.count, chunkStart + chunkWords)
+                    guard words[chunkStart..<chunkEnd].contains(where: { $0 != 0 }) else { continue }
+                    try clearChunk(slot: s, chunkStart: chunkStart, chunkWords: chunkWords, mask: words.baseAddress! + chunkStart, work: &work)
+                }
+            }
+            }
+            }
+            if policy.clearsAfterCopy && !reported[i].isEmpty {
+                let a = monotonicNanos()
+                work.bookkeeping += a - work.mark
+                do { work.lostPages += try lostWrites(slot: i, copied: reported[i], sink: sink) } catch { throw .session(error) }
+                work.mark = monotonicNanos()
+                work.bookkeeping += work.mark - a
+            }
+            counts.append((reportedCount, falsePositives.count, initial, copied))
+            bitmaps.append(SlotBitmaps(reported: reported[i], falsePositives: falsePositives.bitmap))
+        }
+    }
+
+    /// KVM_CLEAR_DIRTY_LOG on the chunk at word `chunkStart` of slot `s`, the pages of
+    /// `mask`: 64-page aligned by construction (the first page a multiple of 64, the count
+    /// a multiple of 64 or ending at the slot's end).
+    @inline(__always)
+    private func clearChunk(slot s: MemorySlot, chunkStart: Int, chunkWords: Int, mask: UnsafePointer<UInt64>,
+                            work: inout RoundWork) throws(CopyFailure) {
+        let first = chunkStart * DirtyBitmap.pagesPerBlock
+        let count = min(s.pageCount, (chunkStart + chunkWords) * DirtyBitmap.pagesPerBlock) - first
+        let a = monotonicNanos()
+        work.bookkeeping += a - work.mark
+        let failure = machine.vm.clearDirtyLogUnchecked(slot: s.id, firstPage: first, numPages: count, mask: mask)
+        work.mark = monotonicNanos()
+        work.clear.record(work.mark - a)
+        meter.record(.clear, start: a, end: work.mark)
+        if let failure { throw .kvm(failure) }
+    }
+
     /// After-copy only: the pages copied this round that changed since their copy although
     /// their dirty bit is clear. Stamps (or contents) are read first, then GET (with manual
     /// protect it reads the log and changes nothing): a write after the CLEAR had set its
     /// bit before that read saw the page change, so a changed page without its bit was
     /// written between its copy and its CLEAR, and KVM will never report it.
-    private func lostWrites(slot i: Int, copied: DirtyBitmap) throws(SessionError) -> Int {
+    private func lostWrites<Sink: PageSink>(slot i: Int, copied: DirtyBitmap, sink: Sink) throws(SessionError) -> Int {
         let s = machine.dataSlots[i]
         var changed = DirtyBitmap(pageCount: s.pageCount)
         copied.forEachSetPage { page in
-            if destination.classify(slot: i, page: page, source: s.memory, method: method) == .changed { changed[page] = true }
+            if sink.classify(slot: i, page: page, source: s.memory, method: method) == .changed { changed[page] = true }
         }
         guard !changed.isEmpty else { return 0 }
         var log = DirtyBitmap(pageCount: s.pageCount)
@@ -572,12 +635,16 @@ public final class Harvester {
             calls += 1
             meter.record(.clear, start: a, end: clearedAt)
             defer { meter.record(.copy, start: clearedAt, end: monotonicNanos()) }
-            copied += dirty.withUnsafeWords { words in
-                lastCopy[slot].withUnsafeMutableBufferPointer { notes in
-                    consumer.copy(words: words, sorted[runStart]..<(sorted[runEnd] + 1), slot: slot, source: s.memory,
-                                  destination: destination, method: method, falsePositives: &ignored, notes: notes,
-                                  protectedAt: clearedAt).copied
+            let blocks = sorted[runStart]..<(sorted[runEnd] + 1)
+            do {
+                switch target {
+                case .memory(let sink):
+                    copied += try copyBlocks(blocks, of: dirty, slot: slot, into: sink, consumer: &consumer, ignored: &ignored, protectedAt: clearedAt)
+                case .stream(let sink):
+                    copied += try copyBlocks(blocks, of: dirty, slot: slot, into: sink, consumer: &consumer, ignored: &ignored, protectedAt: clearedAt)
                 }
+            } catch {
+                throw .migration(error)
             }
             runStart = runEnd + 1
         }
@@ -585,6 +652,20 @@ public final class Harvester {
         return BlockClear(slot: slot, blocks: sorted, calls: calls, pagesCleared: seesBits ? dirty.count : nil,
                           maskPages: seesBits ? dirty.count : mask.count, pagesCopied: copied, clearNanos: nanos,
                           mode: mode, policy: effectivePolicy)
+    }
+
+    /// The user's CLEAR: the dirty pages of `blocks` copied into `sink`.
+    private func copyBlocks<Sink: PageSink>(_ blocks: Range<Int>, of dirty: DirtyBitmap, slot: Int, into sink: Sink, consumer: inout Consumer,
+                                            ignored: inout FalsePositiveBuffer, protectedAt: UInt64) throws(MigrationError) -> Int {
+        let s = machine.dataSlots[slot]
+        let copied = try dirty.withUnsafeWords { (words) throws(MigrationError) in
+            try lastCopy[slot].withUnsafeMutableBufferPointer { (notes) throws(MigrationError) in
+                try consumer.copy(words: words, blocks, slot: slot, source: s.memory, sink: sink, method: method,
+                                  falsePositives: &ignored, notes: notes, protectedAt: protectedAt).copied
+            }
+        }
+        try sink.flush()
+        return copied
     }
 
     /// Forgets the blocks the user cleared in `slot`: they are no longer watched, and the
@@ -598,9 +679,23 @@ public final class Harvester {
     public var destinationResidentPages: Int { destination.residentPages }
 }
 
-/// Copies reported pages at a bandwidth, judging each page just before its copy: the
-/// stamp (or content) comparison rides on the cache lines and TLB entries the copy needs
-/// anyway. Pacing, and a look at the session's pokes, every 16 pages.
+/// Where a harvester's copies go: the in-memory destination, or a migration's stream.
+enum CopyTarget {
+    case memory(Destination)
+    case stream(StreamSink)
+
+    /// The sink's verification (`PageSink.verify`), whichever it is.
+    func verify(slot: Int, source: GuestMemory, every256Pages: () -> Void = {}) throws(MigrationError) -> (differing: DirtyBitmap, compared: Int) {
+        switch self {
+        case .memory(let d): return d.verify(slot: slot, source: source, every256Pages: every256Pages)
+        case .stream(let s): return try s.verify(slot: slot, source: source, every256Pages: every256Pages)
+        }
+    }
+}
+
+/// Copies reported pages into a `PageSink` at a bandwidth, judging each page just before
+/// its copy: the stamp (or content) comparison rides on the cache lines and TLB entries
+/// the copy needs anyway. Pacing, and a look at the session's pokes, every 16 pages.
 struct Consumer {
     private(set) var bandwidth: UInt64
     let pageSize: Int
@@ -628,9 +723,9 @@ struct Consumer {
     /// `CopyNote` per block: a false positive is attributed by the note of its block's
     /// last copy, then the note becomes this copy's, `protectedAt` (0: not re-protected)
     /// to now.
-    mutating func copy(words: UnsafeBufferPointer<UInt64>, _ range: Range<Int>, slot: Int, source: GuestMemory,
-                       destination: Destination, method: FalsePositiveMethod, falsePositives: inout FalsePositiveBuffer,
-                       notes: UnsafeMutableBufferPointer<UInt64>, protectedAt: UInt64) -> (initial: Int, copied: Int) {
+    mutating func copy<Sink: PageSink>(words: UnsafeBufferPointer<UInt64>, _ range: Range<Int>, slot: Int, source: GuestMemory,
+                                       sink: Sink, method: FalsePositiveMethod, falsePositives: inout FalsePositiveBuffer,
+                                       notes: UnsafeMutableBufferPointer<UInt64>, protectedAt: UInt64) throws(MigrationError) -> (initial: Int, copied: Int) {
         if started == 0 { started = monotonicNanos() }
         var initial = 0, copied = 0
         for w in range {
@@ -643,12 +738,21 @@ struct Consumer {
                 let bit = bits.trailingZeroBitCount
                 bits &= bits - 1
                 let page = w << DirtyBitmap.blockShift | bit
-                switch destination.classify(slot: slot, page: page, source: source, method: method) {
+                switch sink.classify(slot: slot, page: page, source: source, method: method) {
                 case .falsePositive: fpBits |= 1 << UInt64(bit)
                 case .initial: initial += 1
                 case .changed: break
                 }
-                destination.copy(slot: slot, page: page, source: source)
+                do {
+                    try sink.send(slot: slot, page: page, source: source)
+                } catch {
+                    // What was sent of this word still counts; the round ends here.
+                    if fpBits != 0 {
+                        falsePositives.add(fpBits, word: w)
+                        CopyNote.attribute(previous, count: fpBits.nonzeroBitCount, round: round, to: &origins, rewritten: &rewritten)
+                    }
+                    throw error
+                }
                 copied += 1
                 sincePace += 1
                 if sincePace == 16 {

@@ -76,9 +76,10 @@ public final class MigrationSender {
     private func index(_ slot: UInt32) -> Int { slot == MigrationWire.systemSlot ? sent.count - 1 : Int(slot) }
 
     /// Queues page `page` of `slot` as it is now (sent when its frame fills or `flush`):
-    /// returns its hash.
+    /// returns the hash of the bytes queued and their first word (the guest's stamp), both
+    /// of the copy taken, which the guest can no longer change.
     @discardableResult
-    public func send(slot: UInt32, page: Int) throws(MigrationError) -> UInt64 {
+    public func send(slot: UInt32, page: Int) throws(MigrationError) -> (hash: UInt64, stamp: UInt64) {
         if !runHashes.isEmpty, runSlot != slot || runFirst + runHashes.count != page || runHashes.count == MigrationWire.maxPagesPerFrame {
             try flush()
         }
@@ -90,22 +91,25 @@ public final class MigrationSender {
         let src = memory(slot).page(page)
         let i = runHashes.count
         if i % 8 == 0 { runZeroBits.append(0) }
-        let h: UInt64
+        let h: UInt64, stamp: UInt64
         if MigrationReceiver.isZero(src, pageSize) {
             runZeroBits[i >> 3] |= 1 << UInt8(i & 7)
             h = zeroHash
+            stamp = 0
             roundZeroPages += 1
         } else {
             let at = runData.count
             runData.append(contentsOf: UnsafeRawBufferPointer(start: src, count: pageSize))
             // The hash of the bytes queued, not of the page (the guest may write it meanwhile).
-            h = runData.withUnsafeBytes { MigrationWire.hash($0.baseAddress! + at, bytes: pageSize) }
+            (h, stamp) = runData.withUnsafeBytes {
+                (MigrationWire.hash($0.baseAddress! + at, bytes: pageSize), $0.loadUnaligned(fromByteOffset: at, as: UInt64.self))
+            }
             roundBytes += UInt64(pageSize)
         }
         runHashes.append(h)
         sent[index(slot)][page] = h
         roundPages += 1
-        return h
+        return (h, stamp)
     }
 
     /// Sends the queued pages: header, fields and the pages' bytes in one vectored write.

@@ -8,6 +8,8 @@ public enum SessionError: Error, CustomStringConvertible {
     case kvm(KVMError)
     case guestFault(GuestFault)
     case io(String)
+    /// A migration's stream failed (the peer went away, or refused).
+    case migration(MigrationError)
 
     public var description: String {
         switch self {
@@ -15,6 +17,7 @@ public enum SessionError: Error, CustomStringConvertible {
         case .kvm(let e): return e.description
         case .guestFault(let f): return "guest fault: \(f)"
         case .io(let m): return m
+        case .migration(let e): return "migration: \(e.description)"
         }
     }
 
