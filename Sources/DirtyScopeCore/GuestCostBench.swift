@@ -110,7 +110,10 @@ public struct GuestCostResult: Encodable, Sendable {
     }
 
     public var passNanosMedian: UInt64 { median(passNanosEach) }
-    var iterations: UInt64 { UInt64(max(1, passes)) }
+    /// Passes of every vCPU the measured rounds covered: `passes`, or more where the
+    /// harvest thread got no round in while they ran (a loaded host).
+    var coveredPasses = 0
+    var iterations: UInt64 { UInt64(max(1, coveredPasses > 0 ? coveredPasses : passes)) }
     public var stallNanosPerIteration: UInt64 { metrics.guestStall.totalNanos / iterations }
 
     /// The stall lengths' exact percentile (nearest rank), 0 with none.
@@ -219,6 +222,7 @@ public enum GuestCostBench {
 
         var passTimes = [[UInt64]](repeating: [], count: vcpus)
         var measuring = false
+        var measuredFrom = 0
         var lastWrites = machine.guestWrites, lastProgress = monotonicNanos()
         var next = monotonicNanos()
         machine.start()
@@ -245,8 +249,13 @@ public enum GuestCostBench {
             } else if passTimes.allSatisfy({ !$0.isEmpty }) {
                 // Every vCPU has populated its memory: measure from the next round on.
                 measuring = true
+                measuredFrom = passTimes.map(\.count).min() ?? 0
             }
-            if passTimes.allSatisfy({ $0.count > config.passes }) { break }
+            // Done once every vCPU ran its passes and at least one round measured them.
+            if result.rounds > 0, passTimes.allSatisfy({ $0.count > config.passes }) {
+                result.coveredPasses = max(config.passes, (passTimes.map(\.count).min() ?? 0) - measuredFrom)
+                break
+            }
 
             let writes = machine.guestWrites, now = monotonicNanos()
             if writes != lastWrites { lastWrites = writes; lastProgress = now }

@@ -77,7 +77,9 @@ final class GuestTimelineTests: XCTestCase {
         // Each stop lands in a work interval unless it hits a host call (a pass end, a clock
         // exchange): at least one of three does; none is counted for more than it lasted.
         XCTAssertGreaterThanOrEqual(verify, 25_000_000, "a 30 ms stop of the world, seen from the guest: \(verify) ns")
-        XCTAssertLessThanOrEqual(verify, stops.reduce(0, +))
+        // A stall is a work interval's excess over its writes' baseline time, so beside the
+        // stop it can hold at most that interval's own slowness: a chunk (about 2 ms) each.
+        XCTAssertLessThanOrEqual(verify, stops.reduce(0, +) + 3 * 2_000_000)
         XCTAssertGreaterThanOrEqual(total.guestStall.maxNanos, 25_000_000)
     }
 
