@@ -576,6 +576,44 @@ public final class Harvester {
         pendingRingEntries += entries
     }
 
+    // MARK: Migration
+
+    /// Sends this harvester's copies to `target` from the next round on. Back to the
+    /// in-memory destination after a stream, that copy is stale: it is brought up to date
+    /// with the vCPUs paused by the caller (a resync, as tracking back on does). Returns
+    /// the pages resynchronised.
+    @discardableResult
+    func retarget(_ newTarget: CopyTarget) -> Int {
+        let wasStream: Bool
+        if case .stream = target { wasStream = true } else { wasStream = false }
+        target = newTarget
+        guard wasStream, case .memory(let d) = newTarget else { return 0 }
+        return machine.dataSlots.indices.reduce(0) { $0 + d.verify(slot: $1, source: machine.dataSlots[$1].memory).differing.count }
+    }
+
+    /// A migration's bulk copy: every resident page of every data slot that `truth` says
+    /// was never sent, through the consumer (its pacing and the session's pokes). The
+    /// copies leave the blocks' race notes alone: a bulk copy re-protects nothing.
+    func sendUnsent(into sink: StreamSink, truth: GroundTruth) throws(MigrationError) {
+        var consumer = Consumer(bandwidth: bandwidth, pageSize: pageSize, control: copyControl, round: roundIndex)
+        for (i, s) in machine.dataSlots.enumerated() {
+            var unsent = s.memory.residentPages()
+            unsent.subtract(truth.sent[i])
+            guard !unsent.isEmpty else { continue }
+            var ignored = FalsePositiveBuffer(pageCount: s.pageCount)
+            var notes = [UInt64](repeating: CopyNote.never, count: DirtyBitmap.blocks(covering: s.pageCount))
+            let a = monotonicNanos()
+            _ = try unsent.withUnsafeWords { (words) throws(MigrationError) in
+                try notes.withUnsafeMutableBufferPointer { (notes) throws(MigrationError) in
+                    try consumer.copy(words: words, 0..<words.count, slot: i, source: s.memory, sink: sink, method: method,
+                                      falsePositives: &ignored, notes: notes, protectedAt: 0)
+                }
+            }
+            try sink.flush()
+            meter.record(.copy, start: a, end: monotonicNanos())
+        }
+    }
+
     // MARK: Block operations
 
     /// Clears `blocks` (64-page blocks) of data slot `slot` with KVM_CLEAR_DIRTY_LOG,

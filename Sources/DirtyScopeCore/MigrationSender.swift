@@ -170,6 +170,11 @@ public final class MigrationSender {
     public func sendStates() throws(MigrationError) {
         let states: [VCPUState]
         do { states = try captureStates() } catch { throw MigrationError("capturing the vCPU state failed: \(error)") }
+        try sendStates(states)
+    }
+
+    /// The vCPUs' state as captured.
+    public func sendStates(_ states: [VCPUState]) throws(MigrationError) {
         for (v, s) in states.enumerated() {
             try channel.send(.state(MigrationWire.State(vcpu: v, mpState: s.mpState,
                                                          parts: [s.regs, s.sregs, s.xsave, s.xcrs, s.events, s.debugRegs],

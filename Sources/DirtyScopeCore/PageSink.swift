@@ -115,6 +115,8 @@ final class StreamSink: PageSink {
     let sender: MigrationSender
     let truth: GroundTruth
     private let zeroFingerprint: UInt64
+    /// The user gave up (harvest thread only): the next send fails.
+    var cancelled = false
 
     init(_ sender: MigrationSender, truth: GroundTruth) {
         self.sender = sender
@@ -129,6 +131,7 @@ final class StreamSink: PageSink {
 
     @inline(__always)
     func send(slot: Int, page: Int, source: GuestMemory) throws(MigrationError) {
+        if cancelled { throw MigrationError("cancelled by the user") }
         let sent = try sender.send(slot: UInt32(slot), page: page)
         truth.noteSent(slot: slot, page: page, fingerprint: truth.method == .stamp ? sent.stamp : sent.hash)
     }

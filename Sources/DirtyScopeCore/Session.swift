@@ -161,7 +161,8 @@ final class SessionLoop: @unchecked Sendable {
         let stop = stopRequested
         lock.unlock()
         if stop {
-            if config.stopAndCopy && harvester.mode.entry.tracks {
+            if migration != nil { failMigration("the source session stopped") }
+            if config.stopAndCopy && harvester.mode.entry.tracks && !migratedAway {
                 if !paused { machine.pause(reason: .verification) }
                 paused = true
                 harvestOnce(verify: true)
@@ -183,7 +184,14 @@ final class SessionLoop: @unchecked Sendable {
 
         let t = monotonicNanos()
         var due = false
-        if let limit = config.roundLimit, roundBase + harvesterRounds >= limit {
+        if migratedAway {
+            due = false
+        } else if migration != nil {
+            // Pre-copy: rounds back to back, each as long as its copy at the bandwidth.
+            due = true
+            lastRoundStart = t
+            next = t
+        } else if let limit = config.roundLimit, roundBase + harvesterRounds >= limit {
             due = false
             // Nothing more will be harvested: park the vCPUs, so a finished session idles.
             if !paused && !parkedAtLimit {
@@ -203,7 +211,7 @@ final class SessionLoop: @unchecked Sendable {
         }
         // With the round limit reached nothing is due: wait like a paused session, not
         // until a `next` that has passed (that spun a core once the rounds were done).
-        let idle = paused || config.roundLimit.map { roundBase + harvesterRounds >= $0 } ?? false
+        let idle = paused || migratedAway || config.roundLimit.map { roundBase + harvesterRounds >= $0 } ?? false
         lock.lock()
         if commands.isEmpty && pendingEvents.isEmpty && !stopRequested {
             let now = monotonicNanos()
@@ -239,8 +247,13 @@ final class SessionLoop: @unchecked Sendable {
                 v.missedBlocks = missedBlocks
                 emit(.event(TimedEvent(nanos: now, event: .verified(v))))
             }
+            if migration != nil { migrationRoundEnded(round) }
         } catch {
             if verify && !paused { machine.resume() }
+            if migration != nil, case .migration = error {
+                failMigration("\(error)")
+                return
+            }
             emit(.event(TimedEvent(nanos: now, event: .note("harvest failed: \(error)"))))
         }
     }
@@ -311,6 +324,10 @@ final class SessionLoop: @unchecked Sendable {
         switch command {
         case .setMode(let mode):
             guard mode != harvester.mode else { return }
+            if migration != nil && (!mode.entry.tracks || mode.entry.fixedAtCreation || harvester.mode.entry.fixedAtCreation) {
+                note("cannot switch to \(mode.rawValue) during a migration: " + (mode.entry.tracks ? "it needs a new VM" : "it tracks nothing"))
+                return
+            }
             if mode.entry.fixedAtCreation || harvester.mode.entry.fixedAtCreation {
                 config.mode = mode
                 restart(reason: "switching to \(mode.rawValue) mode needs a new VM: dirty rings are enabled before vCPUs exist")
@@ -393,6 +410,7 @@ final class SessionLoop: @unchecked Sendable {
             copyControl.changeBandwidth(bytes)   // and the copy in progress, if any, from now
             emit(.event(TimedEvent(nanos: now, event: .bandwidthChanged(bytesPerSecond: bytes))))
         case .restartGuest:
+            if migration != nil { failMigration("the guest was restarted") }
             restart(reason: "restarted by the user")
         case .startRecording(let path):
             guard recorder == nil else { note("already recording to \(recorderPath)"); return }
@@ -411,7 +429,84 @@ final class SessionLoop: @unchecked Sendable {
             }
         case .stopRecording:
             stopRecording()
+        case .migrate(let plan):
+            startMigration(plan)
+        case .cancelMigration:
+            guard let migration else { note("no migration in progress"); return }
+            migration.cancel()   // the copy in progress fails at its next page; the round ends the migration
         }
+    }
+
+    // MARK: Migration
+
+    /// The migration in progress: rounds run back to back, into its stream.
+    private var migration: MigrationSource?
+    /// The guest was migrated away: this VM stays stopped, nothing more is harvested.
+    private var migratedAway = false
+    /// The first migration round is followed by the bulk copy.
+    private var bulkPending = false
+
+    private func startMigration(_ plan: MigrationPlan) {
+        guard migration == nil else { note("a migration to \(migration!.plan.to) is in progress"); return }
+        guard !migratedAway else { note("the guest was migrated away: nothing left to migrate"); return }
+        let setting = harvester.mode == .manual
+            ? "\(HarvestSetting(mode: harvester.mode, policy: harvester.clearPolicy)) chunk \(harvester.clearChunk)"
+            : harvester.mode.rawValue
+        do {
+            let m = try MigrationSource(plan: plan, harvester: harvester, setting: setting)
+            m.attach()
+            migration = m
+            bulkPending = true
+            emit(.event(TimedEvent(nanos: now, event: .migration(m.figures))))
+        } catch {
+            var failed = MigrationFigures(phase: .failed, to: plan.to, setting: setting)
+            failed.reason = "\(error)"
+            emit(.event(TimedEvent(nanos: now, event: .migration(failed))))
+        }
+    }
+
+    /// After each round of a migration: the bulk copy after the first, the round's end
+    /// told, and the switch-over once pre-copy is done.
+    private func migrationRoundEnded(_ round: Round) {
+        guard let m = migration else { return }
+        do {
+            if bulkPending {
+                bulkPending = false
+                try m.sendBulk()
+            }
+            guard try m.endRound(round) else { return }
+            if !paused { machine.pause(reason: .verification) }
+            let stoppedAt = monotonicNanos()
+            let outcome: Result<MigrationFigures, SessionError>
+            do { outcome = .success(try m.switchOver(stoppedAt: stoppedAt)) } catch { outcome = .failure(error) }
+            if var last = m.lastRound {
+                // The last dirty pages, harvested with the vCPUs stopped: a round like the others.
+                harvesterRounds += 1
+                last.metrics.index = roundBase + harvesterRounds
+                emit(.round(last))
+            }
+            let figures = try outcome.get()
+            migration = nil
+            migratedAway = true
+            // The guest runs at the destination now: this VM stays stopped for good.
+            emit(.event(TimedEvent(nanos: now, event: .migration(figures))))
+        } catch {
+            failMigration("\(error)")
+        }
+    }
+
+    /// Ends the migration in progress with `reason`: the destination told, the in-memory
+    /// copy brought up to date with the vCPUs stopped, the guest running on here.
+    private func failMigration(_ reason: String) {
+        guard let m = migration else { return }
+        migration = nil
+        bulkPending = false
+        let figures = m.fail(reason)
+        machine.pause(reason: .verification)
+        let resynced = harvester.retarget(.memory(harvester.destination))
+        if !paused { machine.resume() }
+        emit(.event(TimedEvent(nanos: now, event: .migration(figures))))
+        note("the in-memory copy caught up: \(resynced) pages written during the migration were copied")
     }
 
     private func restart(reason: String) {
@@ -423,6 +518,7 @@ final class SessionLoop: @unchecked Sendable {
                                   clearPolicy: config.clearPolicy, method: config.falsePositiveMethod ?? .stamp, bandwidth: config.bandwidth, startNanos: startNanos)
             machine = m
             harvester = h
+            migratedAway = false
             roundBase += harvesterRounds
             harvesterRounds = 0
             parkedAtLimit = false   // the new machine's vCPUs run until the limit check parks them
@@ -514,9 +610,9 @@ extension SessionCommand {
     var actsMidRound: Bool {
         switch self {
         case .pause, .resume, .step, .setWorkload, .scaleRate, .setIntervalNanos, .setBandwidth,
-             .startRecording, .stopRecording:
+             .startRecording, .stopRecording, .cancelMigration:
             return true
-        case .setMode, .setClearChunk, .setClearPolicy, .dropClearedBlocks, .clearBlocks, .restartGuest:
+        case .setMode, .setClearChunk, .setClearPolicy, .dropClearedBlocks, .clearBlocks, .restartGuest, .migrate:
             return false
         }
     }
@@ -539,6 +635,8 @@ extension SessionCommand {
         case .setBandwidth: return "bandwidth"
         case .startRecording: return "recording"
         case .stopRecording: return "stopping the recording"
+        case .migrate(let plan): return "migration to \(plan.to)"
+        case .cancelMigration: return "cancelling the migration"
         }
     }
 }

@@ -57,6 +57,8 @@ public enum SessionEvent: Equatable, Codable, Sendable {
     case recordingStarted(path: String)
     case recordingStopped(path: String)
     case note(String)
+    /// A migration started, completed or failed (`MigrationFigures`).
+    case migration(MigrationFigures)
 }
 
 /// An event with the time it happened, nanoseconds since the session started.
@@ -97,6 +99,10 @@ public enum SessionCommand: Equatable, Sendable {
     case restartGuest
     case startRecording(path: String)
     case stopRecording
+    /// Migrate the running guest: pre-copy rounds to another process, then the switch-over.
+    case migrate(MigrationPlan)
+    /// Give up the migration in progress: the guest runs on here.
+    case cancelMigration
 }
 
 /// Where the UI sends commands. The live session implements it; a replay ignores

@@ -148,6 +148,7 @@ public enum RowExport {
         case .ringFull(let vcpu): return "vCPU \(vcpu)"
         case .recordingStarted(let path), .recordingStopped(let path): return path
         case .paused, .resumed: return ""
+        case .migration(let m): return m.summary
         }
     }
 

@@ -230,6 +230,7 @@ public struct RecordingSummary {
         case .recordingStarted: return "recording_started"
         case .recordingStopped: return "recording_stopped"
         case .note: return "note"
+        case .migration: return "migration"
         }
     }
 

@@ -183,6 +183,8 @@ struct SessionView: Equatable {
     var paused = false
     var recordingPath: String?
     var fault: String?
+    /// The last migration's figures: started (in progress), completed or failed.
+    var migration: MigrationFigures?
     var slots: [SlotView]
     /// The last round's metrics, and the seconds since the round before it started (the
     /// rates' denominator).

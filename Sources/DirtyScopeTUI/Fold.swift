@@ -107,6 +107,9 @@ extension AppState {
             say("recording saved: \(path)", .good)
         case .note(let text):
             say(text)
+        case .migration(let m):
+            session.migration = m
+            say(m.summary, m.phase == .failed ? .alert : .good)
         }
     }
 }

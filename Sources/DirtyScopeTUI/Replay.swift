@@ -153,6 +153,7 @@ final class Replayer {
         case .recordingStarted(let path): return "recording to \(path)"
         case .recordingStopped(let path): return "recording saved: \(path)"
         case .note(let text): return text
+        case .migration(let m): return m.summary
         }
     }
 

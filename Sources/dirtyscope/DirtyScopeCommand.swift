@@ -12,7 +12,7 @@ struct DirtyScopeCommand: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [RunCommand.self, BenchCommand.self, RecordCommand.self, ReplayCommand.self, InspectCommand.self,
-                      ExportCommand.self, PlotCommand.self, CapsCommand.self, ReceiveCommand.self],
+                      ExportCommand.self, PlotCommand.self, CapsCommand.self, ReceiveCommand.self, MigrateCommand.self],
         defaultSubcommand: RunCommand.self
     )
 

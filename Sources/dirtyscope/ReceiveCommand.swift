@@ -83,7 +83,8 @@ struct ReceiveCommand: ParsableCommand {
         fflush(nil)
         // The guest runs here: say how it goes, once a second.
         let resumed = monotonicNanos()
-        var lastWrites = machine.guestWrites, lastTime = resumed
+        let writesAtResume = machine.guestWrites
+        var lastWrites = writesAtResume, lastTime = resumed
         while !stop.isSet {
             if let runNanos, monotonicNanos() - resumed >= runNanos { break }
             usleep(100_000)
@@ -100,7 +101,8 @@ struct ReceiveCommand: ParsableCommand {
                 lastTime = now
             }
         }
-        print("guest stopped here after \(formatNanos(monotonicNanos() - resumed)): \(machine.guestWrites) writes in all")
+        let writes = machine.guestWrites
+        print("guest stopped here after \(formatNanos(monotonicNanos() - resumed)): \(writes &- writesAtResume) writes here, \(writes) in all")
         if let n = stop.caughtSignal { throw ExitCode(128 + n) }
     }
 }
