@@ -103,6 +103,17 @@ struct ControlBlock: @unchecked Sendable {
         ckvm_store_release_u64(word, (generation << 32) | UInt64(workload))
     }
 
+    /// What vCPU `vcpu` was told to run, as its control block holds it (a guest migrated
+    /// here brings its own); nil for a workload this tool does not know.
+    func workload(_ vcpu: Int) -> WorkloadSettings? {
+        let word = (base + MemoryLayout<ds_control>.offset(of: \.vcpu)! + vcpu * MemoryLayout<ds_vcpu>.stride)
+            .assumingMemoryBound(to: UInt64.self)
+        let id = UInt32(truncatingIfNeeded: ckvm_load_acquire_u64(word))
+        guard let workload = Workload.allCases.first(where: { $0.abiValue == id }) else { return nil }
+        return WorkloadSettings(workload: workload, rate: load(vcpu, .rate), param0: load(vcpu, .param0), param1: load(vcpu, .param1),
+                                seed: load(vcpu, .seed) &- UInt64(vcpu) &* 0x9e37_79b9_7f4a_7c15)
+    }
+
     /// Sets the target rate and a batch that makes pacing calls about every 2 ms.
     func setRate(_ vcpu: Int, _ rate: UInt64) {
         store(vcpu, .rate, rate)

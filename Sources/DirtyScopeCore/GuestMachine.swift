@@ -305,6 +305,10 @@ public final class GuestMachine: @unchecked Sendable {
     // MARK: Workload
 
     /// Changes the workload of every vCPU while the guest runs.
+    /// The workload the guest's control block holds for its first vCPU: the host's
+    /// settings, or those of the host it was migrated from.
+    public var workloadInControlBlock: WorkloadSettings? { control.workload(0) }
+
     public func setWorkload(_ settings: WorkloadSettings, passWrites: UInt64? = nil) {
         for i in 0..<vcpus.count {
             control.configure(i, workload: settings.workload.abiValue, settings: settings, passWrites: passWrites ?? config.passWrites,

@@ -261,6 +261,8 @@ public final class MigrationReceiver {
     public var onRound: ((Round) -> Void)?
     /// A line for each step worth saying (the layout built, the switch-over).
     public var onNote: ((String) -> Void)?
+    /// The source's hello, once its layout is built here.
+    public var onHello: ((MigrationWire.Hello) -> Void)?
 
     public init(system: KVMSystem, channel: MigrationChannel) {
         self.system = system
@@ -278,6 +280,7 @@ public final class MigrationReceiver {
         defer { if discard { machine.stop() } }
         onNote?("building the guest: \(hello.slots.count) slots, \(formatBytes(UInt64(hello.slots.reduce(0) { $0 + $1.pages }) * UInt64(hello.pageSize))), \(hello.vcpus) vCPUs")
         try channel.send(.ready)
+        onHello?(hello)
         let intake = MigrationIntake(hello: hello, memories: machine.dataSlots.map(\.memory) + [machine.systemSlotMemory])
         while true {
             switch try channel.receive(layout: hello, timeoutNanos: frameTimeoutNanos, { (incoming) throws(MigrationError) in try intake.apply(incoming) }) {
@@ -345,4 +348,36 @@ public final class MigrationReceiver {
         }
     }
 
+}
+
+extension MigrationReceiver {
+    /// The header of the destination's view: the source's layout, nothing tracked here.
+    public static func sessionInfo(_ hello: MigrationWire.Hello, system: KVMSystem, intervalNanos: UInt64, bandwidth: UInt64) -> SessionInfo {
+        return SessionInfo(
+            toolVersion: dirtyScopeVersion, hostKernel: hostKernelRelease(), pageSize: hello.pageSize,
+            slots: hello.slots.enumerated().map { SlotInfo(index: $0, kvmSlot: SlotID.kvm(dataSlot: $0), guestPhysicalAddress: $1.gpa, pages: $1.pages) },
+            vcpus: hello.vcpus, guestName: "\(hello.guestName) (migrating here)", capabilities: dirtyTrackingCapabilities(system),
+            mode: .untracked, clearChunk: .pages(64), workload: WorkloadSettings(workload: .idle, rate: 0), intervalNanos: intervalNanos,
+            bandwidth: bandwidth, ringEntries: 0, falsePositiveMethod: hello.stamps ? .stamp : .content, startTime: Date().timeIntervalSince1970)
+    }
+}
+
+extension MigrationReceiver.Round {
+    /// The round as the heatmap folds it: the pages that arrived are its reported pages,
+    /// those that arrived with the content already here its false positives.
+    public func record(index: UInt64, startNanos: UInt64, durationNanos: UInt64) -> DirtyScopeModel.Round {
+        var m = RoundMetrics(mode: .untracked, clearChunk: .pages(64))
+        m.index = index
+        m.startNanos = startNanos
+        m.slots = received.indices.map { i in
+            var s = SlotMetrics(slot: i)
+            s[.reportedPages] = received[i].count
+            s[.falsePositivePages] = unchanged[i].count
+            s[.copiedPages] = received[i].count
+            return s
+        }
+        m[.durationNanos] = durationNanos
+        m[.copiedBytes] = bytes
+        return DirtyScopeModel.Round(metrics: m, bitmaps: received.indices.map { SlotBitmaps(reported: received[$0], falsePositives: unchanged[$0]) })
+    }
 }

@@ -28,6 +28,13 @@ public final class Session: SessionController, @unchecked Sendable {
         loop = try SessionLoop(config: config, system: system)
     }
 
+    /// A session around a machine that already runs: a guest migrated here. Nothing on
+    /// its slots is tracked (untracked mode: the guest's own timeline still times it);
+    /// `config` gives the interval, bandwidth and the rest, its layout is the machine's.
+    public init(adopting machine: GuestMachine, config: SessionConfig, system: KVMSystem) throws(SessionError) {
+        loop = try SessionLoop(config: config, system: system, adopting: machine)
+    }
+
     deinit { loop.stop() }
 
     /// The session's header: layout, host, settings at the start.
@@ -75,12 +82,20 @@ final class SessionLoop: @unchecked Sendable {
     /// Makes a recorder for `.startRecording(path:)`; the CLI supplies it.
     var recorderFactory: (@Sendable (String, SessionInfo) throws -> RecordSink)?
 
-    /// Builds the VM and guest; the guest starts with `start()`.
-    init(config: SessionConfig, system: KVMSystem) throws(SessionError) {
+    /// Builds the VM and guest (or takes `adopted`, running already); the guest starts with `start()`.
+    init(config: SessionConfig, system: KVMSystem, adopting adopted: GuestMachine? = nil) throws(SessionError) {
+        var config = config
+        if let adopted {
+            config.slotBytes = adopted.dataSlots.map(\.byteCount)
+            config.vcpus = adopted.config.vcpus
+            config.mode = adopted.logsDirtyPages ? .legacy : .untracked
+            config.falsePositiveMethod = adopted.guestStamps ? .stamp : .content
+            if let w = adopted.workloadInControlBlock { config.workload = w }
+        }
         try config.validate()
         self.config = config
         self.system = system
-        machine = try GuestMachine(system: system, config: config.machineConfig())
+        if let adopted { machine = adopted } else { machine = try GuestMachine(system: system, config: config.machineConfig()) }
         let method = config.falsePositiveMethod ?? (machine.guestStamps ? .stamp : .content)
         self.config.falsePositiveMethod = method
         harvester = try Harvester(machine: machine, mode: config.mode, clearChunk: config.clearChunk,

@@ -2,6 +2,7 @@ import ArgumentParser
 import DirtyScopeCore
 import DirtyScopeModel
 import DirtyScopeRecording
+import DirtyScopeTUI
 import Foundation
 import KVM
 
@@ -19,20 +20,28 @@ struct ReceiveCommand: ParsableCommand {
 
     @Option(name: .customLong("listen"), help: ArgumentHelp("Where to listen: unix:PATH, HOST:PORT, or PORT (127.0.0.1).", valueName: "ADDR"))
     var listen: String
-    @Option(name: .customLong("run-for"), parsing: .unconditional, help: "After the guest resumes here, run it this long, then stop (e.g. 5s); default: until a signal.")
+    @Option(name: .customLong("run-for"), parsing: .unconditional, help: "Headless: after the guest resumes here, run it this long, then stop (e.g. 5s); default: until a signal.")
     var runFor: String?
     @Option(name: .customLong("wait"), parsing: .unconditional, help: "Give up when no source connects within this long (e.g. 30s); default: wait for ever.")
     var wait: String?
+    @Flag(help: "Print progress lines instead of opening the heatmap (the default without a terminal).")
+    var headless = false
+    @Option(parsing: .unconditional, help: "Once the guest runs here: the heatmap's harvest interval (e.g. 100ms).")
+    var interval = "100ms"
+    @OptionGroup var display: DisplayOptions
 
     func run() throws {
-        let (address, runNanos, waitNanos) = try reportingErrors { () throws(SessionError) -> (MigrationAddress, UInt64?, UInt64?) in
+        let (address, runNanos, waitNanos, intervalNanos) = try reportingErrors { () throws(SessionError) -> (MigrationAddress, UInt64?, UInt64?, UInt64) in
             let address: MigrationAddress
             if let port = UInt16(listen), port > 0 { address = .tcp(host: "127.0.0.1", port: port) } else { address = try MigrationAddress(parsing: listen) }
             var runNanos: UInt64?, waitNanos: UInt64?
             if let runFor { runNanos = try parseInterval(runFor, what: "--run-for") }
             if let wait { waitNanos = try parseInterval(wait, what: "--wait") }
-            return (address, runNanos, waitNanos)
+            let interval = try parseInterval(self.interval)
+            guard interval > 0 else { throw .invalidArgument("--interval \(self.interval) must be above 0") }
+            return (address, runNanos, waitNanos, interval)
         }
+        let ui = !headless && isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1
         let host = try reportingErrors { () throws(SessionError) in try KVMSystemInfo.open() }
         let listener: MigrationListener
         do { listener = try MigrationListener(address) } catch {
@@ -59,6 +68,10 @@ struct ReceiveCommand: ParsableCommand {
         // One migration at a time: later connections are told so and closed.
         let refusing = RefusingListener(listener, reason: "busy: this receiver already takes a migration")
         defer { refusing.stop() }
+        if ui {
+            try runWithHeatmap(channel, system: host.system, refusing: refusing, intervalNanos: intervalNanos)
+            return
+        }
         let receiver = MigrationReceiver(system: host.system, channel: channel)
         receiver.onNote = { print($0); fflush(nil) }
         receiver.onRound = { r in
@@ -104,6 +117,127 @@ struct ReceiveCommand: ParsableCommand {
         let writes = machine.guestWrites
         print("guest stopped here after \(formatNanos(monotonicNanos() - resumed)): \(writes &- writesAtResume) writes here, \(writes) in all")
         if let n = stop.caughtSignal { throw ExitCode(128 + n) }
+    }
+}
+
+extension ReceiveCommand {
+    /// The destination's heatmap: the pages arriving, round by round (those that came
+    /// with the content already here are its false positives), then, once the guest
+    /// resumes here, a session around it (nothing tracked: the guest's own timeline shows
+    /// its throughput). A failed stream is said on the screen; the UI stays until quit.
+    private func runWithHeatmap(_ channel: MigrationChannel, system: KVMSystem, refusing: RefusingListener,
+                                intervalNanos: UInt64) throws {
+        let queue = RecordQueue()
+        let controller = ForwardingController()
+        // Used by the receiving thread alone once it starts.
+        nonisolated(unsafe) let receiver = MigrationReceiver(system: system, channel: channel)
+        let state = ReceiveState()
+        let started = monotonicNanos()
+        var lastRoundAt = started
+        var index: UInt64 = 0
+        receiver.onHello = { state.post(hello: $0) }
+        receiver.onNote = { queue.push(.event(TimedEvent(nanos: monotonicNanos() - started, event: .note($0)))) }
+        receiver.onRound = { r in
+            index += 1
+            let now = monotonicNanos()
+            queue.push(.round(r.record(index: index, startNanos: lastRoundAt - started, durationNanos: now - lastRoundAt)))
+            lastRoundAt = now
+        }
+        let thread = Thread {
+            do throws(MigrationError) {
+                let outcome = try receiver.run()
+                refusing.reason = "busy: a migrated guest runs here"
+                var config = SessionConfig()
+                config.intervalNanos = intervalNanos
+                do {
+                    let session = try Session(adopting: outcome.machine, config: config, system: system)
+                    session.subscribe(queue)
+                    session.start()
+                    controller.target = session
+                    if let w = outcome.machine.workloadInControlBlock {
+                        queue.push(.event(TimedEvent(nanos: monotonicNanos() - started, event: .workloadChanged(w))))
+                    }
+                    queue.push(.event(TimedEvent(nanos: monotonicNanos() - started, event: .note(
+                        "guest resumed here after \(outcome.rounds) rounds: \(outcome.pages) pages (\(outcome.zeroPages) zero, "
+                        + "\(outcome.unchangedPages) unchanged), state loaded in \(formatNanos(outcome.loadNanos)), resumed in \(formatNanos(outcome.resumeNanos))"))))
+                } catch {
+                    outcome.machine.stop()
+                    state.post(failure: "the guest arrived but cannot run here: \(error)", queue: queue, started: started)
+                }
+            } catch {
+                state.post(failure: "migration failed: \(error); nothing of it is kept here", queue: queue, started: started)
+            }
+            state.finish()
+        }
+        thread.start()
+        // The heatmap needs the layout: it opens once the source's hello is here.
+        guard let hello = state.waitForHello() else {
+            state.waitForFinish()
+            printError(state.failure ?? "the source went away before its hello")
+            throw ExitCode(1)
+        }
+        let info = MigrationReceiver.sessionInfo(hello, system: system, intervalNanos: intervalNanos, bandwidth: SessionConfig().bandwidth)
+        let exit: TUIExit
+        do {
+            exit = try TerminalUI.runLive(info: info, controller: controller, records: queue, options: display.tuiOptions)
+        } catch {
+            channel.close()
+            state.waitForFinish()
+            controller.target?.stop()
+            printError("\(error)")
+            throw ExitCode(1)
+        }
+        // Quitting mid-stream gives the migration up (the source's guest runs on there).
+        channel.close()
+        state.waitForFinish()
+        controller.target?.stop()
+        if case .signal(let n) = exit { throw ExitCode(128 + n) }
+    }
+}
+
+/// Hands the UI's commands to the session around the migrated guest once there is one
+/// (before that, there is nothing to steer: the pages are still arriving).
+final class ForwardingController: SessionController, @unchecked Sendable {
+    private let lock = NSLock()
+    private var _target: Session?
+    var target: Session? {
+        get { lock.lock(); defer { lock.unlock() }; return _target }
+        set { lock.lock(); _target = newValue; lock.unlock() }
+    }
+
+    func send(_ command: SessionCommand) { target?.send(command) }
+}
+
+/// The receiving thread's news for the main thread: the hello, a failure, the end.
+private final class ReceiveState: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var hello: MigrationWire.Hello?
+    private(set) var failure: String?
+    private var finished = false
+
+    func post(hello: MigrationWire.Hello) {
+        condition.lock(); self.hello = hello; condition.broadcast(); condition.unlock()
+    }
+
+    func post(failure: String, queue: RecordQueue, started: UInt64) {
+        condition.lock(); self.failure = failure; condition.unlock()
+        queue.push(.event(TimedEvent(nanos: monotonicNanos() - started, event: .guestFault(failure))))
+    }
+
+    func finish() {
+        condition.lock(); finished = true; condition.broadcast(); condition.unlock()
+    }
+
+    /// The hello, or nil once the thread ended without one.
+    func waitForHello() -> MigrationWire.Hello? {
+        condition.lock(); defer { condition.unlock() }
+        while hello == nil && !finished { condition.wait() }
+        return hello
+    }
+
+    func waitForFinish() {
+        condition.lock(); defer { condition.unlock() }
+        while !finished { condition.wait() }
     }
 }
 
