@@ -461,7 +461,15 @@ final class SessionLoop: @unchecked Sendable {
     /// The first migration round is followed by the bulk copy.
     private var bulkPending = false
 
-    private func startMigration(_ plan: MigrationPlan) {
+    private func startMigration(_ asked: MigrationPlan) {
+        var plan = asked
+        if plan.to.isEmpty {
+            guard let configured = config.migration else {
+                note("no destination to migrate to: start with --migrate-to ADDR, a `dirtyscope receive --listen ADDR` there")
+                return
+            }
+            plan = configured
+        }
         guard migration == nil else { note("a migration to \(migration!.plan.to) is in progress"); return }
         guard !migratedAway else { note("the guest was migrated away: nothing left to migrate"); return }
         let setting = harvester.mode == .manual

@@ -29,6 +29,8 @@ public struct SessionConfig: Sendable {
     public var stopAndCopy = false
     /// Harvest at most this many rounds (the stop-and-copy round comes on top).
     public var roundLimit: UInt64?
+    /// Where `.migrate` with no destination (the UI's key) sends the guest, and how.
+    public var migration: MigrationPlan?
 
     public init() {}
 

@@ -38,6 +38,7 @@ enum KeyHelp {
         Entry(keys: "+ -", action: "double / halve the dirty rate", short: "double / halve writes"),
         Entry(keys: "s", action: "harvest interval in ms (0: back to back)", short: "harvest interval (ms)"),
         Entry(keys: "b", action: "copy bandwidth in MiB/s", short: "copy bandwidth (MiB/s)"),
+        Entry(keys: "M", action: "migrate the guest live to --migrate-to (again: give it up)", short: "migrate / give up"),
         Entry(keys: "r", action: "start / stop recording"),
         Entry(keys: "R", action: "restart the guest (after a fault)", short: "restart the guest"),
     ]

@@ -93,7 +93,7 @@ extension AppState {
     private mutating func handleSessionKey(_ key: Key) -> [Effect] {
         guard case .char(let c) = key else { return [] }
         if replay != nil {
-            if "mocpsbrR+-=123456u".contains(c) { say("replay: '\(c)' steers a live session only", .warn) }
+            if "mocpsbrR+-=123456uM".contains(c) { say("replay: '\(c)' steers a live session only", .warn) }
             return []
         }
         switch c {
@@ -144,6 +144,11 @@ extension AppState {
             if session.recordingPath != nil { return [.send(.stopRecording)] }
             return [.send(.startRecording(path: Self.defaultRecordingPath(wallSeconds: wallSeconds)))]
         case "R": return [.send(.restartGuest)]
+        case "M":
+            // The destination is the session's own (run --migrate-to); again while it runs gives it up.
+            if session.migration?.phase == .started { return [.send(.cancelMigration)] }
+            say("migrating: pre-copy rounds back to back, then the switch-over; M again gives it up", .good)
+            return [.send(.migrate(MigrationPlan(to: "")))]
         default: break
         }
         return []

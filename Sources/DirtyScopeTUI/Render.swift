@@ -67,8 +67,13 @@ enum Render {
             reserved = "REPLAY \(replay.roundCount)/\(replay.roundCount) playing x0.25".count
         } else {
             if state.session.recordingPath != nil { right.append(g.recording) }
+            switch state.session.migration?.phase {
+            case .started: right.append("MIGRATING")
+            case .completed: right.append("MIGRATED")
+            case .failed, nil: break
+            }
             if state.session.paused { right.append("PAUSED") }
-            reserved = (g.recording + "  PAUSED").unicodeScalars.count
+            reserved = (g.recording + "  MIGRATING  PAUSED").unicodeScalars.count
         }
         let rightText = right.joined(separator: "  ")
         let rightX = rect.width - rightText.unicodeScalars.count - 1
@@ -111,6 +116,10 @@ enum Render {
 
     /// What the status line says when nothing else does: who clears, and when.
     static func hint(_ state: AppState) -> String {
+        // A migrated guest runs elsewhere: that stays said.
+        if let m = state.session.migration, m.phase != .failed {
+            return m.phase == .completed ? m.summary + "; this VM stays stopped" : m.summary + ": pre-copy, M gives it up"
+        }
         let setting = state.setting
         switch setting.mode {
         case .manual: return "\(setting): \(setting.policy.explanation)"

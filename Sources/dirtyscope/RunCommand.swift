@@ -14,11 +14,24 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var session: SessionOptions
     @Option(help: "Record the session to this replay file from the start.")
     var record: String?
+    @Option(name: .customLong("migrate-to"), help: ArgumentHelp("Where M migrates the guest: unix:PATH or HOST:PORT (a `dirtyscope receive --listen`).", valueName: "ADDR"))
+    var migrateTo: String?
+    @Option(name: .customLong("downtime-limit"), parsing: .unconditional, help: "With --migrate-to: switch over once the pages left could be sent within this long.")
+    var downtimeLimit = "300ms"
     @OptionGroup var display: DisplayOptions
 
     func run() throws {
         // A bad value is named first, terminal or not: it is what the user must change.
-        var config = try reportingErrors { () throws(SessionError) -> SessionConfig in try self.session.sessionConfig() }
+        var config = try reportingErrors { () throws(SessionError) -> SessionConfig in
+            var c = try self.session.sessionConfig()
+            if let migrateTo {
+                _ = try MigrationAddress(parsing: migrateTo)
+                let limit = try parseInterval(downtimeLimit, what: "--downtime-limit")
+                guard limit > 0 else { throw .invalidArgument("--downtime-limit \(downtimeLimit) must be above 0") }
+                c.migration = MigrationPlan(to: migrateTo, downtimeLimitNanos: limit)
+            }
+            return c
+        }
         guard isatty(STDOUT_FILENO) == 1, isatty(STDIN_FILENO) == 1 else {
             printError(TUIError.notATerminal.description)
             throw ExitCode(2)
