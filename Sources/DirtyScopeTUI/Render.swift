@@ -111,7 +111,8 @@ enum Render {
                        maxWidth: rect.width)
             return
         }
-        screen.put(" " + hint(state), x: 0, y: rect.y, role: theme.role(.dim), maxWidth: rect.width)
+        // The hint can hold a recording's text (a migration's destination and reason): sanitised.
+        screen.put(" " + theme.glyphs.sanitize(hint(state)), x: 0, y: rect.y, role: theme.role(.dim), maxWidth: rect.width)
     }
 
     /// What the status line says when nothing else does: who clears, and when.
