@@ -262,7 +262,7 @@ public final class MigrationReceiver {
     /// A line for each step worth saying (the layout built, the switch-over).
     public var onNote: ((String) -> Void)?
     /// The source's hello, once its layout is built here.
-    public var onHello: ((MigrationWire.Hello) -> Void)?
+    public var onHello: ((MigrationWire.Hello) throws(MigrationError) -> Void)?
 
     public init(system: KVMSystem, channel: MigrationChannel) {
         self.system = system
@@ -280,7 +280,7 @@ public final class MigrationReceiver {
         defer { if discard { machine.stop() } }
         onNote?("building the guest: \(hello.slots.count) slots, \(formatBytes(UInt64(hello.slots.reduce(0) { $0 + $1.pages }) * UInt64(hello.pageSize))), \(hello.vcpus) vCPUs")
         try channel.send(.ready)
-        onHello?(hello)
+        try onHello?(hello)
         let intake = MigrationIntake(hello: hello, memories: machine.dataSlots.map(\.memory) + [machine.systemSlotMemory])
         while true {
             switch try channel.receive(layout: hello, timeoutNanos: frameTimeoutNanos, { (incoming) throws(MigrationError) in try intake.apply(incoming) }) {
@@ -359,6 +359,24 @@ extension MigrationReceiver {
             vcpus: hello.vcpus, guestName: "\(hello.guestName) (migrating here)", capabilities: dirtyTrackingCapabilities(system),
             mode: .untracked, clearChunk: .pages(64), workload: WorkloadSettings(workload: .idle, rate: 0), intervalNanos: intervalNanos,
             bandwidth: bandwidth, ringEntries: 0, falsePositiveMethod: hello.stamps ? .stamp : .content, startTime: Date().timeIntervalSince1970)
+    }
+}
+
+extension MigrationReceiver.Outcome {
+    /// What the destination knows of the migration, as the figures event its recording holds:
+    /// the rounds and pages that arrived, those that arrived unchanged (the false positives
+    /// seen here), the bytes, and its part of the downtime.
+    public func figures(from source: String) -> MigrationFigures {
+        var f = MigrationFigures(phase: .completed, to: "here, from \(source)", setting: "destination")
+        f.iterations = Int(rounds)
+        f.pagesSent = pages
+        f.zeroPages = zeroPages
+        f.bytesSent = bytesReceived
+        f.falsePositivePages = unchangedPages
+        f.falsePositiveBytes = unchangedPages &* UInt64(hello.pageSize)
+        f.loadNanos = loadNanos
+        f.resumeNanos = resumeNanos
+        return f
     }
 }
 

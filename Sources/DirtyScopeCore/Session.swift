@@ -31,8 +31,10 @@ public final class Session: SessionController, @unchecked Sendable {
     /// A session around a machine that already runs: a guest migrated here. Nothing on
     /// its slots is tracked (untracked mode: the guest's own timeline still times it);
     /// `config` gives the interval, bandwidth and the rest, its layout is the machine's.
-    public init(adopting machine: GuestMachine, config: SessionConfig, system: KVMSystem) throws(SessionError) {
+    /// Its rounds are numbered from `roundsBefore + 1` (the pre-copy rounds that brought it).
+    public init(adopting machine: GuestMachine, config: SessionConfig, system: KVMSystem, roundsBefore: UInt64 = 0) throws(SessionError) {
         loop = try SessionLoop(config: config, system: system, adopting: machine)
+        loop.roundBase = roundsBefore
     }
 
     deinit { loop.stop() }
@@ -67,7 +69,7 @@ final class SessionLoop: @unchecked Sendable {
     /// `send` pokes it so that commands act in the middle of a round.
     private let copyControl = CopyControl()
     private let startNanos = monotonicNanos()
-    private var roundBase: UInt64 = 0
+    var roundBase: UInt64 = 0
 
     private let lock = MonotonicCondition()
     private var commands: [SessionCommand] = []

@@ -28,6 +28,8 @@ struct ReceiveCommand: ParsableCommand {
     var headless = false
     @Option(parsing: .unconditional, help: "Once the guest runs here: the heatmap's harvest interval (e.g. 100ms).")
     var interval = "100ms"
+    @Option(name: .customLong("record"), help: ArgumentHelp("Record the destination's side: the pre-copy rounds as they arrive, the migration's figures, then the guest running here.", valueName: "FILE"))
+    var record: String?
     @OptionGroup var display: DisplayOptions
 
     func run() throws {
@@ -73,20 +75,29 @@ struct ReceiveCommand: ParsableCommand {
             return
         }
         let receiver = MigrationReceiver(system: host.system, channel: channel)
+        let recorder = DestinationRecorder(path: record, system: host.system, intervalNanos: intervalNanos)
+        defer { recorder.finish() }
         receiver.onNote = { print($0); fflush(nil) }
+        receiver.onHello = { (hello) throws(MigrationError) in try recorder.begin(hello) }
         receiver.onRound = { r in
             let pages = r.received.reduce(0) { $0 + $1.count }, unchanged = r.unchanged.reduce(0) { $0 + $1.count }
             print("round \(r.index): \(pages) pages arrived (\(r.zeroPages) zero, \(unchanged) unchanged: the source counted \(r.sourceFalsePositives) false positives), \(formatBytes(r.bytes))")
             fflush(nil)
+            recorder.append(r)
         }
         let outcome: MigrationReceiver.Outcome
         do { outcome = try receiver.run() } catch {
+            recorder.failed("\(error)")
             printError("migration failed: \(error); nothing of it is kept here")
             throw ExitCode(1)
         }
         refusing.reason = "busy: a migrated guest runs here"
         let machine = outcome.machine
         defer { machine.stop() }
+        // The guest runs here in a session of its own when recording (its rounds go on in the file).
+        let session = recorder.isRecording ? recorder.adopt(outcome, from: address.description) : nil
+        defer { session?.stop() }
+        if let failure = recorder.failure { printError(failure) }
         print("guest resumed here after \(outcome.rounds) rounds: \(outcome.pages) pages (\(outcome.zeroPages) zero, "
               + "\(outcome.unchangedPages) unchanged), \(formatBytes(outcome.bytesReceived)) received; "
               + "state loaded in \(formatNanos(outcome.loadNanos)), resumed in \(formatNanos(outcome.resumeNanos))")
@@ -135,12 +146,18 @@ extension ReceiveCommand {
         let started = monotonicNanos()
         var lastRoundAt = started
         var index: UInt64 = 0
-        receiver.onHello = { state.post(hello: $0) }
+        let recorder = DestinationRecorder(path: record, system: system, intervalNanos: intervalNanos, queue: queue, started: started)
+        receiver.onHello = { (hello) throws(MigrationError) in
+            try recorder.begin(hello)
+            state.post(hello: hello)
+        }
         receiver.onNote = { queue.push(.event(TimedEvent(nanos: monotonicNanos() - started, event: .note($0)))) }
         receiver.onRound = { r in
             index += 1
             let now = monotonicNanos()
-            queue.push(.round(r.record(index: index, startNanos: lastRoundAt - started, durationNanos: now - lastRoundAt)))
+            let round = r.record(index: index, startNanos: lastRoundAt - started, durationNanos: now - lastRoundAt)
+            queue.push(.round(round))
+            recorder.append(round)
             lastRoundAt = now
         }
         let thread = Thread {
@@ -150,8 +167,9 @@ extension ReceiveCommand {
                 var config = SessionConfig()
                 config.intervalNanos = intervalNanos
                 do {
-                    let session = try Session(adopting: outcome.machine, config: config, system: system)
+                    let session = try Session(adopting: outcome.machine, config: config, system: system, roundsBefore: outcome.rounds)
                     session.subscribe(queue)
+                    recorder.handOver(outcome, from: "the source", to: session)
                     session.start()
                     controller.target = session
                     if let w = outcome.machine.workloadInControlBlock {
@@ -165,6 +183,7 @@ extension ReceiveCommand {
                     state.post(failure: "the guest arrived but cannot run here: \(error)", queue: queue, started: started)
                 }
             } catch {
+                recorder.failed("\(error)")
                 state.post(failure: "migration failed: \(error); nothing of it is kept here", queue: queue, started: started)
             }
             state.finish()
@@ -191,7 +210,105 @@ extension ReceiveCommand {
         channel.close()
         state.waitForFinish()
         controller.target?.stop()
+        recorder.finish()
+        if let failure = recorder.failure { printError(failure) }
         if case .signal(let n) = exit { throw ExitCode(128 + n) }
+    }
+}
+
+/// `receive --record`: the destination's recording. It begins with the source's hello
+/// (the layout), holds each pre-copy round as it arrived and the migration's figures as
+/// the destination saw them, then the rounds of the session around the guest running
+/// here. A recording that cannot be written is said once and stops; the migration goes on.
+final class DestinationRecorder: @unchecked Sendable {
+    private let path: String?
+    private let system: KVMSystem
+    private let intervalNanos: UInt64
+    private let queue: RecordQueue?
+    private let started: UInt64
+    private var writer: RecordingWriter?
+    private var index: UInt64 = 0
+    private var lastRoundAt: UInt64
+    private(set) var failure: String?
+
+    init(path: String?, system: KVMSystem, intervalNanos: UInt64, queue: RecordQueue? = nil, started: UInt64 = monotonicNanos()) {
+        self.path = path
+        self.system = system
+        self.intervalNanos = intervalNanos
+        self.queue = queue
+        self.started = started
+        lastRoundAt = started
+    }
+
+    var isRecording: Bool { writer != nil }
+
+    /// Opens the file for the layout in `hello`; a file that cannot be made refuses the migration.
+    func begin(_ hello: MigrationWire.Hello) throws(MigrationError) {
+        guard let path else { return }
+        let info = MigrationReceiver.sessionInfo(hello, system: system, intervalNanos: intervalNanos, bandwidth: SessionConfig().bandwidth)
+        do { writer = try RecordingWriter(path: path, info: info) } catch {
+            throw MigrationError("cannot record to \(path): \(error)")
+        }
+        write(.event(TimedEvent(nanos: 0, event: .recordingStarted(path: path))))
+    }
+
+    /// A pre-copy round, as it arrived (headless: numbered and timed here).
+    func append(_ r: MigrationReceiver.Round) {
+        index += 1
+        let now = monotonicNanos()
+        append(r.record(index: index, startNanos: lastRoundAt - started, durationNanos: now - lastRoundAt))
+        lastRoundAt = now
+    }
+
+    func append(_ round: DirtyScopeModel.Round) { write(.round(round)) }
+
+    /// The figures as the destination saw them, then the file to `session` (its rounds follow).
+    func handOver(_ outcome: MigrationReceiver.Outcome, from source: String, to session: Session) {
+        let figures = TimedEvent(nanos: monotonicNanos() - started, event: .migration(outcome.figures(from: source)))
+        queue?.push(.event(figures))
+        write(.event(figures))
+        guard let writer, let path else { return }
+        self.writer = nil
+        session.attachRecorder(writer, path: path)
+    }
+
+    /// Headless: a session around the guest running here, recording on; nil if none can be made.
+    func adopt(_ outcome: MigrationReceiver.Outcome, from source: String) -> Session? {
+        var config = SessionConfig()
+        config.intervalNanos = intervalNanos
+        do {
+            let session = try Session(adopting: outcome.machine, config: config, system: system, roundsBefore: outcome.rounds)
+            handOver(outcome, from: source, to: session)
+            session.start()
+            return session
+        } catch {
+            failure = "the guest runs here, but its rounds cannot be recorded: \(error)"
+            finish()
+            return nil
+        }
+    }
+
+    /// The migration failed: said in the file, which is finished.
+    func failed(_ reason: String) {
+        var f = MigrationFigures(phase: .failed, to: "here", setting: "destination")
+        f.reason = reason
+        write(.event(TimedEvent(nanos: monotonicNanos() - started, event: .migration(f))))
+        finish()
+    }
+
+    func finish() {
+        guard let writer else { return }
+        self.writer = nil
+        do { try writer.finish() } catch { failure = failure ?? "recording to \(path ?? "") failed: \(error)" }
+    }
+
+    private func write(_ record: SessionRecord) {
+        guard let writer else { return }
+        do { try writer.append(record) } catch {
+            failure = "recording to \(path ?? "") stopped: \(error)"
+            self.writer = nil
+            try? writer.finish()
+        }
     }
 }
 

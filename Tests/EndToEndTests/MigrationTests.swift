@@ -11,8 +11,8 @@ final class MigrationTests: ScratchTestCase {
     private func number(_ json: [String: Any]?, _ key: String) -> UInt64 { (json?[key] as? NSNumber)?.uint64Value ?? 0 }
 
     /// A receiver waiting on a socket in the scratch folder, ready once it says it listens.
-    private func receiver(_ socket: String, runFor: String) throws -> Running {
-        let r = try Running(try Tool.binary(), ["receive", "--listen", "unix:" + socket, "--run-for", runFor, "--wait", "60s"], in: scratch)
+    private func receiver(_ socket: String, runFor: String, extra: [String] = []) throws -> Running {
+        let r = try Running(try Tool.binary(), ["receive", "--listen", "unix:" + socket, "--run-for", runFor, "--wait", "60s"] + extra, in: scratch)
         _ = poll(timeout: 20, "the receiver's socket") { FileManager.default.fileExists(atPath: socket) ? true : nil }
         return r
     }
@@ -20,7 +20,8 @@ final class MigrationTests: ScratchTestCase {
     func testAGuestMigratesToAnotherProcessAndRunsOnThere() throws {
         try requireKVM()
         let socket = scratch.appendingPathComponent("receive.sock").path
-        let destination = try receiver(socket, runFor: "1500ms")
+        let destinationFile = scratch.appendingPathComponent("destination.dsrec").path
+        let destination = try receiver(socket, runFor: "1500ms", extra: ["--record", destinationFile])
         let source = try dirtyscope(["migrate", "--to", "unix:" + socket, "--slots", "16M,16M", "--vcpus", "2", "--workload", "random",
                                      "--rate", "5000", "--bandwidth", "1G", "--interval", "20ms", "--after", "500ms", "--json",
                                      "--record", scratch.appendingPathComponent("source.dsrec").path], in: scratch, timeout: 120)
@@ -48,6 +49,15 @@ final class MigrationTests: ScratchTestCase {
         XCTAssertEqual(events.status, 0, events.stderr)
         XCTAssertEqual(events.stdoutLines.filter { $0.contains(",migration,") }.count, 2, "started and completed:\n\(events.stdout)")
         XCTAssertTrue(events.stdout.contains("migrated to unix:"), events.stdout)
+
+        // So does the destination's: the pre-copy rounds as they arrived, its figures, then
+        // the rounds of the guest running there.
+        let (inspect, json) = try inspectJSON(destinationFile, in: scratch)
+        XCTAssertEqual(inspect.status, 0, inspect.stderr)
+        XCTAssertEqual(json?["finished"] as? Bool, true)
+        XCTAssertGreaterThan(json?["rounds"] as? Int ?? 0, Int(number(f, "iterations")), "pre-copy rounds and the guest's own after")
+        let there2 = try dirtyscope(["export", "--events", destinationFile], in: scratch)
+        XCTAssertEqual(there2.stdoutLines.filter { $0.contains(",migration,") }.count, 1, there2.stdout)
     }
 
     /// The destination killed in the middle of pre-copy: the source says so in one line,
