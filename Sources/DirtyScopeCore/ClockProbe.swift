@@ -15,14 +15,22 @@ public enum ClockProbe {
         public var roundTrips: [UInt64]
         public var ticksPerSecond: UInt64
 
-        /// The least disturbed repeat's cost of one rdtsc and one add, ns.
-        public var rdtscNanos: Double { loops.map { $0.rdtsc - $0.empty }.min() ?? 0 }
-        public var addNanos: Double { loops.map { $0.add - $0.empty }.min() ?? 0 }
+        /// The cost of one rdtsc and one add, ns: the median over the repeats of each loop's
+        /// time less the empty loop's in the same repeat. (Not the least: a repeat whose empty
+        /// loop was preempted gives a negative cost, which a minimum would pick.)
+        public var rdtscNanos: Double { Self.median(loops.map { $0.rdtsc - $0.empty }) }
+        public var addNanos: Double { Self.median(loops.map { $0.add - $0.empty }) }
+
+        static func median(_ values: [Double]) -> Double {
+            let sorted = values.sorted()
+            guard !sorted.isEmpty else { return 0 }
+            return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        }
         public var text: String {
             let rtts = roundTrips.sorted()
             let rdtsc = String(format: "%.0f ns", rdtscNanos), add = String(format: "%.0f ns", addNanos)
             var out = "clock probe: TSC at \(ticksPerSecond / 1_000_000) MHz (KVM_GET_TSC_KHZ)\n"
-            out += "  one rdtsc costs \(rdtsc) in the guest, one add \(add)"
+            out += "  one rdtsc costs \(rdtsc) in the guest, one add \(add) (medians of \(loops.count) repeats)"
             if addNanos > 0 { out += String(format: " (rdtsc = %.1f adds)", rdtscNanos / addNanos) }
             out += "\n  loops of each repeat, ns per iteration (empty / add / rdtsc): "
             out += loops.map { String(format: "%.0f/%.0f/%.0f", $0.empty, $0.add, $0.rdtsc) }.joined(separator: ", ") + "\n"

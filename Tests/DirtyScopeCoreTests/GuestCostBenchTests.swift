@@ -117,4 +117,14 @@ final class GuestCostBenchTests: XCTestCase {
         XCTAssertTrue(untracked.allSatisfy { $0[.reportedPages] == 0 && $0.getDirtyLog.count == 0 }, "untracked rounds harvest nothing")
         XCTAssertGreaterThan(untracked.reduce(0) { $0 + $1[.guestTimedWrites] }, 0, "but time the guest")
     }
+
+    /// A repeat whose empty loop was preempted (it took longer than the loops with work in
+    /// them, as seen on this host) must not make an instruction's cost negative.
+    func testAPreemptedRepeatDoesNotMakeACostNegative() {
+        let r = ClockProbe.Result(loops: [(4143, 6257, 6575), (4266, 3517, 2586), (1514, 2321, 2355), (1498, 2259, 2315), (1583, 2299, 2367)],
+                                  roundTrips: [12_000], ticksPerSecond: 2_445_000_000)
+        XCTAssertEqual(r.rdtscNanos, 817, accuracy: 0.5)
+        XCTAssertEqual(r.addNanos, 761, accuracy: 0.5)
+        XCTAssertTrue(r.text.contains("one rdtsc costs 817 ns in the guest, one add 761 ns (medians of 5 repeats)"), r.text)
+    }
 }
