@@ -85,9 +85,9 @@ public struct MigrationFuzzer {
                                        msrs: [(UInt32(0x10), next())])))
         }
         for s in last.indices where !last[s].isEmpty {
-            for (page, h) in last[s].sorted(by: { $0.key < $1.key }) {
-                frames.append(.hashes(slot: s == last.count - 1 ? MigrationWire.systemSlot : UInt32(s), firstPage: UInt64(page), hashes: [h]))
-            }
+            let sorted = last[s].sorted(by: { $0.key < $1.key })
+            frames.append(.hashes(slot: s == last.count - 1 ? MigrationWire.systemSlot : UInt32(s),
+                                  pages: sorted.map { UInt64($0.key) }, hashes: sorted.map(\.value)))
         }
         frames.append(.switchOver(pages: UInt64(last.reduce(0) { $0 + $1.count })))
         frames.append(.resume)
@@ -131,11 +131,13 @@ public struct MigrationFuzzer {
             default: if !st.parts.isEmpty { st.parts[below(st.parts.count)] = [UInt8](repeating: 0xff, count: below(70_000)) }
             }
             return .state(st)
-        case .hashes(let slot, let first, let hashes):
-            switch below(3) {
-            case 0: return .hashes(slot: UInt32(truncatingIfNeeded: hostile()), firstPage: first, hashes: hashes)
-            case 1: return .hashes(slot: slot, firstPage: hostile(), hashes: hashes)
-            default: return .hashes(slot: slot, firstPage: first, hashes: hashes.map { $0 ^ 0xdead })
+        case .hashes(let slot, let pages, let hashes):
+            switch below(5) {
+            case 0: return .hashes(slot: UInt32(truncatingIfNeeded: hostile()), pages: pages, hashes: hashes)
+            case 1: return .hashes(slot: slot, pages: pages.map { $0 &+ hostile() }, hashes: hashes)
+            case 2: return .hashes(slot: slot, pages: pages.reversed(), hashes: hashes)
+            case 3: return .hashes(slot: slot, pages: pages + pages, hashes: hashes + hashes)
+            default: return .hashes(slot: slot, pages: pages, hashes: hashes.map { $0 ^ 0xdead })
             }
         case .verified, .resumed:
             return .abort("\u{7}\u{1b}]0;owned\u{7}")

@@ -174,9 +174,9 @@ final class MigrationIntake {
         case .state(let st):
             states[st.vcpu] = st
             return .none
-        case .hashes(let slot, let first, let list):
+        case .hashes(let slot, let pages, let list):
             let s = index(slot)
-            for (i, h) in list.enumerated() { sourceHashes[s][Int(first) + i] = h }
+            for (page, h) in zip(pages, list) { sourceHashes[s][Int(page)] = h }
             return .none
         case .switchOver:
             zeroPages += roundZero

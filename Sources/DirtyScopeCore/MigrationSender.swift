@@ -188,22 +188,24 @@ public final class MigrationSender {
         var listed: UInt64 = 0
         for s in sent.indices {
             let slot = s == sent.count - 1 ? MigrationWire.systemSlot : UInt32(s)
-            var first = -1
-            var hashes: [UInt64] = []
+            var pages: [UInt64] = [], hashes: [UInt64] = []
+            pages.reserveCapacity(MigrationWire.maxHashesPerFrame)
+            hashes.reserveCapacity(MigrationWire.maxHashesPerFrame)
             func flushHashes() throws(MigrationError) {
                 guard !hashes.isEmpty else { return }
-                try channel.send(.hashes(slot: slot, firstPage: UInt64(first), hashes: hashes))
+                try channel.send(.hashes(slot: slot, pages: pages, hashes: hashes))
                 listed += UInt64(hashes.count)
+                pages.removeAll(keepingCapacity: true)
                 hashes.removeAll(keepingCapacity: true)
             }
             var failure: MigrationError?
             sent[s].forEachSet { page, h in
                 guard failure == nil else { return }
-                do throws(MigrationError) {
-                    if !hashes.isEmpty && (first + hashes.count != page || hashes.count == 65536) { try flushHashes() }
-                    if hashes.isEmpty { first = page }
-                    hashes.append(h)
-                } catch { failure = error }
+                pages.append(UInt64(page))
+                hashes.append(h)
+                if hashes.count == MigrationWire.maxHashesPerFrame {
+                    do throws(MigrationError) { try flushHashes() } catch { failure = error }
+                }
             }
             if let failure { throw failure }
             try flushHashes()

@@ -9,7 +9,7 @@ import Pages
 public enum MigrationWire {
     /// The greeting each side sends first: magic, version, role.
     public static let magic: [UInt8] = Array("DSMIGRAT".utf8)
-    public static let version: UInt16 = 1
+    public static let version: UInt16 = 2
     public static let greetingBytes = 12
     /// Frame header: type (u8), flags (u8, 0), reserved (u16, 0), payload length (u32), CRC32 of the payload (u32).
     public static let headerBytes = 12
@@ -17,6 +17,8 @@ public enum MigrationWire {
     public static let maxPayloadBytes = 16 << 20 + 64
     /// Pages one pages frame holds at most.
     public static let maxPagesPerFrame = 256
+    /// Most pages one hashes frame lists (16 bytes each).
+    public static let maxHashesPerFrame = 65536
     /// The system slot's index in pages and hashes frames.
     public static let systemSlot: UInt32 = 0xFFFF_FFFF
     /// Blocks a verified frame lists at most (the count stays exact past it).
@@ -178,8 +180,10 @@ public enum MigrationWire {
         case pages(Pages)
         case roundEnd(RoundEnd)
         case state(State)
-        /// The source's hashes of its pages at the switch-over: for `count` pages from `firstPage`.
-        case hashes(slot: UInt32, firstPage: UInt64, hashes: [UInt64])
+        /// The source's hashes of its pages at the switch-over: `hashes[i]` is page `pages[i]`'s,
+        /// the pages strictly increasing (a guest's written pages are rarely contiguous, so
+        /// a frame lists them, up to `maxHashesPerFrame`).
+        case hashes(slot: UInt32, pages: [UInt64], hashes: [UInt64])
         /// Every page and state is sent: compare, then answer `verified`.
         case switchOver(pages: UInt64)
         case verified(Verified)
@@ -282,10 +286,10 @@ public enum MigrationWire {
             }
             p.u32(UInt32(truncatingIfNeeded: s.msrs.count))
             for m in s.msrs { p.u32(m.index); p.u64(m.value) }
-        case .hashes(let slot, let first, let hashes):
+        case .hashes(let slot, let pages, let hashes):
             p.u32(slot)
-            p.u64(first)
             p.u32(UInt32(truncatingIfNeeded: hashes.count))
+            p.u64s(pages[...])
             p.u64s(hashes[...])
         case .switchOver(let pages):
             p.u64(pages)
@@ -504,15 +508,24 @@ public enum MigrationWire {
             let h = layout!
             let slot = try r.u32()
             guard let pages = h.pages(slot: slot) else { throw FormatViolation("slot \(slot) is not in the hello's slots") }
-            let first = try r.u64()
             let count = Int(try r.u32())
-            guard count >= 1, count <= maxPayloadBytes / 8, first < UInt64(pages), UInt64(count) <= UInt64(pages) - first else {
-                throw FormatViolation("hashes of pages \(first)+\(count) of slot \(slot) (\(pages) pages)")
+            guard count >= 1, count <= maxHashesPerFrame, 16 * count <= r.remaining else {
+                throw FormatViolation("\(count) hashes in a frame (1 to \(maxHashesPerFrame), 16 bytes each)")
+            }
+            var list: [UInt64] = []
+            list.reserveCapacity(count)
+            for _ in 0..<count {
+                let page = try r.u64()
+                guard page < UInt64(pages), list.last.map({ page > $0 }) ?? true else {
+                    throw FormatViolation("hashes frame lists page \(page) of slot \(slot) (\(pages) pages) "
+                                          + (page < UInt64(pages) ? "after page \(list.last!) (pages must increase)" : "past its end"))
+                }
+                list.append(page)
             }
             var hashes: [UInt64] = []
             hashes.reserveCapacity(count)
             for _ in 0..<count { hashes.append(try r.u64()) }
-            return .hashes(slot: slot, firstPage: first, hashes: hashes)
+            return .hashes(slot: slot, pages: list, hashes: hashes)
         case 7: return .switchOver(pages: try r.u64())
         case 8:
             let differing = try r.u64()

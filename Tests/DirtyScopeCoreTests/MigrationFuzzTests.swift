@@ -29,8 +29,8 @@ final class MigrationFuzzTests: XCTestCase {
         // A hash of the source's that the destination's pages do not match.
         var lying = fuzzer.validFrames()
         let h = lying.firstIndex { if case .hashes = $0 { return true } else { return false } }!
-        guard case .hashes(let slot, let first, let hashes) = lying[h] else { return XCTFail() }
-        lying[h] = .hashes(slot: slot, firstPage: first, hashes: hashes.map { $0 ^ 1 })
+        guard case .hashes(let slot, let pages, let hashes) = lying[h] else { return XCTFail() }
+        lying[h] = .hashes(slot: slot, pages: pages, hashes: hashes.map { $0 ^ 1 })
         XCTAssertTrue(fuzzer.receive(stream(lying))?.contains("resume before a switch-over that found every page") == true)
     }
 }

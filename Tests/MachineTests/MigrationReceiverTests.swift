@@ -102,7 +102,7 @@ final class MigrationReceiverTests: XCTestCase {
         let cases: [(String, [UInt8], String)] = [
             ("garbage", Array("GET / HTTP/1.1\r\n\r\n".utf8), "not a DirtyScope migration stream"),
             ("another version", Array("DSMIGRAT".utf8) + [9, 0, 1, 0], "protocol version 9"),
-            ("the wrong role", Array("DSMIGRAT".utf8) + [1, 0, 2, 0], "not a migration source"),
+            ("the wrong role", Array("DSMIGRAT".utf8) + [2, 0, 2, 0], "not a migration source"),
             ("a forged length", MigrationWire.greeting(.source) + frame(type: 1, payload: [], length: 0xFFFF_FFFF), "claims 4294967295 bytes"),
             ("an unknown frame", MigrationWire.greeting(.source) + frame(type: 99, payload: []), "unknown frame type 99"),
             ("a bad checksum", MigrationWire.greeting(.source) + frame(type: 1, payload: [1, 2, 3], crc: 7), "checksum does not match"),
